@@ -1,0 +1,139 @@
+"""Reading a policy file: the only file I/O of the policy pipeline.
+
+YAML is read with ruamel.yaml so that every key keeps its line and column;
+``${VAR}`` and ``${VAR:-default}`` are interpolated in string values. The
+result is plain data plus a position map that later stages use to point
+problems at the right place in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import PolicyError, Problem
+from .types import JSONPath
+
+__all__ = ["Document", "load_document", "parse_document"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed policy file: plain data, and where each piece of it came from.
+
+    ``missing_env`` maps the path of every string that referenced an unset
+    environment variable (with no default) to that variable's name; the value
+    at that path is the empty string. Whether that is an error depends on where
+    it is (a missing API key only disables its provider), so compile decides.
+    """
+
+    data: Any
+    file: str
+    positions: Mapping[JSONPath, tuple[int, int]] = field(default_factory=dict)
+    missing_env: Mapping[JSONPath, str] = field(default_factory=dict)
+
+    def locate(self, path: JSONPath) -> tuple[int | None, int | None]:
+        """Line and column (1-based) of ``path`` or of its nearest located parent."""
+        path = tuple(path)
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return self.positions.get((), (None, None))
+
+    def problem(self, path: JSONPath, message: str, hint: str | None = None) -> Problem:
+        line, column = self.locate(path)
+        return Problem(message, file=self.file, line=line, column=column, hint=hint)
+
+
+def load_document(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Document:
+    """Read and parse a policy file; raise PolicyError if it is not readable YAML."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError([Problem("file not found", file=name)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError([Problem(f"cannot read file: {exc}", file=name)]) from None
+    return parse_document(text, file=name, env=env)
+
+
+def parse_document(text: str, *, file: str = "<policy>", env: Mapping[str, str] | None = None) -> Document:
+    """Parse policy YAML text; raise PolicyError naming the place of a syntax error."""
+    yaml = YAML(typ="rt")
+    try:
+        raw = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        raise PolicyError([Problem(message, file=file, line=line, column=column)]) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors on odd input
+        raise PolicyError([Problem(f"invalid YAML: {exc}", file=file)]) from None
+    reader = _Reader(os.environ if env is None else env)
+    data = reader.convert(raw, ())
+    if raw is not None and hasattr(raw, "lc"):
+        reader.positions[()] = (raw.lc.line + 1, raw.lc.col + 1)
+    else:
+        reader.positions[()] = (1, 1)
+    return Document(data, file, reader.positions, reader.missing_env)
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.positions: dict[JSONPath, tuple[int, int]] = {}
+        self.missing_env: dict[JSONPath, str] = {}
+
+    def convert(self, node: Any, path: JSONPath) -> Any:
+        if isinstance(node, CommentedMap):
+            out: dict[Any, Any] = {}
+            for key, value in node.items():
+                child = (*path, key)
+                try:
+                    line, col = node.lc.key(key)
+                    self.positions[child] = (line + 1, col + 1)
+                except (KeyError, TypeError):
+                    pass
+                out[key] = self.convert(value, child)
+            return out
+        if isinstance(node, CommentedSeq):
+            items = []
+            for index, value in enumerate(node):
+                child = (*path, index)
+                try:
+                    line, col = node.lc.item(index)
+                    self.positions[child] = (line + 1, col + 1)
+                except (KeyError, TypeError, IndexError):
+                    pass
+                items.append(self.convert(value, child))
+            return items
+        if isinstance(node, str):
+            return self._interpolate(str(node), path)
+        return node
+
+    def _interpolate(self, text: str, path: JSONPath) -> str:
+        if "${" not in text:
+            return text
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.env.get(name)
+            if value:
+                return value
+            if default is not None:
+                return default
+            self.missing_env[path] = name
+            return ""
+
+        return _ENV_REF.sub(substitute, text)

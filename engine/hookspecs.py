@@ -1,0 +1,132 @@
+"""Every hook turnout calls, in one place.
+
+Plugins implement these with ``@engine.hookimpl``. Request-phase hooks may be
+``async def``: the engine awaits each result in pluggy's order (``tryfirst`` /
+``trylast`` respected). Hooks run in a request are given the request's
+``RequestContext``; they must not keep it past the request.
+
+Failure policy: a pre-request or post-response hook that raises fails the
+request (guardrails fail closed); an observer hook (``turnout_on_error``,
+``turnout_request_finished``) that raises is logged and ignored (fails open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .context import RequestContext, RequestOutcome
+    from .errors import ProviderError
+    from .plan import Attempt
+    from .provider import Provider
+    from .schema import ChatChunk, ChatResponse
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "turnout"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+RegisterProvider = Callable[[str, "type[Provider]"], None]
+
+
+# --------------------------------------------------------------------------
+# registration: called once, when an Engine is built
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_register_providers(register: RegisterProvider) -> None:
+    """Register provider types.
+
+    Called once per engine, before the policy is compiled.
+
+    :param register: call ``register(type_name, ProviderClass)`` for each type
+        the plugin provides; ``type_name`` is what routes.yaml writes as a
+        provider's ``type``. Registering a name another plugin already
+        registered is an error naming both plugins.
+    """
+
+
+# --------------------------------------------------------------------------
+# request: may change the outcome of the request
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_pre_request(ctx: RequestContext) -> ChatResponse | Awaitable[ChatResponse | None] | None:
+    """Inspect a request after it is planned and before any upstream call.
+
+    Fires once per request, streaming or not. Implementations may be async.
+
+    :param ctx: the request context: ``ctx.request`` (validated request, which
+        may be replaced with ``ctx.request = ...``, e.g. to redact it),
+        ``ctx.route``, ``ctx.plan``, ``ctx.headers``, ``ctx.request_id``.
+    :return: None to go on; a ``ChatResponse`` to answer without calling any
+        upstream (a cache hit); the first non-None result wins and later
+        implementations are not called. Raise ``TurnoutError`` to refuse the
+        request with that error (a guardrail block).
+    """
+
+
+@hookspec
+def turnout_post_response(
+    ctx: RequestContext, response: ChatResponse
+) -> ChatResponse | Awaitable[ChatResponse | None] | None:
+    """Inspect a successful, complete non-streaming response before it is returned.
+
+    Not called for a response a pre-request hook returned. Implementations may
+    be async.
+
+    :param ctx: the request context; ``ctx.attempt`` is the attempt that served.
+    :param response: the response, ``extra_fields`` filled in.
+    :return: None to keep the response, or a replacement (e.g. redacted) that
+        the next implementation then sees. Raise ``TurnoutError`` to refuse it.
+    """
+
+
+@hookspec
+def turnout_stream_chunk(
+    ctx: RequestContext, chunk: ChatChunk
+) -> ChatChunk | Awaitable[ChatChunk | None] | None:
+    """Inspect each chunk of a stream before it is sent to the caller.
+
+    Only called when at least one plugin implements it, so the streaming path
+    stays cheap otherwise. Implementations may be async.
+
+    :param ctx: the request context; ``ctx.attempt`` is the attempt streaming.
+    :param chunk: the chunk in OpenAI format.
+    :return: None to pass the chunk on, or a replacement chunk. Raise
+        ``TurnoutError`` to end the stream with that error.
+    """
+
+
+# --------------------------------------------------------------------------
+# observation: never changes the outcome; failures are logged and ignored
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_on_error(ctx: RequestContext, attempt: Attempt, error: ProviderError) -> None:
+    """Observe one failed upstream attempt (before any retry or fallback).
+
+    :param ctx: the request context.
+    :param attempt: the planned attempt that failed.
+    :param error: the classified failure.
+    """
+
+
+@hookspec
+def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None | Awaitable[None]:
+    """Observe a finished request: one call per request, whatever happened.
+
+    Fires after the response is complete (after the last chunk for a stream),
+    on error and on cancellation. Use it for logs and metrics.
+
+    :param ctx: the request context, with the attempt trail in ``ctx.trail``.
+    :param outcome: status (``ok`` / ``error`` / ``cancelled``), HTTP status,
+        latency, usage and cost, the response or error.
+    """

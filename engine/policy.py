@@ -1,0 +1,215 @@
+"""The policy schema: what routes.yaml may say, as frozen pydantic models.
+
+Validation here is per field (types, ranges, unknown keys, durations);
+cross-references between sections are checked in ``compile``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from .errors import FailureClass
+
+__all__ = [
+    "ApiKey",
+    "CostCap",
+    "Defaults",
+    "Duration",
+    "Match",
+    "ModelOverride",
+    "Policy",
+    "ProviderConfig",
+    "ProviderTimeouts",
+    "Retry",
+    "Route",
+    "Target",
+    "Timeout",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``250ms``, ``10s``, ``1.5m``, ``2h`` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"invalid duration {value!r}: must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(
+        f"invalid duration {value!r}: use a number followed by ms, s, m or h, such as 250ms or 10m"
+    )
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiKey(_Strict):
+    """One of several API keys of a provider; requests are spread by weight."""
+
+    key: str
+    weight: float = Field(1.0, gt=0)
+
+
+class ProviderTimeouts(_Strict):
+    connect: Duration = 5.0
+    read: Duration = 60.0
+
+
+class ProviderConfig(_Strict):
+    """A named instance of a provider type (``openai``, ``mock``, ...)."""
+
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    api_keys: list[ApiKey] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: ProviderTimeouts = ProviderTimeouts()
+    max_connections: int = Field(100, ge=1)
+    raw_response: bool = False
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelOverride(_Strict):
+    """Prices and limits of one ``provider/model``, overriding the bundled catalog."""
+
+    input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0)
+    context_window: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+
+
+def _target_shorthand(value: Any) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+class _TargetFields(_Strict):
+    model: str = Field(description='"provider/model": a provider instance name and its model')
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("model")
+    @classmethod
+    def _provider_slash_model(cls, value: str) -> str:
+        provider, slash, model = value.partition("/")
+        if not (provider and slash and model):
+            raise ValueError(f"{value!r} is not of the form provider/model")
+        return value
+
+
+Target = Annotated[_TargetFields, BeforeValidator(_target_shorthand)]
+
+Patterns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+
+
+class Match(_Strict):
+    """When a route applies. Every given condition must hold; values may be globs."""
+
+    model: Patterns | None = None
+    user: Patterns | None = None
+    metadata: dict[str, Patterns] = Field(default_factory=dict)
+    headers: dict[str, Patterns] = Field(default_factory=dict)
+
+
+_RETRY_SHORTHANDS: dict[str, tuple[FailureClass, ...]] = {
+    "429": (FailureClass.RATE_LIMITED,),
+    "529": (FailureClass.OVERLOADED,),
+    "503": (FailureClass.OVERLOADED,),
+    "5xx": (FailureClass.SERVER_ERROR, FailureClass.OVERLOADED),
+    "timeout": (FailureClass.TIMEOUT,),
+}
+_RETRYABLE = {
+    FailureClass.RATE_LIMITED,
+    FailureClass.OVERLOADED,
+    FailureClass.SERVER_ERROR,
+    FailureClass.TIMEOUT,
+    FailureClass.CONNECTION,
+}
+
+
+def _failure_classes(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    out: list[FailureClass] = []
+    for item in value:
+        name = str(item).lower()
+        if name in _RETRY_SHORTHANDS:
+            out.extend(_RETRY_SHORTHANDS[name])
+            continue
+        try:
+            failure = FailureClass(name)
+        except ValueError:
+            choices = ", ".join(sorted([*_RETRY_SHORTHANDS, *(f.value for f in _RETRYABLE)]))
+            raise ValueError(f"unknown failure {item!r}; use any of {choices}") from None
+        if failure not in _RETRYABLE:
+            raise ValueError(f"{failure.value} is never retried: retrying cannot change the answer")
+        out.append(failure)
+    return list(dict.fromkeys(out))
+
+
+class Retry(_Strict):
+    """Retries of one target before moving to the next attempt."""
+
+    attempts: int = Field(1, ge=1, le=10, description="tries per target, the first included")
+    backoff: Duration = 0.25
+    max_backoff: Duration = 4.0
+    jitter: bool = True
+    on: Annotated[list[FailureClass], BeforeValidator(_failure_classes)] = Field(
+        default_factory=lambda: sorted(_RETRYABLE)
+    )
+
+
+class Timeout(_Strict):
+    total: Duration | None = 60.0
+    first_token: Duration | None = None
+
+
+class CostCap(_Strict):
+    per_request: float = Field(gt=0, description="USD, worst case of one attempt")
+
+
+RequestFallbacks = Literal["append", "replace", "ignore"]
+
+
+class Defaults(_Strict):
+    """Settings every route inherits unless it sets its own."""
+
+    retry: Retry = Retry()
+    timeout: Timeout = Timeout()
+    request_fallbacks: RequestFallbacks = "append"
+    direct: bool = Field(True, description='route "provider/model" names with no matching route')
+
+
+class Route(_Strict):
+    name: str = Field(min_length=1)
+    match: Match = Match()
+    targets: list[Target] = Field(default_factory=list)
+    fallbacks: list[Target] = Field(default_factory=list)
+    retry: Retry | None = None
+    timeout: Timeout | None = None
+    cost_cap: CostCap | None = None
+    request_fallbacks: RequestFallbacks | None = None
+
+
+class Policy(_Strict):
+    """The whole of routes.yaml."""
+
+    version: Literal[1] = 1
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelOverride] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    routes: list[Route] = Field(default_factory=list)
