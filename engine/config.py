@@ -68,7 +68,9 @@ def load_document(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     return parse_document(text, file=name, env=env)
 
 
-def parse_document(text: str, *, file: str = "<policy>", env: Mapping[str, str] | None = None) -> Document:
+def parse_document(
+    text: str, *, file: str = "<policy>", env: Mapping[str, str] | None = None
+) -> Document:
     """Parse policy YAML text; raise PolicyError naming the place of a syntax error."""
     yaml = YAML(typ="rt")
     try:
@@ -77,7 +79,13 @@ def parse_document(text: str, *, file: str = "<policy>", env: Mapping[str, str] 
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        raise PolicyError([Problem(message, file=file, line=line, column=column)]) from None
+        hint = None
+        lines = text.splitlines()
+        if line is not None and 0 < line <= len(lines) and "${" in lines[line - 1]:
+            hint = 'quote values that contain ${...}, e.g. api_key: "${OPENAI_API_KEY}"'
+        raise PolicyError(
+            [Problem(message, file=file, line=line, column=column, hint=hint)]
+        ) from None
     except Exception as exc:  # ruamel raises a few unmarked errors on odd input
         raise PolicyError([Problem(f"invalid YAML: {exc}", file=file)]) from None
     reader = _Reader(os.environ if env is None else env)

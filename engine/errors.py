@@ -141,7 +141,10 @@ class ProviderError(Exception):
     def to_turnout_error(self, *, provider: str, model: str) -> TurnoutError:
         """The caller-facing form once no attempt is left."""
         status = _STATUS_FOR_CLASS[self.failure]
-        if self.failure in (FailureClass.BAD_REQUEST, FailureClass.CONTEXT_LENGTH) and self.status_code:
+        if (
+            self.failure in (FailureClass.BAD_REQUEST, FailureClass.CONTEXT_LENGTH)
+            and self.status_code
+        ):
             status = self.status_code if 400 <= self.status_code < 500 else status
         kind = "invalid_request_error" if status < 500 and status != 429 else "api_error"
         if self.failure is FailureClass.RATE_LIMITED:

@@ -57,7 +57,9 @@ def turnout_register_providers(register: RegisterProvider) -> None:
 
 
 @hookspec
-def turnout_pre_request(ctx: RequestContext) -> ChatResponse | Awaitable[ChatResponse | None] | None:
+def turnout_pre_request(
+    ctx: RequestContext,
+) -> ChatResponse | Awaitable[ChatResponse | None] | None:
     """Inspect a request after it is planned and before any upstream call.
 
     Fires once per request, streaming or not. Implementations may be async.
@@ -120,7 +122,9 @@ def turnout_on_error(ctx: RequestContext, attempt: Attempt, error: ProviderError
 
 
 @hookspec
-def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None | Awaitable[None]:
+def turnout_request_finished(
+    ctx: RequestContext, outcome: RequestOutcome
+) -> Awaitable[None] | None:
     """Observe a finished request: one call per request, whatever happened.
 
     Fires after the response is complete (after the last chunk for a stream),

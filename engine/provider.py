@@ -10,7 +10,7 @@ timeouts and accounting are the engine's job, never the provider's.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,22 +43,45 @@ class ProviderSettings:
     raw_response: bool = False
 
 
-@dataclass(slots=True)
 class ProviderCall:
     """One upstream call: what to send, where, and with what.
 
     :param request: the caller's validated request.
     :param model: the upstream model name (the part after ``provider/``).
     :param api_key: the key the plan chose for this attempt, or None.
-    :param client: the engine's pooled client for this provider instance.
+    :param client: the engine's pooled client for this provider instance;
+        built on first use, so providers that never touch the network
+        (the mock) never pay for one.
     :param timeout: seconds this attempt may take, or None for no limit.
     """
 
-    request: ChatRequest
-    model: str
-    api_key: str | None
-    client: httpx.AsyncClient
-    timeout: float | None = None
+    __slots__ = ("_client", "_client_factory", "api_key", "model", "request", "timeout")
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        model: str,
+        api_key: str | None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float | None = None,
+        *,
+        client_factory: Callable[[], httpx.AsyncClient] | None = None,
+    ) -> None:
+        if client is None and client_factory is None:
+            raise TypeError("ProviderCall needs a client or a client_factory")
+        self.request = request
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self._client = client
+        self._client_factory = client_factory
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            assert self._client_factory is not None
+            self._client = self._client_factory()
+        return self._client
 
 
 class Provider(abc.ABC):
@@ -68,11 +91,17 @@ class Provider(abc.ABC):
     ``Options`` (a pydantic model, optional) validates the provider's
     ``options:`` mapping in routes.yaml at load time, so a typo there is
     reported with its file and line like any other policy problem.
+    Constructors must do no I/O: the engine builds providers while it
+    compiles a policy, and may build and drop several during a reload.
     """
 
     Options: ClassVar[type[BaseModel] | None] = None
     default_base_url: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = False
+    price_provider: ClassVar[str | None] = None
+    """The genai-prices provider id whose price table this type bills by."""
+    free: ClassVar[bool] = False
+    """True for types that never bill (the mock provider): every model costs 0."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -99,5 +128,5 @@ class Provider(abc.ABC):
             FailureClass.BAD_REQUEST, f"provider type {self.settings.type!r} cannot stream"
         )
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional, most providers hold nothing
         """Release anything the provider holds beyond the engine's client."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-__all__ = ["JSON", "JSONObject", "JSONPath", "Headers"]
+__all__ = ["JSON", "Headers", "JSONObject", "JSONPath"]
 
 JSON: TypeAlias = Any
 JSONObject: TypeAlias = dict[str, Any]

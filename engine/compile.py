@@ -1,0 +1,440 @@
+"""Compile a policy document into an immutable routing table.
+
+Pure: no I/O. Every problem in the document is collected — schema errors per
+section, then cross-references (unknown provider types and instances, duplicate
+or unreachable routes, unpriced targets under a cost cap) — and raised together
+as one PolicyError, each with its file, line and column.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .catalog import Catalog, ModelInfo
+from .config import Document
+from .errors import PolicyError, Problem
+from .matching import Matcher
+from .policy import (
+    Defaults,
+    ModelOverride,
+    Policy,
+    ProviderConfig,
+    Retry,
+    Route,
+    Timeout,
+)
+from .provider import Provider, ProviderSettings
+from .types import JSONPath
+from .validation import problems_from_validation
+
+__all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
+
+_TARGET_MEMO_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledProvider:
+    """A provider instance, ready to call; ``disabled`` says why it cannot be."""
+
+    name: str
+    config: ProviderConfig
+    provider: Provider
+    api_keys: tuple[str, ...]
+    key_weights: tuple[float, ...]
+    disabled: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledTarget:
+    provider: CompiledProvider
+    model: str
+    weight: float
+    info: ModelInfo
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRoute:
+    name: str
+    matcher: Matcher
+    targets: tuple[CompiledTarget, ...]
+    fallbacks: tuple[CompiledTarget, ...]
+    retry: Retry
+    timeout: Timeout
+    cost_cap: float | None
+    request_fallbacks: str
+    implicit: bool = False
+    total_weight: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total_weight", sum(t.weight for t in self.targets) or 1.0)
+
+    @property
+    def direct(self) -> bool:
+        """A route with no targets sends ``provider/model`` names straight through."""
+        return not self.targets
+
+    def describe_match(self) -> str:
+        if self.implicit:
+            return "implicit direct route for provider/model names"
+        return "match: " + self.matcher.describe()
+
+
+@dataclass(eq=False)
+class RoutingTable:
+    """The compiled policy: built once, shared by every request, never mutated
+    except for a bounded memo of targets named at request time."""
+
+    file: str
+    policy: Policy
+    providers: Mapping[str, CompiledProvider]
+    routes: tuple[CompiledRoute, ...]
+    direct_route: CompiledRoute | None
+    catalog: Catalog
+    _memo: dict[str, CompiledTarget | None] = field(default_factory=dict)
+
+    def match(
+        self,
+        model: str,
+        user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> CompiledRoute | None:
+        """The first route, in file order, that matches; else the direct route for
+        ``provider/model`` names of known providers; else None."""
+        for route in self.routes:
+            if route.matcher.matches(model, user, metadata, headers):
+                return route
+        if self.direct_route is not None and self.target(model) is not None:
+            return self.direct_route
+        return None
+
+    def target(self, name: str) -> CompiledTarget | None:
+        """The target ``provider/model`` names, or None if the provider is unknown."""
+        try:
+            return self._memo[name]
+        except KeyError:
+            pass
+        provider_name, slash, model = name.partition("/")
+        compiled = self.providers.get(provider_name) if slash and model else None
+        target = _target(compiled, model, 1.0, self.catalog) if compiled is not None else None
+        if len(self._memo) < _TARGET_MEMO_LIMIT:
+            self._memo[name] = target
+        return target
+
+
+def _target(
+    provider: CompiledProvider, model: str, weight: float, catalog: Catalog
+) -> CompiledTarget:
+    cls = type(provider.provider)
+    info = catalog.lookup(provider.name, model, price_provider=cls.price_provider, free=cls.free)
+    return CompiledTarget(provider, model, weight, info)
+
+
+def _hint(name: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    known_text = ", ".join(sorted(known)) or "none"
+    return (f"did you mean {close[0]!r}? " if close else "") + f"known {what}: {known_text}"
+
+
+class _Compiler:
+    def __init__(self, doc: Document, provider_types: Mapping[str, type[Provider]]) -> None:
+        self.doc = doc
+        self.types = provider_types
+        self.problems: list[Problem] = []
+
+    def problem(self, path: JSONPath, message: str, hint: str | None = None) -> None:
+        self.problems.append(self.doc.problem(path, message, hint))
+
+    def validate(self, model: type[BaseModel], data: Any, path: JSONPath) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self.problems += problems_from_validation(exc, model, self.doc, path)
+            return None
+
+    def run(self) -> RoutingTable:
+        data = self.doc.data
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise PolicyError(
+                [self.doc.problem((), "a policy must be a mapping with providers and routes")]
+            )
+        top = self.validate(
+            Policy,
+            {
+                k: v
+                for k, v in data.items()
+                if k not in ("providers", "models", "defaults", "routes")
+            },
+            (),
+        )
+        providers = self.providers(self._section(data, "providers", dict))
+        overrides = self.models(self._section(data, "models", dict), providers)
+        defaults = (
+            self.validate(Defaults, self._section(data, "defaults", dict), ("defaults",))
+            or Defaults()
+        )
+        catalog = Catalog(overrides)
+        routes = self.routes(self._section(data, "routes", list), providers, defaults, catalog)
+        self.check_missing_env()
+        if self.problems:
+            raise PolicyError(self.problems)
+        policy = Policy.model_construct(
+            version=top.version if top else 1,
+            providers={name: p.config for name, p in providers.items()},
+            models=overrides,
+            defaults=defaults,
+            routes=[],
+        )
+        direct = None
+        if defaults.direct:
+            direct = CompiledRoute(
+                "direct",
+                Matcher(None, None, (), ()),
+                (),
+                (),
+                defaults.retry,
+                defaults.timeout,
+                None,
+                defaults.request_fallbacks,
+                implicit=True,
+            )
+        return RoutingTable(self.doc.file, policy, providers, tuple(routes), direct, catalog)
+
+    def _section(self, data: dict[str, Any], key: str, kind: type) -> Any:
+        value = data.get(key)
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            self.problem((key,), f"'{key}' must be a {'mapping' if kind is dict else 'list'}")
+            return kind()
+        return value
+
+    def providers(self, raw: dict[str, Any]) -> dict[str, CompiledProvider]:
+        out: dict[str, CompiledProvider] = {}
+        for name, body in raw.items():
+            path: JSONPath = ("providers", name)
+            if not isinstance(name, str) or "/" in name or not name:
+                self.problem(path, f"provider name {name!r} must be a non-empty string without '/'")
+                continue
+            config = self.validate(ProviderConfig, body, path)
+            if config is None:
+                continue
+            cls = self.types.get(config.type)
+            if cls is None:
+                self.problem(
+                    (*path, "type"),
+                    f"unknown provider type {config.type!r}",
+                    _hint(config.type, list(self.types), "types"),
+                )
+                continue
+            options: Any = config.options
+            if cls.Options is not None:
+                options = self.validate(cls.Options, config.options, (*path, "options"))
+                if options is None:
+                    continue
+            elif config.options:
+                self.problem((*path, "options"), f"provider type {config.type!r} takes no options")
+                continue
+            if config.api_key is not None and config.api_keys is not None:
+                self.problem((*path, "api_keys"), "give api_key or api_keys, not both")
+                continue
+            keys, weights = self._keys(config, path)
+            disabled = self._disabled(config, cls, path, keys)
+            settings = ProviderSettings(
+                name=name,
+                type=config.type,
+                base_url=config.base_url,
+                headers=dict(config.headers),
+                options=options,
+                raw_response=config.raw_response,
+            )
+            try:
+                instance = cls(settings)
+            except Exception as exc:  # a plugin's constructor rejecting its settings
+                self.problem(path, f"provider {name!r} could not be set up: {exc}")
+                continue
+            out[name] = CompiledProvider(name, config, instance, keys, weights, disabled)
+        return out
+
+    def _keys(
+        self, config: ProviderConfig, path: JSONPath
+    ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        if config.api_keys is not None:
+            pairs = [
+                (k.key, k.weight)
+                for i, k in enumerate(config.api_keys)
+                if k.key and (*path, "api_keys", i, "key") not in self.doc.missing_env
+            ]
+        elif config.api_key:
+            pairs = [(config.api_key, 1.0)]
+        else:
+            pairs = []
+        return tuple(k for k, _ in pairs), tuple(w for _, w in pairs)
+
+    def _disabled(
+        self, config: ProviderConfig, cls: type[Provider], path: JSONPath, keys: tuple[str, ...]
+    ) -> str | None:
+        if not config.enabled:
+            return "disabled in the policy (enabled: false)"
+        missing = [
+            var
+            for p, var in self.doc.missing_env.items()
+            if p[: len(path)] == path and p[len(path)] in ("api_key", "api_keys")
+        ]
+        if missing and not keys:
+            return f"API key not set: ${{{missing[0]}}} is empty"
+        if cls.requires_api_key and not keys and config.base_url is None:
+            return "no api_key configured"
+        return None
+
+    def models(
+        self, raw: dict[str, Any], providers: Mapping[str, CompiledProvider]
+    ) -> dict[str, ModelOverride]:
+        out: dict[str, ModelOverride] = {}
+        for name, body in raw.items():
+            path: JSONPath = ("models", name)
+            override = self.validate(ModelOverride, body, path)
+            provider, slash, model = str(name).partition("/")
+            if not (slash and model):
+                self.problem(path, f"model {name!r} is not of the form provider/model")
+            elif provider not in providers and provider not in self._declared_providers():
+                self.problem(
+                    path,
+                    f"unknown provider {provider!r} in {name!r}",
+                    _hint(provider, list(self._declared_providers()), "providers"),
+                )
+            elif override is not None:
+                out[name] = override
+        return out
+
+    def _declared_providers(self) -> list[str]:
+        raw = self.doc.data.get("providers") if isinstance(self.doc.data, dict) else None
+        return [str(k) for k in raw] if isinstance(raw, dict) else []
+
+    def routes(
+        self,
+        raw: list[Any],
+        providers: Mapping[str, CompiledProvider],
+        defaults: Defaults,
+        catalog: Catalog,
+    ) -> list[CompiledRoute]:
+        out: list[CompiledRoute] = []
+        seen_names: dict[str, int] = {}
+        declared = self._declared_providers()
+        for index, body in enumerate(raw):
+            path: JSONPath = ("routes", index)
+            name = body.get("name") if isinstance(body, dict) else None
+            if isinstance(name, str):
+                if name in seen_names:
+                    line, _ = self.doc.locate(("routes", seen_names[name]))
+                    self.problem(
+                        (*path, "name"),
+                        f"duplicate route name {name!r}",
+                        f"first defined at line {line}; route names must be unique",
+                    )
+                else:
+                    seen_names[name] = index
+            self.check_references(body, path, declared)
+            route = self.validate(Route, body, path)
+            if route is None:
+                continue
+            compiled = self.route(route, path, providers, defaults, catalog)
+            if compiled is None:
+                continue
+            for earlier in out:
+                if earlier.matcher.shadows(compiled.matcher):
+                    self.problem(
+                        (*path, "match"),
+                        f"route {route.name!r} can never match",
+                        f"route {earlier.name!r} before it matches everything it would; "
+                        "move it above, or narrow the earlier route",
+                    )
+                    break
+            out.append(compiled)
+        return out
+
+    def check_references(self, body: Any, path: JSONPath, declared: list[str]) -> None:
+        """Report targets naming undeclared providers, even in an otherwise invalid route."""
+        if not isinstance(body, dict):
+            return
+        for section in ("targets", "fallbacks"):
+            entries = body.get(section)
+            for i, entry in enumerate(entries if isinstance(entries, list) else []):
+                name = entry.get("model") if isinstance(entry, dict) else entry
+                if not isinstance(name, str) or "/" not in name:
+                    continue
+                provider_name = name.partition("/")[0]
+                if provider_name not in declared:
+                    self.problem(
+                        (*path, section, i),
+                        f"unknown provider {provider_name!r} in {name!r}",
+                        _hint(provider_name, declared, "providers"),
+                    )
+
+    def route(
+        self,
+        route: Route,
+        path: JSONPath,
+        providers: Mapping[str, CompiledProvider],
+        defaults: Defaults,
+        catalog: Catalog,
+    ) -> CompiledRoute | None:
+        ok = True
+        compiled: dict[str, list[CompiledTarget]] = {"targets": [], "fallbacks": []}
+        for section in ("targets", "fallbacks"):
+            for target in getattr(route, section):
+                provider_name, _, model = target.model.partition("/")
+                provider = providers.get(provider_name)
+                if provider is None:  # reported by check_references or with the provider
+                    ok = False
+                    continue
+                compiled[section].append(_target(provider, model, target.weight, catalog))
+        cap = route.cost_cap.per_request if route.cost_cap else None
+        if cap is not None:
+            for section, targets in compiled.items():
+                for i, t in enumerate(targets):
+                    if not t.info.priced:
+                        ok = False
+                        self.problem(
+                            (*path, section, i),
+                            f"{t.name} has no known price, so cost_cap cannot be checked",
+                            "add it under models: with input_per_mtok and output_per_mtok",
+                        )
+        if not ok:
+            return None
+        return CompiledRoute(
+            name=route.name,
+            matcher=Matcher.compile(route.match),
+            targets=tuple(compiled["targets"]),
+            fallbacks=tuple(compiled["fallbacks"]),
+            retry=route.retry or defaults.retry,
+            timeout=route.timeout or defaults.timeout,
+            cost_cap=cap,
+            request_fallbacks=route.request_fallbacks or defaults.request_fallbacks,
+        )
+
+    def check_missing_env(self) -> None:
+        for path, var in self.doc.missing_env.items():
+            if len(path) >= 3 and path[0] == "providers" and path[2] in ("api_key", "api_keys"):
+                continue
+            self.problem(
+                path,
+                f"environment variable {var} is not set",
+                f"export {var}, or give a default: ${{{var}:-value}}",
+            )
+
+
+def compile_policy(doc: Document, provider_types: Mapping[str, type[Provider]]) -> RoutingTable:
+    """Validate and compile ``doc``; raise PolicyError listing every problem."""
+    return _Compiler(doc, provider_types).run()

@@ -1,0 +1,243 @@
+"""The Engine: one object that loads a policy and routes chat completions."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import random
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx2 as httpx
+import pluggy
+from pydantic import ValidationError
+
+from .clients import ClientPool
+from .compile import RoutingTable, compile_policy
+from .config import Document, load_document, parse_document
+from .context import RequestContext
+from .errors import TurnoutError
+from .executor import Executor
+from .plan import Plan
+from .planner import plan_request
+from .plugins import collect_provider_types, make_plugin_manager
+from .provider import Provider
+from .schema import ChatRequest, ChatResponse, ExtraFields
+from .state import EMPTY_STATE, StateSnapshot
+from .streams import ChatStream
+
+__all__ = ["Engine", "parse_request"]
+
+RequestLike = ChatRequest | Mapping[str, Any] | bytes | str
+
+
+def parse_request(request: RequestLike) -> ChatRequest:
+    """Validate a request once; TurnoutError (400 missing/malformed, 422 invalid value)."""
+    if isinstance(request, ChatRequest):
+        return request
+    try:
+        if isinstance(request, bytes | str):
+            return ChatRequest.model_validate_json(request)
+        return ChatRequest.model_validate(request)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "json_invalid":
+            raise TurnoutError(
+                f"the body is not valid JSON: {first['msg']}", code="invalid_json"
+            ) from None
+        status = 400 if first["type"] in ("missing", "model_type", "too_short") else 422
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]]
+        raise TurnoutError(
+            "invalid request: " + "; ".join(parts),
+            status_code=status,
+            code="invalid_request",
+            param=param,
+        ) from None
+
+
+class Engine:
+    """Routes OpenAI-format chat completions as a policy says.
+
+    Build it with ``Engine.from_file("routes.yaml")``. ``chat``, ``stream`` and
+    ``plan`` take a request as a dict, JSON bytes or a ``ChatRequest``. Each
+    request takes one snapshot of the compiled policy and keeps it for all its
+    attempts; ``reload`` compiles a new policy completely before swapping it in.
+    """
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        plugin_manager: pluggy.PluginManager,
+        provider_types: Mapping[str, type[Provider]],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        source: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.plugin_manager = plugin_manager
+        self.provider_types = dict(provider_types)
+        self._table = table
+        self._source = source
+        self._env = env
+        self.rng = rng or random.Random()
+        self.clients = ClientPool(transport)
+        self.executor = Executor(plugin_manager, self.clients, rng=self.rng)
+        self.state: StateSnapshot = EMPTY_STATE
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_lock = threading.Lock()
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Engine:
+        """Load, validate and compile ``path``; raise PolicyError listing every problem.
+
+        Keyword arguments: ``plugins`` (extra plugin objects), ``autoload``
+        (entry-point plugins), ``env`` (for ``${VAR}``; default os.environ),
+        ``transport`` (an httpx2 transport for every upstream client), ``rng``.
+        """
+        return cls._build(lambda env: load_document(path, env), source=path, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, file: str = "<policy>", **kwargs: Any) -> Engine:
+        """Like ``from_file``, from policy text."""
+        return cls._build(lambda env: parse_document(text, file=file, env=env), **kwargs)
+
+    @classmethod
+    def _build(
+        cls,
+        read: Any,
+        *,
+        plugins: Iterable[Any] = (),
+        autoload: bool | None = None,
+        env: Mapping[str, str] | None = None,
+        source: Any = None,
+        **kwargs: Any,
+    ) -> Engine:
+        pm = make_plugin_manager(plugins, autoload=autoload)
+        types = collect_provider_types(pm)
+        document: Document = read(env)
+        table = compile_policy(document, types)
+        return cls(table, pm, types, source=source, env=env, **kwargs)
+
+    @property
+    def table(self) -> RoutingTable:
+        """The compiled policy in force."""
+        return self._table
+
+    def reload(self, path: str | os.PathLike[str] | None = None) -> RoutingTable:
+        """Compile the policy file again and swap it in; on PolicyError keep the old one."""
+        source = path or self._source
+        if source is None:
+            raise ValueError("this engine was not built from a file; pass the path to reload")
+        table = compile_policy(load_document(source, self._env), self.provider_types)
+        self._table = table
+        self._source = source
+        return table
+
+    # -- requests ------------------------------------------------------------
+
+    def plan(
+        self,
+        request: RequestLike,
+        *,
+        headers: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> Plan:
+        """The plan for ``request``: pure, no call is made."""
+        return plan_request(
+            parse_request(request),
+            self._table,
+            headers=headers,
+            state=self.state,
+            rng=rng or self.rng,
+        )
+
+    def _context(
+        self,
+        request: RequestLike,
+        headers: Mapping[str, str] | None,
+        request_id: str | None,
+        stream: bool,
+    ) -> RequestContext:
+        started = self.executor.clock()
+        parsed = parse_request(request)
+        table = self._table
+        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
+        return RequestContext(
+            parsed, request_id or uuid.uuid4().hex, headers or {}, table, plan, started, stream
+        )
+
+    async def chat(
+        self,
+        request: RequestLike,
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> ChatResponse:
+        """Route one non-streaming request; raise TurnoutError when it cannot be served."""
+        ctx = self._context(request, headers, request_id, stream=False)
+        return await self.executor.chat(ctx)
+
+    def stream(
+        self,
+        request: RequestLike,
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> ChatStream:
+        """Route one streaming request. Planning errors raise here; upstream errors
+        raise while iterating (before the first chunk only once every attempt failed)."""
+        ctx = self._context(request, headers, request_id, stream=True)
+        fields = ExtraFields()
+        return ChatStream(ctx.plan, ctx.request_id, self.executor.stream(ctx, fields), fields)
+
+    def chat_sync(
+        self,
+        request: RequestLike,
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ChatResponse:
+        """``chat`` for callers without an event loop (runs on the engine's own loop thread)."""
+        future = asyncio.run_coroutine_threadsafe(
+            self.chat(request, headers=headers, request_id=request_id), self._loop()
+        )
+        try:
+            return future.result(timeout)
+        except (KeyboardInterrupt, concurrent.futures.TimeoutError):
+            future.cancel()
+            raise
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        with self._sync_lock:
+            if self._sync_loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="turnout-sync", daemon=True).start()
+                self._sync_loop = loop
+            return self._sync_loop
+
+    async def aclose(self) -> None:
+        """Close upstream clients and providers (of the running loop)."""
+        await self.clients.aclose()
+        for provider in self._table.providers.values():
+            await provider.provider.aclose()
+
+    def close(self) -> None:
+        """Close the sync loop's clients and stop its thread, if ``chat_sync`` was used."""
+        loop = self._sync_loop
+        if loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.clients.aclose(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        self._sync_loop = None
+
+    def __repr__(self) -> str:
+        return f"<Engine {self._table.file}: {len(self._table.routes)} routes>"

@@ -1,0 +1,464 @@
+"""Running a plan: hooks, upstream calls, retries, fallbacks, settlement.
+
+Knows no provider's wire format: providers return OpenAI-format objects or
+raise ProviderError, and every decision here is made from the FailureClass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from functools import partial
+from typing import Any, cast
+
+import pluggy
+import structlog
+
+from .clients import ClientPool
+from .context import RequestContext, RequestOutcome
+from .errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutError
+from .hooks import call_chain, call_first, call_observers, has_impls
+from .plan import Attempt, Plan, SkipReason
+from .policy import Retry
+from .provider import ProviderCall
+from .schema import AttemptRecord, BilledUsage, ChatChunk, ChatResponse, ExtraFields, Usage
+from .streams import chunks_from_response
+
+__all__ = ["Executor"]
+
+log = structlog.get_logger("turnout.executor")
+
+_MODEL_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "n",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
+
+
+def backoff_delay(retry: Retry, failures: int, rng: random.Random) -> float:
+    """Exponential backoff after the ``failures``-th failure, with full jitter."""
+    ceiling = min(retry.max_backoff, retry.backoff * (2 ** (failures - 1)))
+    return rng.uniform(0, ceiling) if retry.jitter else ceiling
+
+
+def empty_plan_error(plan: Plan) -> TurnoutError:
+    """Why no attempt could be made: a 4xx if the request itself is too big or too
+    dear for every target, else 503."""
+    reasons = {skip.reason for skip in plan.skipped}
+    detail = "; ".join(f"{s.name}: {s.detail}" for s in plan.skipped) or "the route has no targets"
+    if reasons and reasons <= {
+        SkipReason.COST_CAP,
+        SkipReason.CONTEXT_WINDOW,
+        SkipReason.DUPLICATE,
+    }:
+        if SkipReason.COST_CAP in reasons:
+            return TurnoutError(
+                f"every target of route {plan.route.name!r} is over the cost cap: {detail}",
+                status_code=400,
+                code="cost_cap_exceeded",
+                param="max_tokens",
+            )
+        return TurnoutError(
+            f"the prompt does not fit any target of route {plan.route.name!r}: {detail}",
+            status_code=400,
+            code="context_length_exceeded",
+            param="messages",
+        )
+    return TurnoutError(
+        f"no target of route {plan.route.name!r} is available: {detail}",
+        status_code=503,
+        type="api_error",
+        code="no_target_available",
+    )
+
+
+class _Attempts:
+    """The retry and fallback loop shared by chat and stream."""
+
+    def __init__(self, executor: Executor, ctx: RequestContext) -> None:
+        self.executor = executor
+        self.ctx = ctx
+        total = ctx.route.timeout.total
+        self.deadline = ctx.started + total if total else None
+        self.last_error: ProviderError | None = None
+        self.timed_out = False
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - self.executor.clock()
+
+    async def calls(self) -> AsyncGenerator[tuple[Attempt, ProviderCall], None]:
+        ctx = self.ctx
+        retry = ctx.route.retry
+        pool = self.executor.clients
+        for attempt in ctx.plan.attempts:
+            provider = attempt.target.provider
+            key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
+            for tries in range(1, retry.attempts + 1):
+                remaining = self.remaining()
+                if remaining is not None and remaining <= 0:
+                    self.timed_out = True
+                    return
+                ctx.attempt = attempt
+                yield (
+                    attempt,
+                    ProviderCall(
+                        ctx.request,
+                        attempt.model,
+                        key,
+                        timeout=remaining,
+                        client_factory=partial(pool.client, provider),
+                    ),
+                )
+                error = self.last_error
+                if error is None:
+                    return
+                if error.failure in CALLER_FAULTS:
+                    return
+                if error.failure not in retry.on or tries == retry.attempts:
+                    break
+                delay = backoff_delay(retry, tries, self.executor.rng)
+                if error.retry_after is not None:
+                    if error.retry_after > retry.max_backoff:
+                        break  # the upstream wants longer than we wait: next target
+                    delay = max(delay, error.retry_after)
+                remaining = self.remaining()
+                if remaining is not None and delay >= remaining:
+                    break
+                await self.executor.sleep(delay)
+
+    async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
+        self.last_error = error
+        self.ctx.trail.append(
+            AttemptRecord(
+                provider=attempt.provider,
+                model=attempt.model,
+                outcome=error.failure.value,
+                latency_ms=round((self.executor.clock() - started) * 1000, 3),
+                status_code=error.status_code,
+                message=error.message,
+            )
+        )
+        await call_observers(
+            self.executor.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
+        )
+
+    def succeeded(self, attempt: Attempt, started: float) -> None:
+        self.last_error = None
+        self.ctx.trail.append(
+            AttemptRecord(
+                provider=attempt.provider,
+                model=attempt.model,
+                outcome="ok",
+                latency_ms=round((self.executor.clock() - started) * 1000, 3),
+            )
+        )
+
+    def final_error(self) -> TurnoutError:
+        ctx = self.ctx
+        error = self.last_error
+        if error is None or self.timed_out:
+            out = TurnoutError(
+                f"route {ctx.route.name!r}: total timeout of {ctx.route.timeout.total:g}s exceeded"
+                f" after {len(ctx.trail)} attempt(s)",
+                status_code=504,
+                type="api_error",
+                code="timeout",
+            )
+        elif error.failure in CALLER_FAULTS:
+            out = error.to_turnout_error(provider=ctx.trail[-1].provider, model=ctx.trail[-1].model)
+        else:
+            last = ctx.trail[-1]
+            out = error.to_turnout_error(provider=last.provider, model=last.model)
+            if len(ctx.trail) > 1:
+                summary = "; ".join(f"{r.provider}/{r.model}: {r.outcome}" for r in ctx.trail)
+                out.message = (
+                    f"all {len(ctx.trail)} attempts failed ({summary}); last: {out.message}"
+                )
+        out.extra_fields = {
+            "route": ctx.route.name,
+            "request_id": ctx.request_id,
+            "model_requested": ctx.request.model,
+            "attempts": [r.model_dump() for r in ctx.trail],
+        }
+        return out
+
+
+def _classify_unexpected(exc: Exception) -> ProviderError:
+    if isinstance(exc, TimeoutError):
+        return ProviderError(FailureClass.TIMEOUT, "no answer before the route's total timeout")
+    log.error("provider raised an unexpected exception", exc_info=exc)
+    return ProviderError(
+        FailureClass.SERVER_ERROR, f"provider failed unexpectedly: {type(exc).__name__}"
+    )
+
+
+class Executor:
+    """Runs plans. One per engine; holds no per-request state."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        clients: ClientPool,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.hook = pm.hook
+        self.clients = clients
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    # -- non-streaming -------------------------------------------------------
+
+    async def chat(self, ctx: RequestContext) -> ChatResponse:
+        try:
+            response = await self._chat(ctx)
+        except TurnoutError as exc:
+            await self._finish(
+                ctx, RequestOutcome("error", exc.status_code, self._ms(ctx), error=exc)
+            )
+            raise
+        except asyncio.CancelledError:
+            await self._finish(ctx, RequestOutcome("cancelled", 499, self._ms(ctx)))
+            raise
+        return response
+
+    async def _chat(self, ctx: RequestContext) -> ChatResponse:
+        hook = self.hook
+        short: ChatResponse | None = await call_first(hook.turnout_pre_request, ctx=ctx)
+        if short is not None:
+            await self._finish(
+                ctx, RequestOutcome("ok", 200, self._ms(ctx), response=short, short_circuit=True)
+            )
+            return short
+        if not ctx.plan.attempts:
+            raise empty_plan_error(ctx.plan)
+        attempts = _Attempts(self, ctx)
+        async with contextlib.aclosing(attempts.calls()) as calls:
+            async for attempt, call in calls:
+                started = self.clock()
+                try:
+                    if call.timeout is None:
+                        response = await attempt.target.provider.provider.chat(call)
+                    else:
+                        async with asyncio.timeout(call.timeout):
+                            response = await attempt.target.provider.provider.chat(call)
+                except ProviderError as exc:
+                    await attempts.failed(attempt, exc, started)
+                except Exception as exc:
+                    await attempts.failed(attempt, _classify_unexpected(exc), started)
+                else:
+                    attempts.succeeded(attempt, started)
+                    cost = self._annotate(ctx, attempt, response, response.usage)
+                    response = cast(
+                        ChatResponse,
+                        await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
+                    )
+                    await self._finish(
+                        ctx,
+                        RequestOutcome(
+                            "ok",
+                            200,
+                            self._ms(ctx),
+                            response=response,
+                            usage=response.usage,
+                            cost=cost,
+                        ),
+                    )
+                    return response
+        raise attempts.final_error()
+
+    # -- streaming -----------------------------------------------------------
+
+    async def stream(self, ctx: RequestContext, sink: ExtraFields) -> AsyncIterator[ChatChunk]:
+        """Yield chunks; fall back while nothing has been yielded, raise after."""
+        outcome: RequestOutcome | None = None
+        try:
+            async for chunk in self._stream(ctx, sink):
+                yield chunk
+            outcome = RequestOutcome(
+                "ok",
+                200,
+                self._ms(ctx),
+                cost=sink.cost,
+                usage=Usage.model_construct(**sink.billed_usage.model_dump())
+                if sink.billed_usage
+                else None,
+            )
+        except TurnoutError as exc:
+            outcome = RequestOutcome("error", exc.status_code, self._ms(ctx), error=exc)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = RequestOutcome("cancelled", 499, self._ms(ctx))
+            raise
+        finally:
+            if outcome is not None:
+                with contextlib.suppress(Exception):
+                    await self._finish(ctx, outcome)
+
+    async def _stream(self, ctx: RequestContext, sink: ExtraFields) -> AsyncIterator[ChatChunk]:
+        hook = self.hook
+        short: ChatResponse | None = await call_first(hook.turnout_pre_request, ctx=ctx)
+        if short is not None:
+            sink.cache = (
+                short.extra_fields.cache if short.extra_fields else None
+            ) or "short_circuit"
+            for replay in chunks_from_response(short):
+                yield replay
+            return
+        if not ctx.plan.attempts:
+            raise empty_plan_error(ctx.plan)
+        first_token = ctx.route.timeout.first_token
+        attempts = _Attempts(self, ctx)
+        upstream: AsyncIterator[ChatChunk] | None = None
+        first: ChatChunk | None = None
+        served: Attempt | None = None
+        async with contextlib.aclosing(attempts.calls()) as calls:
+            async for attempt, call in calls:
+                started = self.clock()
+                limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
+                upstream = attempt.target.provider.provider.stream(call)
+                try:
+                    async with asyncio.timeout(limit):
+                        first = await anext(upstream)
+                except StopAsyncIteration:
+                    await attempts.failed(
+                        attempt,
+                        ProviderError(
+                            FailureClass.CONNECTION, "stream ended before its first chunk"
+                        ),
+                        started,
+                    )
+                except ProviderError as exc:
+                    await attempts.failed(attempt, exc, started)
+                except TimeoutError:
+                    await attempts.failed(
+                        attempt,
+                        ProviderError(FailureClass.TIMEOUT, f"no first chunk within {limit:g}s"),
+                        started,
+                    )
+                except Exception as exc:
+                    await attempts.failed(attempt, _classify_unexpected(exc), started)
+                else:
+                    attempts.succeeded(attempt, started)
+                    served = attempt
+                    break
+                await _close(upstream)
+        if served is None or upstream is None or first is None:
+            raise attempts.final_error()
+
+        chunk_hooks = has_impls(hook.turnout_stream_chunk)
+        options = ctx.request.stream_options
+        wants_usage = options is not None and bool(options.include_usage)
+        usage: Usage | None = None
+        try:
+            current: ChatChunk | None = first
+            while current is not None:
+                if current.usage is not None:
+                    usage = current.usage
+                    if not wants_usage and not current.choices:
+                        # providers ask upstream for usage (for cost); the caller did not
+                        current = await self._next_chunk(upstream, attempts)
+                        continue
+                if chunk_hooks:
+                    current = await call_chain(hook.turnout_stream_chunk, "chunk", current, ctx=ctx)
+                    assert current is not None
+                yield current
+                current = await self._next_chunk(upstream, attempts)
+        except ProviderError as exc:
+            await attempts.failed(served, exc, self.clock())
+            raise TurnoutError(
+                f"{served.name}: stream interrupted after it started: {exc.message}",
+                status_code=502,
+                type="api_error",
+                code="stream_interrupted",
+            ) from exc
+        finally:
+            await _close(upstream)
+        self._fill(sink, ctx, served, usage)
+
+    async def _next_chunk(
+        self, upstream: AsyncIterator[ChatChunk], attempts: _Attempts
+    ) -> ChatChunk | None:
+        remaining = attempts.remaining()
+        try:
+            if remaining is None:
+                return await anext(upstream)
+            async with asyncio.timeout(max(remaining, 0)):
+                return await anext(upstream)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise ProviderError(
+                FailureClass.TIMEOUT, "the route's total timeout passed mid-stream"
+            ) from None
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _classify_unexpected(exc) from exc
+
+    # -- accounting ----------------------------------------------------------
+
+    def _fill(
+        self, fields: ExtraFields, ctx: RequestContext, attempt: Attempt, usage: Usage | None
+    ) -> float | None:
+        request = ctx.request
+        cost = None
+        if usage is not None:
+            cost = attempt.target.info.cost(usage.prompt_tokens, usage.completion_tokens, usage)
+            fields.billed_usage = BilledUsage(
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+            )
+        fields.provider = attempt.provider
+        fields.model_requested = request.model
+        fields.model_params = {
+            name: value for name in _MODEL_PARAMS if (value := getattr(request, name)) is not None
+        }
+        fields.latency = int(self._ms(ctx))
+        fields.route = ctx.route.name
+        fields.request_id = ctx.request_id
+        fields.cost = cost
+        fields.attempts = ctx.trail
+        if ctx.stream:
+            fields.request_type = "chat_completion_stream"
+        if not attempt.target.provider.provider.settings.raw_response:
+            fields.raw_response = None
+        return cost
+
+    def _annotate(
+        self, ctx: RequestContext, attempt: Attempt, response: ChatResponse, usage: Usage | None
+    ) -> float | None:
+        fields = response.extra_fields
+        if fields is None:
+            fields = response.extra_fields = ExtraFields()
+        return self._fill(fields, ctx, attempt, usage)
+
+    def _ms(self, ctx: RequestContext) -> float:
+        return (self.clock() - ctx.started) * 1000
+
+    async def _finish(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
+        await call_observers(self.hook.turnout_request_finished, ctx=ctx, outcome=outcome)
+
+
+async def _close(upstream: AsyncIterator[ChatChunk] | None) -> None:
+    aclose = getattr(upstream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

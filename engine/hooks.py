@@ -1,0 +1,57 @@
+"""Calling request hooks that may be async, in pluggy's order.
+
+pluggy calls implementations synchronously; an ``async def`` implementation
+returns a coroutine, which the engine awaits before calling the next one, so
+order (``tryfirst`` / ``trylast``) and short-circuits hold for async plugins.
+As with pluggy, an implementation may take any subset of the hook's arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pluggy
+import structlog
+
+__all__ = ["call_chain", "call_first", "call_observers", "has_impls"]
+
+log = structlog.get_logger("turnout.hooks")
+
+
+def has_impls(hook: pluggy.HookCaller) -> bool:
+    return bool(hook.get_hookimpls())
+
+
+async def call_first(hook: pluggy.HookCaller, **kwargs: Any) -> Any:
+    """The first non-None result; later implementations are not called."""
+    for impl in reversed(hook.get_hookimpls()):
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            return result
+    return None
+
+
+async def call_chain(hook: pluggy.HookCaller, value_arg: str, value: Any, **kwargs: Any) -> Any:
+    """Pass ``value`` through every implementation; a non-None result replaces it."""
+    for impl in reversed(hook.get_hookimpls()):
+        kwargs[value_arg] = value
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            value = result
+    return value
+
+
+async def call_observers(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Call every implementation; an observer that fails is logged, never raised."""
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("observer hook failed", hook=hook.name, plugin=impl.plugin_name)

@@ -1,0 +1,143 @@
+"""What the planner decides: the ordered attempts of one request, and why.
+
+Plans are values: treat them as read-only. (They are not frozen dataclasses
+only because frozen ones cost a microsecond more to build on the hot path.)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compile import CompiledRoute, CompiledTarget
+
+__all__ = ["Attempt", "Plan", "Role", "Skip", "SkipReason"]
+
+
+class Role(enum.StrEnum):
+    """Why a target is in the plan at all."""
+
+    PICKED = "weighted pick"
+    TARGET = "remaining target"
+    FALLBACK = "route fallback"
+    REQUEST_FALLBACK = "request fallback"
+    DIRECT = "direct"
+
+
+class SkipReason(enum.StrEnum):
+    COST_CAP = "cost_cap"
+    CONTEXT_WINDOW = "context_window"
+    CIRCUIT_OPEN = "circuit_open"
+    PROVIDER_DISABLED = "provider_disabled"
+    UNKNOWN_PROVIDER = "unknown_provider"
+    DUPLICATE = "duplicate"
+    NOT_ALLOWED = "not_allowed"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream target to try, with the reason it is in the plan.
+
+    :param target: the compiled target (provider instance, model, prices).
+    :param role: why it is here; ``weight_share`` for a weighted pick.
+    :param key_index: which of the provider's API keys to use (never the key).
+    :param estimated_cost: worst-case USD, or None if unpriced.
+    """
+
+    target: CompiledTarget
+    role: Role
+    position: int
+    weight_share: float | None = None
+    key_index: int | None = None
+    estimated_cost: float | None = None
+
+    @property
+    def provider(self) -> str:
+        return self.target.provider.name
+
+    @property
+    def model(self) -> str:
+        return self.target.model
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def why(self) -> str:
+        if self.role is Role.PICKED and self.weight_share is not None:
+            text = f"weighted pick ({self.weight_share:.0%} of traffic)"
+        elif self.role in (Role.FALLBACK, Role.REQUEST_FALLBACK):
+            text = f"{self.role.value} #{self.position + 1}"
+        else:
+            text = self.role.value
+        if self.estimated_cost is not None:
+            text += f", worst case ${self.estimated_cost:.6f}"
+        if self.key_index is not None and len(self.target.provider.api_keys) > 1:
+            text += f", key #{self.key_index + 1}"
+        return text
+
+
+@dataclass(slots=True)
+class Skip:
+    """A target that was considered and left out, and why."""
+
+    name: str
+    role: Role
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(slots=True)
+class Plan:
+    """The ordered attempts for one request; a pure function of its inputs."""
+
+    route: CompiledRoute
+    model_requested: str
+    attempts: tuple[Attempt, ...]
+    skipped: tuple[Skip, ...]
+    prompt_tokens: int
+    output_limit: int | None
+
+    def explain(self) -> str:
+        """A human-readable account: each attempt in order and each skipped target."""
+        lines = [
+            f"route {self.route.name!r} for model {self.model_requested!r}"
+            f" ({self.route.describe_match()})",
+            f"prompt ≈ {self.prompt_tokens} tokens; max output "
+            + (f"{self.output_limit} tokens" if self.output_limit else "not set"),
+        ]
+        if self.route.cost_cap is not None:
+            lines.append(f"cost cap ${self.route.cost_cap:g} per request (worst case)")
+        lines.append("attempts:" if self.attempts else "attempts: none")
+        for number, attempt in enumerate(self.attempts, 1):
+            lines.append(f"  {number}. {attempt.name}: {attempt.why()}")
+        if self.skipped:
+            lines.append("skipped:")
+            for skip in self.skipped:
+                lines.append(
+                    f"  - {skip.name} ({skip.role.value}): {skip.reason.value}: {skip.detail}"
+                )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route.name,
+            "model_requested": self.model_requested,
+            "prompt_tokens": self.prompt_tokens,
+            "output_limit": self.output_limit,
+            "attempts": [
+                {"target": a.name, "why": a.why(), "estimated_cost": a.estimated_cost}
+                for a in self.attempts
+            ],
+            "skipped": [
+                {
+                    "target": s.name,
+                    "role": s.role.value,
+                    "reason": s.reason.value,
+                    "detail": s.detail,
+                }
+                for s in self.skipped
+            ],
+        }

@@ -1,0 +1,176 @@
+"""request + routing table + state snapshot + rng → Plan. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from .compile import CompiledRoute, CompiledTarget, RoutingTable
+from .errors import TurnoutError
+from .plan import Attempt, Plan, Role, Skip, SkipReason
+from .schema import ChatRequest
+from .state import EMPTY_STATE, StateSnapshot
+from .tokens import estimate_prompt_tokens
+
+__all__ = ["NoRouteError", "plan_request"]
+
+
+class NoRouteError(TurnoutError):
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"no route matches model {model!r}; use a route alias from the policy or a "
+            "provider/model name of a configured provider",
+            status_code=404,
+            code="model_not_found",
+            param="model",
+        )
+
+
+def _weighted_index(weights: Sequence[float], rng: random.Random) -> int:
+    point = rng.random() * sum(weights)
+    for i, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return i
+    return len(weights) - 1
+
+
+def _weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> list[CompiledTarget]:
+    """Weighted sampling without replacement: the first is a weighted pick, and
+    each later one is a weighted pick among those left."""
+    if len(targets) == 1:
+        return [targets[0]]
+    left = list(targets)
+    order = []
+    while len(left) > 1:
+        order.append(left.pop(_weighted_index([t.weight for t in left], rng)))
+    order.append(left[0])
+    return order
+
+
+def _candidates(
+    request: ChatRequest, route: CompiledRoute, table: RoutingTable, rng: random.Random
+) -> list[tuple[CompiledTarget | str, Role, int]]:
+    out: list[tuple[CompiledTarget | str, Role, int]] = []
+    if route.direct:
+        direct = table.target(request.model)
+        out.append((direct if direct is not None else request.model, Role.DIRECT, 0))
+    else:
+        ordered = _weighted_order(route.targets, rng)
+        out.append((ordered[0], Role.PICKED, 0))
+        out += [(t, Role.TARGET, i) for i, t in enumerate(ordered[1:], 1)]
+    requested = request.fallbacks or ()
+    if route.request_fallbacks == "replace" and requested:
+        fallbacks: list[tuple[CompiledTarget | str, Role, int]] = []
+    else:
+        fallbacks = [(t, Role.FALLBACK, i) for i, t in enumerate(route.fallbacks)]
+    if route.request_fallbacks != "ignore":
+        for i, name in enumerate(requested):
+            target = table.target(name)
+            fallbacks.append((target if target is not None else name, Role.REQUEST_FALLBACK, i))
+    return out + fallbacks
+
+
+def _pick_key(weights: tuple[float, ...], rng: random.Random) -> int | None:
+    if not weights:
+        return None
+    return 0 if len(weights) == 1 else _weighted_index(weights, rng)
+
+
+def plan_request(
+    request: ChatRequest,
+    table: RoutingTable,
+    *,
+    headers: Mapping[str, str] | None = None,
+    state: StateSnapshot = EMPTY_STATE,
+    rng: random.Random | None = None,
+    prompt_tokens: int | None = None,
+) -> Plan:
+    """Resolve ``request`` into an ordered, explained list of attempts.
+
+    The same inputs and the same rng state give the same plan. Raises
+    NoRouteError (404) when no route matches. A plan may have no attempts; the
+    executor turns that into the right error (see ``Plan.explain``).
+    """
+    rng = rng or random.Random()
+    route = table.match(request.model, request.user, request.metadata, headers)
+    if route is None:
+        raise NoRouteError(request.model)
+    if prompt_tokens is None:
+        prompt_tokens = estimate_prompt_tokens(request)
+    output_limit = request.output_limit
+    cap = route.cost_cap
+    attempts: list[Attempt] = []
+    skipped: list[Skip] = []
+    seen: set[str] = set()
+    total_weight = route.total_weight
+    for target, role, position in _candidates(request, route, table, rng):
+        if isinstance(target, str):
+            skipped.append(
+                Skip(
+                    target,
+                    role,
+                    SkipReason.UNKNOWN_PROVIDER,
+                    f"no provider named {target.partition('/')[0]!r} in the policy",
+                )
+            )
+            continue
+        name = target.name
+        if name in seen:
+            if role is Role.REQUEST_FALLBACK or role is Role.FALLBACK:
+                skipped.append(Skip(name, role, SkipReason.DUPLICATE, "already considered above"))
+            continue
+        seen.add(name)
+        provider = target.provider
+        if provider.disabled is not None:
+            skipped.append(Skip(name, role, SkipReason.PROVIDER_DISABLED, provider.disabled))
+            continue
+        if name in state.open_circuits or provider.name in state.open_circuits:
+            skipped.append(Skip(name, role, SkipReason.CIRCUIT_OPEN, "circuit breaker is open"))
+            continue
+        info = target.info
+        window = info.context_window
+        if window is not None and prompt_tokens + (output_limit or 0) > window:
+            skipped.append(
+                Skip(
+                    name,
+                    role,
+                    SkipReason.CONTEXT_WINDOW,
+                    f"needs ≈{prompt_tokens + (output_limit or 0)} tokens, "
+                    f"context window is {window}",
+                )
+            )
+            continue
+        estimate = None
+        if cap is not None or info.priced:
+            bound = info.output_bound(prompt_tokens, output_limit)
+            estimate = info.worst_case_cost(prompt_tokens, bound)
+            if cap is not None:
+                if estimate is None:
+                    skipped.append(
+                        Skip(
+                            name,
+                            role,
+                            SkipReason.COST_CAP,
+                            "worst case cannot be bounded: no price, or no output limit "
+                            "(set max_tokens)",
+                        )
+                    )
+                    continue
+                if estimate > cap:
+                    detail = f"worst case ${estimate:.6f} > cap ${cap:g}"
+                    if output_limit is None:
+                        detail += f" (assumes {bound} output tokens; set max_tokens to lower it)"
+                    skipped.append(Skip(name, role, SkipReason.COST_CAP, detail))
+                    continue
+        attempts.append(
+            Attempt(
+                target=target,
+                role=role,
+                position=position,
+                weight_share=target.weight / total_weight if role is Role.PICKED else None,
+                key_index=_pick_key(provider.key_weights, rng),
+                estimated_cost=estimate,
+            )
+        )
+    return Plan(route, request.model, tuple(attempts), tuple(skipped), prompt_tokens, output_limit)

@@ -1,0 +1,88 @@
+"""Stream helpers: replaying a whole response as chunks, and the stream handle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+from .schema import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+__all__ = ["ChatStream", "chunks_from_response"]
+
+
+def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
+    """A complete response as a well-formed chunk sequence (role, content, finish, usage)."""
+    base = {
+        "id": response.id,
+        "created": response.created,
+        "model": response.model,
+        "system_fingerprint": response.system_fingerprint,
+    }
+    for choice in response.choices:
+        message = choice.message
+        yield ChatChunk(
+            **base,
+            choices=[
+                ChunkChoice(
+                    index=choice.index,
+                    delta=Delta(
+                        role=message.role,
+                        content=message.content,
+                        refusal=message.refusal,
+                        tool_calls=[
+                            {"index": i, **call} for i, call in enumerate(message.tool_calls)
+                        ]
+                        if message.tool_calls
+                        else None,
+                    ),
+                )
+            ],
+        )
+        yield ChatChunk(
+            **base,
+            choices=[
+                ChunkChoice(index=choice.index, delta=Delta(), finish_reason=choice.finish_reason)
+            ],
+        )
+    if response.usage is not None:
+        yield ChatChunk(**base, choices=[], usage=response.usage)
+
+
+class ChatStream:
+    """An async iterator of chunks, with the plan and, once it ends, ``extra_fields``.
+
+    Iterate it once. Closing it (``await stream.aclose()``, or leaving an
+    ``async with`` block) cancels the upstream request.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        request_id: str,
+        chunks: AsyncIterator[ChatChunk],
+        extra_fields: ExtraFields,
+    ) -> None:
+        self.plan = plan
+        self.request_id = request_id
+        self.extra_fields = extra_fields
+        self._chunks = chunks
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

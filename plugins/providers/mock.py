@@ -1,0 +1,193 @@
+"""The ``mock`` provider: offline and deterministic, for demos, tests and benchmarks.
+
+By default it answers with the text of the last user message. Its ``options``
+script latency, failures and usage, so a policy can show retries and
+fallbacks without any network::
+
+    providers:
+      flaky:
+        type: mock
+        options:
+          latency: 20ms
+          script:                      # used in order, one step per call
+            - {fail: overloaded}       # 503-like failure
+            - {fail: rate_limited, retry_after: 1s}
+            - {reply: "third time lucky"}
+          repeat: false                # after the script: default behaviour
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import FailureClass, ProviderError
+from engine.hookspecs import hookimpl
+from engine.policy import Duration
+from engine.provider import Provider, ProviderCall, ProviderSettings
+from engine.schema import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ResponseMessage,
+    Usage,
+)
+
+__all__ = ["MockOptions", "MockProvider", "MockStep"]
+
+_STATUS = {
+    FailureClass.RATE_LIMITED: 429,
+    FailureClass.OVERLOADED: 503,
+    FailureClass.SERVER_ERROR: 500,
+    FailureClass.TIMEOUT: 504,
+    FailureClass.AUTH: 401,
+    FailureClass.BAD_REQUEST: 400,
+    FailureClass.CONTEXT_LENGTH: 400,
+    FailureClass.CONTENT_FILTER: 400,
+}
+
+
+class MockStep(BaseModel):
+    """One scripted call: fail with a class, or reply (after an optional latency)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fail: FailureClass | None = None
+    retry_after: Duration | None = None
+    latency: Duration | None = None
+    reply: str | None = None
+    fail_after_chunks: int | None = Field(None, ge=1, description="streams: fail after N chunks")
+
+
+class MockOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency: Duration = 0.0
+    chunk_delay: Duration = 0.0
+    reply: str | None = None
+    script: list[MockStep] = Field(default_factory=list)
+    repeat: bool = False
+    usage: dict[str, int] | None = None
+
+
+def _last_user_text(request: ChatRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role == "user":
+            content = message.content
+            if isinstance(content, str):
+                return content
+            if content:
+                return " ".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return ""
+
+
+def _words(request: ChatRequest) -> int:
+    total = 0
+    for message in request.messages:
+        if isinstance(message.content, str):
+            total += len(message.content.split())
+    return total
+
+
+class MockProvider(Provider):
+    Options = MockOptions
+    free = True
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.options: MockOptions = settings.options or MockOptions()
+        self._calls = itertools.count()
+        self._ids = itertools.count(1)
+
+    def _step(self) -> MockStep | None:
+        script = self.options.script
+        if not script:
+            return None
+        n = next(self._calls)
+        if n < len(script) or self.options.repeat:
+            return script[n % len(script)]
+        return None
+
+    async def _prepare(self, call: ProviderCall) -> tuple[str, MockStep | None]:
+        step = self._step()
+        latency = (
+            step.latency if step is not None and step.latency is not None else self.options.latency
+        )
+        if latency:
+            await asyncio.sleep(latency)
+        if step is not None and step.fail is not None and step.fail_after_chunks is None:
+            raise ProviderError(
+                step.fail,
+                f"mock: scripted {step.fail.value}",
+                status_code=_STATUS.get(step.fail),
+                retry_after=step.retry_after,
+            )
+        reply = (step.reply if step is not None else None) or self.options.reply
+        return (reply if reply is not None else _last_user_text(call.request)), step
+
+    def _usage(self, call: ProviderCall, reply: str) -> Usage:
+        if self.options.usage:
+            prompt = self.options.usage.get("prompt_tokens", 0)
+            completion = self.options.usage.get("completion_tokens", 0)
+        else:
+            prompt, completion = _words(call.request), len(reply.split())
+        return Usage.model_construct(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+
+    async def chat(self, call: ProviderCall) -> ChatResponse:
+        reply, _ = await self._prepare(call)
+        message = ResponseMessage.model_construct(role="assistant", content=reply)
+        return ChatResponse.model_construct(
+            id=f"chatcmpl-mock-{next(self._ids)}",
+            object="chat.completion",
+            created=int(time.time()),
+            model=call.model,
+            choices=[Choice.model_construct(index=0, message=message, finish_reason="stop")],
+            usage=self._usage(call, reply),
+            extra_fields=None,
+        )
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
+        reply, step = await self._prepare(call)
+        ident, created = f"chatcmpl-mock-{next(self._ids)}", int(time.time())
+
+        def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> ChatChunk:
+            choices = (
+                []
+                if usage is not None
+                else [ChunkChoice(index=0, delta=delta, finish_reason=finish)]
+            )
+            return ChatChunk(
+                id=ident, created=created, model=call.model, choices=choices, usage=usage
+            )
+
+        words = reply.split(" ")
+        for i, word in enumerate(words):
+            if step is not None and step.fail is not None and step.fail_after_chunks == i:
+                raise ProviderError(
+                    step.fail,
+                    f"mock: scripted {step.fail.value} mid-stream",
+                    status_code=_STATUS.get(step.fail),
+                )
+            if i and self.options.chunk_delay:
+                await asyncio.sleep(self.options.chunk_delay)
+            text = word if i == 0 else " " + word
+            yield chunk(Delta(role="assistant", content=text) if i == 0 else Delta(content=text))
+        yield chunk(Delta(), finish="stop")
+        options = call.request.stream_options
+        if options is not None and options.include_usage:
+            yield chunk(Delta(), usage=self._usage(call, reply))
+
+
+@hookimpl
+def turnout_register_providers(register: Any) -> None:
+    register("mock", MockProvider)
