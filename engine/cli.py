@@ -1,0 +1,164 @@
+"""The ``turnout`` command: check a policy, explain a plan, print the schema, chat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .compile import compile_policy
+from .config import load_document
+from .engine import Engine
+from .errors import PolicyError, TurnoutError
+from .planner import plan_request
+from .plugins import PluginError, collect_provider_types, make_plugin_manager
+from .policy import Policy
+from .schema import ChatRequest
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = os.environ.get("TURNOUT_CONFIG", "routes.yaml")
+
+
+def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in values or ():
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"turnout: {flag} takes key=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    types = collect_provider_types(make_plugin_manager())
+    table = compile_policy(load_document(args.file), types)
+    disabled = [f"{p.name} ({p.disabled})" for p in table.providers.values() if p.disabled]
+    print(f"{args.file}: OK — {len(table.routes)} routes, {len(table.providers)} providers")
+    for line in disabled:
+        print(f"  note: provider {line}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import random
+
+    types = collect_provider_types(make_plugin_manager())
+    table = compile_policy(load_document(args.file), types)
+    body: dict[str, Any] = {
+        "model": args.model,
+        "messages": [{"role": "user", "content": args.prompt}],
+    }
+    if args.max_tokens is not None:
+        body["max_tokens"] = args.max_tokens
+    if args.user:
+        body["user"] = args.user
+    if args.metadata:
+        body["metadata"] = _pairs(args.metadata, "--metadata")
+    if args.fallback:
+        body["fallbacks"] = args.fallback
+    headers = {k.lower(): v for k, v in _pairs(args.header, "--header").items()}
+    rng = random.Random(args.seed) if args.seed is not None else None
+    plan = plan_request(
+        ChatRequest.model_validate(body),
+        table,
+        headers=headers,
+        rng=rng,
+        prompt_tokens=args.prompt_tokens,
+    )
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.explain())
+    return 0 if plan.attempts else 2
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "turnout routes.yaml"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    engine = Engine.from_file(args.config)
+    body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
+
+    async def run() -> None:
+        try:
+            if args.stream:
+                stream = engine.stream(body)
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        print(choice.delta.content or "", end="", flush=True)
+                print()
+                fields = stream.extra_fields
+            else:
+                response = await engine.chat(body)
+                print(response.choices[0].message.content)
+                fields = response.extra_fields  # type: ignore[assignment]
+            trail = " → ".join(f"{a.provider}/{a.model}:{a.outcome}" for a in fields.attempts)
+            print(
+                f"[{fields.provider} via route {fields.route}, {fields.latency} ms, {trail}]",
+                file=sys.stderr,
+            )
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="turnout", description="Declarative routing engine for LLM chat completions."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate a policy; print every problem")
+    check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser("plan", help="explain how a request would be routed (no call made)")
+    plan.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    plan.add_argument("--model", required=True)
+    plan.add_argument("--prompt", default="Hello")
+    plan.add_argument("--prompt-tokens", type=int, help="assume a prompt of this many tokens")
+    plan.add_argument("--max-tokens", type=int)
+    plan.add_argument("--user")
+    plan.add_argument("--metadata", action="append", metavar="KEY=VALUE")
+    plan.add_argument("--header", action="append", metavar="NAME=VALUE")
+    plan.add_argument("--fallback", action="append", metavar="PROVIDER/MODEL")
+    plan.add_argument("--seed", type=int, help="fix the weighted choice")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of routes.yaml")
+    schema.set_defaults(func=cmd_schema)
+
+    chat = sub.add_parser("chat", help="send one request in-process and print the answer")
+    chat.add_argument("prompt")
+    chat.add_argument("--model", default="smart")
+    chat.add_argument("--config", default=DEFAULT_CONFIG)
+    chat.add_argument("--stream", action="store_true")
+    chat.set_defaults(func=cmd_chat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (TurnoutError, PluginError) as exc:
+        print(f"turnout: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
