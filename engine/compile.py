@@ -21,6 +21,7 @@ from .errors import PolicyError, Problem
 from .matching import Matcher
 from .policy import (
     Defaults,
+    Gateway,
     ModelOverride,
     Policy,
     ProviderConfig,
@@ -195,6 +196,7 @@ class _Compiler:
             models=overrides,
             defaults=defaults,
             routes=[],
+            gateway=top.gateway if top else Gateway(),
         )
         direct = None
         if defaults.direct:

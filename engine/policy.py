@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, field_validator
 
 from .errors import FailureClass
 
@@ -18,6 +18,7 @@ __all__ = [
     "CostCap",
     "Defaults",
     "Duration",
+    "Gateway",
     "Match",
     "ModelOverride",
     "Policy",
@@ -194,6 +195,19 @@ class Defaults(_Strict):
     direct: bool = Field(True, description='route "provider/model" names with no matching route')
 
 
+class Gateway(_Strict):
+    """Settings of the HTTP gateway (``turnout serve``) and of the request log."""
+
+    max_body: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),
+        gt=0,
+        description="largest request body accepted, e.g. 4MiB or 512kB; larger ones get 413",
+    )
+    log_content: bool = Field(
+        False, description="put message content in the request log (off: never logged)"
+    )
+
+
 class Route(_Strict):
     name: str = Field(min_length=1)
     match: Match = Match()
@@ -213,3 +227,4 @@ class Policy(_Strict):
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     defaults: Defaults = Defaults()
     routes: list[Route] = Field(default_factory=list)
+    gateway: Gateway = Gateway()
