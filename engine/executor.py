@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pluggy
 import structlog
+from pydantic import ValidationError
 
 from .clients import ClientPool
 from .context import RequestContext, RequestOutcome
@@ -24,7 +25,15 @@ from .hooks import call_chain, call_first, call_observers, has_impls
 from .plan import Attempt, Plan, SkipReason
 from .policy import Retry
 from .provider import ProviderCall
-from .schema import AttemptRecord, BilledUsage, ChatChunk, ChatResponse, ExtraFields, Usage
+from .schema import (
+    AttemptRecord,
+    BilledUsage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ExtraFields,
+    Usage,
+)
 from .streams import chunks_from_response
 
 __all__ = ["Executor"]
@@ -242,7 +251,7 @@ class Executor:
 
     async def _chat(self, ctx: RequestContext) -> ChatResponse:
         hook = self.hook
-        short: ChatResponse | None = await call_first(hook.turnout_pre_request, ctx=ctx)
+        short = await self._pre_request(ctx)
         if short is not None:
             await self._finish(
                 ctx, RequestOutcome("ok", 200, self._ms(ctx), response=short, short_circuit=True)
@@ -315,7 +324,7 @@ class Executor:
 
     async def _stream(self, ctx: RequestContext, sink: ExtraFields) -> AsyncIterator[ChatChunk]:
         hook = self.hook
-        short: ChatResponse | None = await call_first(hook.turnout_pre_request, ctx=ctx)
+        short = await self._pre_request(ctx)
         if short is not None:
             sink.cache = (
                 short.extra_fields.cache if short.extra_fields else None
@@ -413,6 +422,21 @@ class Executor:
             raise
         except Exception as exc:
             raise _classify_unexpected(exc) from exc
+
+    async def _pre_request(self, ctx: RequestContext) -> ChatResponse | None:
+        original = ctx.request
+        short: ChatResponse | None = await call_first(self.hook.turnout_pre_request, ctx=ctx)
+        if ctx.request is not original:  # a hook rewrote it: validate what it wrote
+            try:
+                ctx.request = ChatRequest.model_validate(ctx.request.model_dump(warnings=False))
+            except ValidationError as exc:
+                raise TurnoutError(
+                    f"a pre-request hook produced an invalid request: {exc.errors()[0]['msg']}",
+                    status_code=500,
+                    type="api_error",
+                    code="plugin_error",
+                ) from None
+        return short
 
     # -- accounting ----------------------------------------------------------
 

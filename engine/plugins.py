@@ -61,9 +61,21 @@ def make_plugin_manager(
                 raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
             pm.register(plugin, name=ep.name)
     for plugin in plugins:
-        pm.register(plugin)
+        pm.register(plugin, name=_plugin_name(pm, plugin))
     check_request_hooks(pm)
     return pm
+
+
+def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """A readable, unique name for a plugin object (a module or an instance)."""
+    base = getattr(plugin, "__name__", None) or (
+        f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    )
+    name, n = base, 1
+    while pm.has_plugin(name):
+        n += 1
+        name = f"{base}#{n}"
+    return name
 
 
 def check_request_hooks(pm: pluggy.PluginManager) -> None:

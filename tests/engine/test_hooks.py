@@ -1,0 +1,346 @@
+"""The plugin API: every hook, exercised the way a third-party plugin would use it."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine import (
+    ChatResponse,
+    Engine,
+    PluginError,
+    Provider,
+    ProviderCall,
+    TurnoutError,
+    hookimpl,
+    hookspecs,
+)
+from plugins.providers.mock import MockProvider
+from tests.conftest import user
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = """
+providers:
+  mock: {type: mock}
+  failing: {type: mock, options: {script: [{fail: overloaded}]}}
+routes:
+  - {name: r, match: {model: r}, targets: [failing/x], fallbacks: [mock/y]}
+"""
+
+
+@pytest.fixture
+async def engine(make_engine):
+    return make_engine(POLICY)
+
+
+@pytest.fixture
+def plugin(engine):
+    """Register a plugin object for one test; the pattern docs/plugins.md shows."""
+    registered = []
+
+    def register(obj):
+        engine.plugin_manager.register(obj)
+        registered.append(obj)
+        return obj
+
+    try:
+        yield register
+    finally:
+        for obj in registered:
+            engine.plugin_manager.unregister(obj)
+
+
+def canned(text: str) -> ChatResponse:
+    return ChatResponse.model_validate(
+        {
+            "id": "cached-1",
+            "model": "cache",
+            "created": 1,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+
+
+async def test_turnout_pre_request_can_answer_without_any_upstream_call(engine, plugin) -> None:
+    seen = []
+
+    class Cache:
+        @hookimpl
+        async def turnout_pre_request(self, ctx):
+            seen.append((ctx.route.name, [a.name for a in ctx.plan.attempts]))
+            return canned("from cache")
+
+    class Observer:
+        @hookimpl
+        def turnout_request_finished(self, ctx, outcome):
+            seen.append((outcome.status, outcome.short_circuit, len(ctx.trail)))
+
+    plugin(Cache())
+    plugin(Observer())
+    response = await engine.chat(user(model="r"))
+    assert response.choices[0].message.content == "from cache"
+    assert seen == [("r", ["failing/x", "mock/y"]), ("ok", True, 0)]
+    stream = engine.stream(user(model="r"))
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from cache"
+
+
+async def test_pre_request_hooks_run_in_tryfirst_order_and_the_first_answer_wins(
+    engine, plugin
+) -> None:
+    calls = []
+
+    class Late:
+        @hookimpl(trylast=True)
+        def turnout_pre_request(self):
+            calls.append("late")
+            return canned("late")
+
+    class Early:
+        @hookimpl(tryfirst=True)
+        async def turnout_pre_request(self):
+            calls.append("early")
+
+    plugin(Late())  # registered first: order comes from tryfirst/trylast only
+    plugin(Early())
+    response = await engine.chat(user(model="r"))
+    assert calls == ["early", "late"] and response.choices[0].message.content == "late"
+
+
+async def test_a_pre_request_hook_that_raises_blocks_the_request(engine, plugin) -> None:
+    calls = []
+
+    class Guard:
+        @hookimpl
+        def turnout_pre_request(self, ctx):
+            raise TurnoutError("blocked by guardrail 'deny'", status_code=400, code="guardrail")
+
+    class Observer:
+        @hookimpl
+        def turnout_on_error(self, attempt):
+            calls.append(attempt.name)
+
+    plugin(Guard())
+    plugin(Observer())
+    with pytest.raises(TurnoutError, match="guardrail 'deny'"):
+        await engine.chat(user(model="r"))
+    assert calls == []  # no upstream was called
+
+
+async def test_a_pre_request_hook_may_rewrite_the_request(engine, plugin) -> None:
+    class Redact:
+        @hookimpl
+        def turnout_pre_request(self, ctx):
+            ctx.request = ctx.request.model_copy(
+                update={"messages": [{"role": "user", "content": "[REDACTED]"}]}
+            )
+
+    plugin(Redact())
+    response = await engine.chat(user("my secret", model="mock/x"))
+    assert response.choices[0].message.content == "[REDACTED]"
+
+
+async def test_turnout_post_response_may_replace_the_response(engine, plugin) -> None:
+    class Upper:
+        @hookimpl
+        def turnout_post_response(self, ctx, response):
+            assert ctx.attempt.name == "mock/y"
+            return response.model_copy(update={"id": "rewritten"})
+
+    plugin(Upper())
+    response = await engine.chat(user(model="r"))
+    assert response.id == "rewritten"
+
+
+async def test_turnout_stream_chunk_sees_and_may_replace_every_chunk(engine, plugin) -> None:
+    seen = []
+
+    class Shout:
+        @hookimpl
+        async def turnout_stream_chunk(self, ctx, chunk):
+            seen.append(ctx.attempt.name)
+            if chunk.choices and chunk.choices[0].delta.content:
+                chunk.choices[0].delta.content = chunk.choices[0].delta.content.upper()
+                return chunk
+            return None
+
+    plugin(Shout())
+    chunks = [c async for c in engine.stream(user("quiet words", model="mock/x"))]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "QUIET WORDS"
+    assert set(seen) == {"mock/x"} and len(seen) == len(chunks)
+
+
+async def test_turnout_on_error_observes_each_failed_attempt(engine, plugin) -> None:
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def turnout_on_error(self, ctx, attempt, error):
+            seen.append((attempt.name, error.failure.value, error.status_code))
+
+    plugin(Observer())
+    await engine.chat(user(model="r"))
+    assert seen == [("failing/x", "overloaded", 503)]
+
+
+async def test_turnout_request_finished_fires_once_whatever_happens(engine, plugin) -> None:
+    seen = []
+
+    class Observer:
+        @hookimpl
+        async def turnout_request_finished(self, ctx, outcome):
+            seen.append((outcome.status, outcome.status_code, [r.outcome for r in ctx.trail]))
+
+    plugin(Observer())
+    await engine.chat(user(model="r"))
+    with pytest.raises(TurnoutError):
+        await engine.chat(
+            {"model": "r", "messages": [{"role": "user", "content": "x"}], "fallbacks": []}
+            | {"model": "nope/x"}
+        )
+    [c async for c in engine.stream(user(model="mock/x"))]
+    assert seen == [("ok", 200, ["overloaded", "ok"]), ("ok", 200, ["ok"])]
+
+
+async def test_an_observer_that_raises_never_fails_the_request(engine, plugin) -> None:
+    class Broken:
+        @hookimpl
+        def turnout_request_finished(self):
+            raise RuntimeError("metrics backend down")
+
+        @hookimpl
+        def turnout_on_error(self):
+            raise RuntimeError("log sink down")
+
+    plugin(Broken())
+    response = await engine.chat(user(model="r"))
+    assert response.extra_fields.provider == "mock"
+
+
+class EchoTwice(Provider):
+    """A third-party provider type: answers with the prompt twice."""
+
+    free = True
+
+    async def chat(self, call: ProviderCall) -> ChatResponse:
+        text = call.request.messages[-1].content
+        return canned(f"{text} {text}").model_copy(update={"model": call.model})
+
+
+class ThirdParty:
+    @hookimpl
+    def turnout_register_providers(self, register):
+        register("echo-twice", EchoTwice)
+
+
+async def test_turnout_register_providers_adds_a_type_the_policy_can_use(make_engine) -> None:
+    engine = make_engine("providers: {twice: {type: echo-twice}}", plugins=[ThirdParty()])
+    response = await engine.chat(user("hi", model="twice/m"))
+    assert response.choices[0].message.content == "hi hi"
+
+
+def test_registering_a_non_provider_names_the_plugin() -> None:
+    class Bad:
+        @hookimpl
+        def turnout_register_providers(self, register):
+            register("bad", object)
+
+    with pytest.raises(PluginError, match=r"plugin '.*Bad' registered 'bad' with"):
+        Engine.from_yaml("{}", plugins=[Bad()], autoload=False)
+
+
+def test_request_hooks_cannot_be_wrappers() -> None:
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def turnout_pre_request(self):
+            return (yield)
+
+    with pytest.raises(PluginError, match="cannot be a wrapper"):
+        Engine.from_yaml("{}", plugins=[Wrapper()], autoload=False)
+
+
+def _install_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "turnout_echo_twice.py").write_text(
+        textwrap.dedent("""
+        from engine import hookimpl
+        from tests.engine.test_hooks import EchoTwice
+
+        @hookimpl
+        def turnout_register_providers(register):
+            register("echo-twice", EchoTwice)
+    """)
+    )
+    dist = tmp_path / "turnout_echo_twice-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: turnout-echo-twice\nVersion: 1.0\n"
+    )
+    (dist / "entry_points.txt").write_text("[turnout]\necho_twice = turnout_echo_twice\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_installed_plugins_load_through_the_entry_point_group(tmp_path, monkeypatch) -> None:
+    _install_entry_point(tmp_path, monkeypatch)
+    monkeypatch.delenv("TURNOUT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    engine = Engine.from_yaml("providers: {twice: {type: echo-twice}}", env={})
+    assert engine.plugin_manager.has_plugin("echo_twice")
+    assert engine.chat_sync(user("yo", model="twice/m")).choices[0].message.content == "yo yo"
+    engine.close()
+
+
+def test_autoload_can_be_turned_off(tmp_path, monkeypatch) -> None:
+    _install_entry_point(tmp_path, monkeypatch)
+    monkeypatch.setenv("TURNOUT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    with pytest.raises(Exception, match="unknown provider type 'echo-twice'"):
+        Engine.from_yaml("providers: {twice: {type: echo-twice}}", env={})
+
+
+def test_builtin_mock_is_an_ordinary_plugin(engine) -> None:
+    assert engine.provider_types["mock"] is MockProvider
+    assert engine.plugin_manager.has_plugin("plugins.providers.mock")
+
+
+# -- meta-tests: every hook is tested here and documented ----------------------
+
+
+HOOKS = sorted(
+    name
+    for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("turnout_")
+)
+
+
+def test_hook_list_is_what_we_expect() -> None:
+    assert HOOKS == [
+        "turnout_on_error",
+        "turnout_post_response",
+        "turnout_pre_request",
+        "turnout_register_providers",
+        "turnout_request_finished",
+        "turnout_stream_chunk",
+    ]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test_that_exercises_it(hook: str) -> None:
+    source = Path(__file__).read_text()
+    assert re.search(rf"def test_{hook}_", source), f"no test named test_{hook}_*"
+    assert source.count(f"def {hook}(") >= 1, f"no plugin in the tests implements {hook}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_with_its_exact_signature(hook: str) -> None:
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    signature = inspect.signature(getattr(hookspecs, hook))
+    params = ", ".join(signature.parameters)
+    assert f"### `{hook}({params})`" in docs
