@@ -196,7 +196,7 @@ class Engine:
         raise while iterating (before the first chunk only once every attempt failed)."""
         ctx = self._context(request, headers, request_id, stream=True)
         fields = ExtraFields()
-        return ChatStream(ctx.plan, ctx.request_id, self.executor.stream(ctx, fields), fields)
+        return ChatStream(ctx.plan, ctx.request_id, self.executor.stream(ctx, fields), fields, ctx)
 
     def chat_sync(
         self,

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from .schema import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .context import RequestContext
+    from .plan import Attempt, Plan
+    from .schema import AttemptRecord
 
 __all__ = ["ChatStream", "chunks_from_response"]
 
@@ -55,7 +57,9 @@ class ChatStream:
     """An async iterator of chunks, with the plan and, once it ends, ``extra_fields``.
 
     Iterate it once. Closing it (``await stream.aclose()``, or leaving an
-    ``async with`` block) cancels the upstream request.
+    ``async with`` block) cancels the upstream request. Once the first chunk
+    has arrived, ``attempt`` is the attempt serving it and ``trail`` the
+    attempts made so far (a gateway sends them as response headers).
     """
 
     def __init__(
@@ -64,11 +68,23 @@ class ChatStream:
         request_id: str,
         chunks: AsyncIterator[ChatChunk],
         extra_fields: ExtraFields,
+        ctx: RequestContext | None = None,
     ) -> None:
         self.plan = plan
         self.request_id = request_id
         self.extra_fields = extra_fields
         self._chunks = chunks
+        self._ctx = ctx
+
+    @property
+    def attempt(self) -> Attempt | None:
+        """The attempt being made or serving, once there is one."""
+        return self._ctx.attempt if self._ctx is not None else None
+
+    @property
+    def trail(self) -> list[AttemptRecord]:
+        """One record per upstream call made so far."""
+        return self._ctx.trail if self._ctx is not None else []
 
     def __aiter__(self) -> ChatStream:
         return self
