@@ -31,7 +31,8 @@ class ProviderSettings:
     :param type: the registered provider type.
     :param base_url: the policy's base URL, or None for the type's default.
     :param headers: extra headers to send upstream on every call.
-    :param options: the type's own options, validated with ``Provider.Options``.
+    :param options: the type's own options: an instance of ``Provider.Options``
+        when the type declares one (validated at load time), else the raw dict.
     :param raw_response: include the upstream's raw body in ``extra_fields``.
     """
 
@@ -52,7 +53,10 @@ class ProviderCall:
     :param client: the engine's pooled client for this provider instance;
         built on first use, so providers that never touch the network
         (the mock) never pay for one.
-    :param timeout: seconds this attempt may take, or None for no limit.
+    :param timeout: seconds left of the route's total timeout, or None for no
+        limit. The engine enforces it; a provider may use it to cap its HTTP
+        timeouts, but must not replace the client's connect and read timeouts
+        with it (a dead upstream should fail fast and let the engine fall back).
     """
 
     __slots__ = ("_client", "_client_factory", "api_key", "model", "request", "timeout")
@@ -122,7 +126,10 @@ class Provider(abc.ABC):
 
         Implement as an ``async def`` generator. The engine treats an error raised
         before the first chunk as a failed attempt (and may fall back), and an
-        error after it as an interrupted stream.
+        error after it as an interrupted stream. Yield a final usage-only chunk
+        (``choices: []``) whenever usage is known, asked for or not: the engine
+        settles cost from it, and drops it for callers that did not set
+        ``stream_options.include_usage``.
         """
         raise ProviderError(
             FailureClass.BAD_REQUEST, f"provider type {self.settings.type!r} cannot stream"
