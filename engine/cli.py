@@ -98,7 +98,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             else:
                 response = await engine.chat(body)
                 print(response.choices[0].message.content)
-                fields = response.extra_fields  # type: ignore[assignment]
+                fields = response.extra_fields
+            if fields is None:
+                return
             trail = " → ".join(f"{a.provider}/{a.model}:{a.outcome}" for a in fields.attempts)
             print(
                 f"[{fields.provider} via route {fields.route}, {fields.latency} ms, {trail}]",
@@ -109,6 +111,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .http import ServeOptions, serve
+
+    if args.workers < 1:
+        raise SystemExit("turnout: --workers must be at least 1")
+    return serve(
+        ServeOptions(
+            config=args.config,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            watch=None if args.no_watch else args.watch_interval,
+            drain_timeout=args.drain_timeout,
+            log_format=args.log_format,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--config", default=DEFAULT_CONFIG)
     chat.add_argument("--stream", action="store_true")
     chat.set_defaults(func=cmd_chat)
+
+    serve = sub.add_parser(
+        "serve", help="run the HTTP gateway (OpenAI-compatible /v1/chat/completions)"
+    )
+    serve.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="policy file (default: %(default)s)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    serve.add_argument("--port", type=int, default=8080, help="default: %(default)s")
+    serve.add_argument("--workers", type=int, default=1, help="processes (default: %(default)s)")
+    serve.add_argument(
+        "--no-watch", action="store_true", help="do not reload when the policy file changes"
+    )
+    serve.add_argument("--watch-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--drain-timeout",
+        type=int,
+        default=30,
+        help="seconds to let in-flight requests finish on SIGTERM (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="auto: console on a terminal, JSON lines otherwise",
+    )
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

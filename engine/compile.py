@@ -56,10 +56,11 @@ class CompiledTarget:
     model: str
     weight: float
     info: ModelInfo
+    name: str = field(init=False)
+    """``provider/model``."""
 
-    @property
-    def name(self) -> str:
-        return f"{self.provider.name}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.provider.name}/{self.model}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -7,7 +7,6 @@ import concurrent.futures
 import os
 import random
 import threading
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ from .plan import Plan
 from .planner import plan_request
 from .plugins import collect_provider_types, make_plugin_manager
 from .provider import Provider
-from .schema import ChatRequest, ChatResponse, ExtraFields
+from .schema import ChatRequest, ChatResponse
 from .state import EMPTY_STATE, StateSnapshot
 from .streams import ChatStream
 
@@ -171,7 +170,7 @@ class Engine:
         table = self._table
         plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
         return RequestContext(
-            parsed, request_id or uuid.uuid4().hex, headers or {}, table, plan, started, stream
+            parsed, request_id or os.urandom(16).hex(), headers or {}, table, plan, started, stream
         )
 
     async def chat(
@@ -195,8 +194,9 @@ class Engine:
         """Route one streaming request. Planning errors raise here; upstream errors
         raise while iterating (before the first chunk only once every attempt failed)."""
         ctx = self._context(request, headers, request_id, stream=True)
-        fields = ExtraFields()
-        return ChatStream(ctx.plan, ctx.request_id, self.executor.stream(ctx, fields), fields, ctx)
+        stream = ChatStream(ctx.plan, ctx.request_id, ctx)
+        stream.attach(self.executor.stream(ctx, stream.publish))
+        return stream
 
     def chat_sync(
         self,

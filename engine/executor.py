@@ -275,7 +275,10 @@ class Executor:
                     await attempts.failed(attempt, _classify_unexpected(exc), started)
                 else:
                     attempts.succeeded(attempt, started)
-                    cost = self._annotate(ctx, attempt, response, response.usage)
+                    raw = response.extra_fields.raw_response if response.extra_fields else None
+                    fields = response.extra_fields = self._extra_fields(
+                        ctx, attempt, response.usage, raw
+                    )
                     response = cast(
                         ChatResponse,
                         await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
@@ -288,7 +291,7 @@ class Executor:
                             self._ms(ctx),
                             response=response,
                             usage=response.usage,
-                            cost=cost,
+                            cost=fields.cost,
                         ),
                     )
                     return response
@@ -296,20 +299,35 @@ class Executor:
 
     # -- streaming -----------------------------------------------------------
 
-    async def stream(self, ctx: RequestContext, sink: ExtraFields) -> AsyncIterator[ChatChunk]:
-        """Yield chunks; fall back while nothing has been yielded, raise after."""
+    async def stream(
+        self, ctx: RequestContext, publish: Callable[[ExtraFields], None]
+    ) -> AsyncIterator[ChatChunk]:
+        """Yield chunks; fall back while nothing has been yielded, raise after.
+        ``publish`` receives the extra_fields once the stream has ended well."""
         outcome: RequestOutcome | None = None
         try:
-            async for chunk in self._stream(ctx, sink):
-                yield chunk
+            fields = None
+            async for item in self._stream(ctx):
+                if isinstance(item, ExtraFields):
+                    fields = item
+                    publish(item)
+                else:
+                    yield item
+            usage = None
+            if fields is not None and fields.billed_usage is not None:
+                usage = Usage(
+                    prompt_tokens=fields.billed_usage.prompt_tokens,
+                    completion_tokens=fields.billed_usage.completion_tokens,
+                    total_tokens=fields.billed_usage.prompt_tokens
+                    + fields.billed_usage.completion_tokens,
+                )
             outcome = RequestOutcome(
                 "ok",
                 200,
                 self._ms(ctx),
-                cost=sink.cost,
-                usage=Usage.model_construct(**sink.billed_usage.model_dump())
-                if sink.billed_usage
-                else None,
+                cost=fields.cost if fields else None,
+                usage=usage,
+                short_circuit=fields is not None and fields.cache is not None,
             )
         except TurnoutError as exc:
             outcome = RequestOutcome("error", exc.status_code, self._ms(ctx), error=exc)
@@ -322,15 +340,21 @@ class Executor:
                 with contextlib.suppress(Exception):
                     await self._finish(ctx, outcome)
 
-    async def _stream(self, ctx: RequestContext, sink: ExtraFields) -> AsyncIterator[ChatChunk]:
+    async def _stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk | ExtraFields]:
+        """Chunks, then (on a good end) the request's extra_fields as the last item."""
         hook = self.hook
         short = await self._pre_request(ctx)
         if short is not None:
-            sink.cache = (
-                short.extra_fields.cache if short.extra_fields else None
-            ) or "short_circuit"
             for replay in chunks_from_response(short):
                 yield replay
+            cache = short.extra_fields.cache if short.extra_fields else None
+            yield ExtraFields(
+                request_type="chat_completion_stream",
+                model_requested=ctx.request.model,
+                route=ctx.route.name,
+                request_id=ctx.request_id,
+                cache=cache or "short_circuit",
+            )
             return
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
@@ -401,7 +425,7 @@ class Executor:
             ) from exc
         finally:
             await _close(upstream)
-        self._fill(sink, ctx, served, usage)
+        yield self._extra_fields(ctx, served, usage)
 
     async def _next_chunk(
         self, upstream: AsyncIterator[ChatChunk], attempts: _Attempts
@@ -440,39 +464,34 @@ class Executor:
 
     # -- accounting ----------------------------------------------------------
 
-    def _fill(
-        self, fields: ExtraFields, ctx: RequestContext, attempt: Attempt, usage: Usage | None
-    ) -> float | None:
+    def _extra_fields(
+        self, ctx: RequestContext, attempt: Attempt, usage: Usage | None, raw: Any = None
+    ) -> ExtraFields:
+        """The seed's extra_fields for a served request, built in one go (hot path)."""
         request = ctx.request
-        cost = None
+        cost = billed = None
         if usage is not None:
             cost = attempt.target.info.cost(usage.prompt_tokens, usage.completion_tokens, usage)
-            fields.billed_usage = BilledUsage(
+            billed = BilledUsage(
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
             )
-        fields.provider = attempt.provider
-        fields.model_requested = request.model
-        fields.model_params = {
-            name: value for name in _MODEL_PARAMS if (value := getattr(request, name)) is not None
-        }
-        fields.latency = int(self._ms(ctx))
-        fields.route = ctx.route.name
-        fields.request_id = ctx.request_id
-        fields.cost = cost
-        fields.attempts = ctx.trail
-        if ctx.stream:
-            fields.request_type = "chat_completion_stream"
-        if not attempt.target.provider.provider.settings.raw_response:
-            fields.raw_response = None
-        return cost
-
-    def _annotate(
-        self, ctx: RequestContext, attempt: Attempt, response: ChatResponse, usage: Usage | None
-    ) -> float | None:
-        fields = response.extra_fields
-        if fields is None:
-            fields = response.extra_fields = ExtraFields()
-        return self._fill(fields, ctx, attempt, usage)
+        return ExtraFields(
+            provider=attempt.provider,
+            request_type="chat_completion_stream" if ctx.stream else "chat_completion",
+            model_requested=request.model,
+            model_params={
+                name: value
+                for name in _MODEL_PARAMS
+                if (value := getattr(request, name)) is not None
+            },
+            latency=int(self._ms(ctx)),
+            billed_usage=billed,
+            raw_response=raw if attempt.target.provider.provider.settings.raw_response else None,
+            route=ctx.route.name,
+            request_id=ctx.request_id,
+            cost=cost,
+            attempts=ctx.trail,
+        )
 
     def _ms(self, ctx: RequestContext) -> float:
         return (self.clock() - ctx.started) * 1000

@@ -62,19 +62,21 @@ class ChatStream:
     attempts made so far (a gateway sends them as response headers).
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        request_id: str,
-        chunks: AsyncIterator[ChatChunk],
-        extra_fields: ExtraFields,
-        ctx: RequestContext | None = None,
-    ) -> None:
+    def __init__(self, plan: Plan, request_id: str, ctx: RequestContext | None = None) -> None:
         self.plan = plan
         self.request_id = request_id
-        self.extra_fields = extra_fields
-        self._chunks = chunks
+        self.extra_fields: ExtraFields | None = None
+        """None until the stream has ended well."""
+        self._chunks: AsyncIterator[ChatChunk] | None = None
         self._ctx = ctx
+
+    def attach(self, chunks: AsyncIterator[ChatChunk]) -> None:
+        """Give the stream its source of chunks (the engine does this)."""
+        self._chunks = chunks
+
+    def publish(self, fields: ExtraFields) -> None:
+        """Called by the engine with the extra_fields once the stream has ended well."""
+        self.extra_fields = fields
 
     @property
     def attempt(self) -> Attempt | None:
@@ -90,6 +92,8 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> ChatChunk:
+        if self._chunks is None:
+            raise StopAsyncIteration
         return await anext(self._chunks)
 
     async def aclose(self) -> None:

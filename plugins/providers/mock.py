@@ -34,10 +34,8 @@ from engine.schema import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    Choice,
     ChunkChoice,
     Delta,
-    ResponseMessage,
     Usage,
 )
 
@@ -133,27 +131,34 @@ class MockProvider(Provider):
         reply = (step.reply if step is not None else None) or self.options.reply
         return (reply if reply is not None else _last_user_text(call.request)), step
 
-    def _usage(self, call: ProviderCall, reply: str) -> Usage:
+    def _usage(self, call: ProviderCall, reply: str) -> dict[str, int]:
         if self.options.usage:
             prompt = self.options.usage.get("prompt_tokens", 0)
             completion = self.options.usage.get("completion_tokens", 0)
         else:
             prompt, completion = _words(call.request), len(reply.split())
-        return Usage.model_construct(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-        )
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
     async def chat(self, call: ProviderCall) -> ChatResponse:
         reply, _ = await self._prepare(call)
-        message = ResponseMessage.model_construct(role="assistant", content=reply)
-        return ChatResponse.model_construct(
-            id=f"chatcmpl-mock-{next(self._ids)}",
-            object="chat.completion",
-            created=int(time.time()),
-            model=call.model,
-            choices=[Choice.model_construct(index=0, message=message, finish_reason="stop")],
-            usage=self._usage(call, reply),
-            extra_fields=None,
+        return ChatResponse.model_validate(
+            {
+                "id": f"chatcmpl-mock-{next(self._ids)}",
+                "created": int(time.time()),
+                "model": call.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": self._usage(call, reply),
+            }
         )
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
@@ -185,7 +190,7 @@ class MockProvider(Provider):
         yield chunk(Delta(), finish="stop")
         options = call.request.stream_options
         if options is not None and options.include_usage:
-            yield chunk(Delta(), usage=self._usage(call, reply))
+            yield chunk(Delta(), usage=Usage.model_validate(self._usage(call, reply)))
 
 
 @hookimpl
