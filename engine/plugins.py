@@ -18,6 +18,8 @@ __all__ = ["DEFAULT_PLUGINS", "PluginError", "collect_provider_types", "make_plu
 DEFAULT_PLUGINS = (
     "plugins.providers.mock",
     "plugins.providers.openai",
+    "plugins.metrics",
+    "plugins.logging",
 )
 """Built-in plugins: ordinary plugin modules, loaded like any other."""
 

@@ -1,0 +1,322 @@
+"""The gateway as a raw ASGI 3 application: endpoints in, engine calls, bytes out.
+
+Request bytes → ``parse_request`` → ``engine.chat`` / ``engine.stream`` →
+response bytes. Routing decisions are the engine's; this module only maps
+paths to handlers and errors to HTTP responses. It is raw ASGI rather than a
+framework because the per-request work a framework adds (request objects,
+middleware stack, routing by regex) was measurable next to the engine's own
+cost; see benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from .. import metrics
+from ..engine import Engine, parse_request
+from ..errors import TurnoutError
+from ..planner import NoRouteError
+from ..schema import AttemptRecord, ChatChunk
+from ..streams import ChatStream
+from . import sse
+from .asgi import Receive, Scope, Send
+from .catalog import model_list
+from .reload import PolicyReloader
+from .wire import (
+    explain_invalid_json,
+    header_dict,
+    internal_error,
+    json_bytes,
+    read_body,
+    request_id,
+    send_error,
+    send_json,
+)
+
+__all__ = ["Gateway"]
+
+log = structlog.get_logger("turnout.http")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CHAT_ENDPOINT = "/v1/chat/completions"
+
+
+def _ms(records: list[AttemptRecord] | list[dict[str, Any]]) -> float:
+    return sum(r["latency_ms"] if isinstance(r, dict) else r.latency_ms for r in records)
+
+
+class _Rejected(TurnoutError):
+    """An error raised before the engine saw the request (so no observer logged it)."""
+
+    @classmethod
+    def of(cls, error: TurnoutError) -> _Rejected:
+        out = cls(
+            error.message,
+            status_code=error.status_code,
+            type=error.type,
+            code=error.code,
+            param=error.param,
+        )
+        out.extra_fields = error.extra_fields
+        return out
+
+
+_UNROUTED = (_Rejected, NoRouteError)
+
+
+class Gateway:
+    """The ASGI app of ``turnout serve``.
+
+    :param engine: the engine every request goes through.
+    :param reloader: watches the policy file and SIGHUP; started and stopped
+        with the ASGI lifespan. None: no hot reload.
+    :param body_timeout: seconds a client may take to send its request body
+        (slow clients get 408).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        reloader: PolicyReloader | None = None,
+        *,
+        body_timeout: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.reloader = reloader
+        self.body_timeout = body_timeout
+        self._routes: dict[str, tuple[str, Handler]] = {
+            CHAT_ENDPOINT: ("POST", self.chat_completions),
+            "/chat/completions": ("POST", self.chat_completions),
+            "/v1/models": ("GET", self.models),
+            "/models": ("GET", self.models),
+            "/metrics": ("GET", self.metrics),
+            "/health": ("GET", self.health),
+            "/ready": ("GET", self.ready),
+        }
+        self._responses = {
+            (path, status): metrics.HTTP_RESPONSES.labels(path, str(status))
+            for path in (CHAT_ENDPOINT, "/v1/models")
+            for status in (200, 400, 404, 408, 413, 422, 429, 499, 500, 502, 503, 504)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            entry = self._routes.get(scope["path"])
+            if entry is None:
+                await self._not_found(scope, send)
+            elif scope["method"] != entry[0]:
+                await self._wrong_method(scope, send, entry[0])
+            else:
+                await entry[1](scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _count(self, endpoint: str, status: int) -> None:
+        counter = self._responses.get((endpoint, status))
+        if counter is None:
+            counter = metrics.HTTP_RESPONSES.labels(endpoint, str(status))
+        counter.inc()
+
+    # -- chat completions ----------------------------------------------------
+
+    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.IN_FLIGHT.inc()
+        headers = header_dict(scope)
+        rid = request_id(headers)
+        status = 500
+        try:
+            status = await self._chat(headers, rid, receive, send)
+        except TurnoutError as exc:
+            status = exc.status_code
+            if isinstance(exc, _UNROUTED):
+                log.info(
+                    "request rejected",
+                    request_id=rid,
+                    status_code=status,
+                    error_code=exc.code,
+                    error=exc.message,
+                )
+            await send_error(send, exc, self._error_headers(rid, exc))
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception:
+            log.exception("request failed unexpectedly", request_id=rid)
+            await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
+        finally:
+            metrics.IN_FLIGHT.dec()
+            self._count(CHAT_ENDPOINT, status)
+
+    async def _chat(self, headers: dict[str, str], rid: str, receive: Receive, send: Send) -> int:
+        engine = self.engine
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await read_body(receive, headers, engine.table.policy.gateway.max_body)
+        except TimeoutError:
+            raise _Rejected(
+                f"the request body did not arrive within {self.body_timeout:g}s",
+                status_code=408,
+                code="request_timeout",
+            ) from None
+        except TurnoutError as exc:
+            raise _Rejected.of(exc) from None
+        started = time.perf_counter()
+        try:
+            request = parse_request(body)
+        except TurnoutError as exc:
+            raise _Rejected.of(explain_invalid_json(body, exc)) from None
+        if request.stream:
+            stream = engine.stream(request, headers=headers, request_id=rid)
+            gone = await sse.run_until_disconnect(self._stream(stream, started, rid, send), receive)
+            return 499 if gone else 200
+        response = await engine.chat(request, headers=headers, request_id=rid)
+        payload = response.model_dump_json().encode()
+        fields = response.extra_fields
+        attempts = fields.attempts if fields is not None else []
+        overhead = (time.perf_counter() - started) * 1000 - _ms(attempts)
+        metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
+        served = attempts[-1] if attempts else None
+        await send_json(
+            send,
+            200,
+            payload,
+            [
+                (b"x-request-id", rid.encode()),
+                (b"x-turnout-route", (fields.route or "").encode() if fields else b""),
+                (b"x-turnout-provider", (served.provider if served else "").encode()),
+                (b"x-turnout-model", (served.model if served else "").encode()),
+                (b"x-turnout-attempts", str(len(attempts)).encode()),
+                (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
+            ],
+        )
+        return 200
+
+    async def _stream(self, stream: ChatStream, started: float, rid: str, send: Send) -> None:
+        try:
+            first: ChatChunk | None = await anext(stream, None)
+            if first is None:
+                raise TurnoutError(
+                    "the upstream stream ended without a chunk",
+                    status_code=502,
+                    type="api_error",
+                    code="empty_stream",
+                )
+            trail = stream.trail
+            overhead = (time.perf_counter() - started) * 1000 - _ms(trail)
+            metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
+            attempt = stream.attempt
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        *sse.SSE_HEADERS,
+                        (b"x-request-id", rid.encode()),
+                        (b"x-turnout-route", stream.plan.route.name.encode()),
+                        (b"x-turnout-provider", (attempt.provider if attempt else "").encode()),
+                        (b"x-turnout-model", (attempt.model if attempt else "").encode()),
+                        (b"x-turnout-attempts", str(len(trail)).encode()),
+                        (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
+                    ],
+                }
+            )
+            error = await sse.write_chunks(stream, first, send)
+            if error is not None:
+                log.warning("stream ended by an error", request_id=rid, code=error.code)
+        finally:
+            await stream.aclose()
+
+    def _error_headers(self, rid: str, error: TurnoutError) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-request-id", rid.encode())]
+        attempts = error.extra_fields.get("attempts")
+        if attempts is not None:
+            headers.append((b"x-turnout-attempts", str(len(attempts)).encode()))
+        return headers
+
+    # -- everything else -----------------------------------------------------
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, model_list(self.engine.table))
+        self._count("/v1/models", 200)
+
+    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = metrics.exposition()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", metrics.CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, b'{"status":"ok"}')
+
+    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self.engine.table
+        enabled = sorted(name for name, p in table.providers.items() if not p.disabled)
+        body: dict[str, Any] = {"policy": table.file, "providers_enabled": enabled}
+        if enabled:
+            await send_json(send, 200, json_bytes({"status": "ready", **body}))
+        else:
+            reason = "no provider is enabled (are their API keys set?)"
+            await send_json(
+                send, 503, json_bytes({"status": "not_ready", "reason": reason, **body})
+            )
+
+    async def _not_found(self, scope: Scope, send: Send) -> None:
+        error = TurnoutError(
+            f"no endpoint {scope['method']} {scope['path']}; turnout serves "
+            f"POST {CHAT_ENDPOINT}, GET /v1/models, /metrics, /health and /ready",
+            status_code=404,
+            code="unknown_url",
+        )
+        await send_error(send, error)
+        self._count("other", 404)
+
+    async def _wrong_method(self, scope: Scope, send: Send, allowed: str) -> None:
+        error = TurnoutError(
+            f"{scope['path']} takes {allowed}, not {scope['method']}",
+            status_code=405,
+            code="method_not_allowed",
+        )
+        await send_error(send, error, [(b"allow", allowed.encode())])
+        self._count("other", 405)
+
+    # -- lifespan ------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.reloader is not None:
+                        self.reloader.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.reloader is not None:
+                    await self.reloader.stop()
+                with contextlib.suppress(Exception):
+                    await self.engine.aclose()
+                if metrics.multiprocess_dir():
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+                await send({"type": "lifespan.shutdown.complete"})
+                return

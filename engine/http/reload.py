@@ -1,0 +1,120 @@
+"""Hot reload of the policy: on SIGHUP or when the file changes.
+
+``Engine.reload`` compiles the new file completely and swaps it in
+atomically; a file that does not compile raises ``PolicyError`` and the old
+policy keeps serving. Requests already running finish on the snapshot they
+started with. Every outcome is counted (``turnout_policy_reloads_total``)
+and logged, with every problem of a rejected file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import structlog
+
+from .. import metrics
+from ..engine import Engine
+from ..errors import PolicyError
+
+__all__ = ["PolicyReloader"]
+
+log = structlog.get_logger("turnout.reload")
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class PolicyReloader:
+    """Reloads ``engine``'s policy from ``path``.
+
+    :param interval: seconds between checks of the file; None: no watching
+        (SIGHUP and ``reload()`` still work).
+    :param sighup: reload on SIGHUP (only possible in the main thread).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        path: str | os.PathLike[str],
+        *,
+        interval: float | None = 1.0,
+        sighup: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.path = os.fspath(path)
+        self.interval = interval
+        self.sighup = sighup
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._signature = _signature(self.path)
+        self._signal_installed = False
+
+    async def reload(self, reason: str) -> bool:
+        """Compile the file and swap it in; False (old policy kept) if it is rejected."""
+        async with self._lock:
+            self._signature = _signature(self.path)
+            try:
+                table = await asyncio.to_thread(self.engine.reload, self.path)
+            except PolicyError as exc:
+                metrics.POLICY_RELOADS.labels("rejected").inc()
+                log.error(
+                    "policy rejected; the previous policy keeps serving",
+                    path=self.path,
+                    reason=reason,
+                    problems=[str(p) for p in exc.problems],
+                )
+                return False
+            except OSError as exc:
+                metrics.POLICY_RELOADS.labels("rejected").inc()
+                log.error(
+                    "policy file unreadable; the previous policy keeps serving",
+                    path=self.path,
+                    reason=reason,
+                    error=str(exc),
+                )
+                return False
+            metrics.POLICY_RELOADS.labels("ok").inc()
+            log.info("policy reloaded", path=self.path, reason=reason, routes=len(table.routes))
+            return True
+
+    def start(self) -> None:
+        """Start watching (call from the server's event loop)."""
+        loop = asyncio.get_running_loop()
+        if self.sighup:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+                self._signal_installed = True
+            except (ValueError, RuntimeError, AttributeError, NotImplementedError):
+                log.info("SIGHUP reload unavailable here (not the main thread)")
+        if self.interval is not None:
+            self._task = loop.create_task(self._watch(self.interval), name="turnout-reload")
+
+    def _on_sighup(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            current = _signature(self.path)
+            if current is not None and current != self._signature:
+                await self.reload("file changed")
+
+    async def stop(self) -> None:
+        if self._signal_installed:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._signal_installed = False
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

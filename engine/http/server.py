@@ -1,0 +1,130 @@
+"""Running the gateway: uvicorn (uvloop + httptools), workers, signals, draining.
+
+One worker: the policy is compiled in this process, then served. ``N``
+workers: the policy is checked here first (a broken file fails fast), then
+uvicorn's supervisor starts N processes that each build the app with
+``app_from_env``; Prometheus runs in multiprocess mode over a temporary
+directory so ``/metrics`` on any worker reports all of them, and SIGHUP to the
+supervisor is forwarded to every worker (each reloads its policy) instead of
+uvicorn's default of restarting them.
+
+SIGTERM / SIGINT: uvicorn stops accepting connections and waits up to
+``drain_timeout`` seconds for in-flight requests (streams included) before
+cancelling them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass
+
+__all__ = ["ServeOptions", "app_from_env", "build_app", "serve"]
+
+_ENV = "TURNOUT_SERVE_"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config: str = "routes.yaml"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    watch: float | None = 1.0
+    drain_timeout: int = 30
+    log_format: str = "auto"
+
+
+def build_app(config: str, watch: float | None = 1.0, *, sighup: bool = True) -> object:
+    """The gateway app for policy file ``config`` with hot reload (raises PolicyError)."""
+    from ..engine import Engine
+    from .app import Gateway
+    from .reload import PolicyReloader
+
+    engine = Engine.from_file(config)
+    return Gateway(engine, PolicyReloader(engine, config, interval=watch, sighup=sighup))
+
+
+def app_from_env() -> object:
+    """The app factory each worker process calls (options come from the environment)."""
+    from .logs import configure_logging
+
+    configure_logging(os.environ.get(_ENV + "LOG_FORMAT", "auto"))  # type: ignore[arg-type]
+    watch = os.environ.get(_ENV + "WATCH", "")
+    return build_app(os.environ[_ENV + "CONFIG"], float(watch) if watch else None)
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the gateway until SIGTERM / SIGINT; return the exit code."""
+    if options.workers > 1:
+        return _serve_workers(options)
+    import uvicorn
+
+    from .logs import configure_logging
+
+    configure_logging(options.log_format)  # type: ignore[arg-type]
+    app = build_app(options.config, options.watch)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=options.host,
+        port=options.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=math.ceil(options.drain_timeout),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _serve_workers(options: ServeOptions) -> int:
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    from ..engine import Engine
+    from .logs import configure_logging
+
+    configure_logging(options.log_format)  # type: ignore[arg-type]
+    Engine.from_file(options.config)  # fail fast on a broken policy, before forking
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="turnout-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    os.environ[_ENV + "CONFIG"] = os.path.abspath(options.config)
+    os.environ[_ENV + "WATCH"] = "" if options.watch is None else str(options.watch)
+    os.environ[_ENV + "LOG_FORMAT"] = options.log_format
+    config = uvicorn.Config(
+        "engine.http.server:app_from_env",
+        factory=True,
+        host=options.host,
+        port=options.port,
+        workers=options.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=math.ceil(options.drain_timeout),
+        server_header=False,
+    )
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            for process in self.processes:
+                if process.pid is not None:
+                    os.kill(process.pid, signal.SIGHUP)
+
+    try:
+        sock = config.bind_socket()
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0

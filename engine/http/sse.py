@@ -1,0 +1,130 @@
+"""Writing a ``ChatStream`` as Server-Sent Events, and noticing when the client leaves.
+
+The wire form is OpenAI's: one ``data: {chunk}`` event per chunk, then
+``data: [DONE]``. An error after the first chunk ends the stream with an
+``event: error`` whose data is the OpenAI error object (the official SDKs
+raise ``APIError`` on it) and no ``[DONE]``, so a truncated answer never
+looks complete.
+
+``extra_fields`` is only known once the upstream has finished, so it rides
+on the last chunk: the usage chunk when the caller asked for
+``stream_options.include_usage``, else the chunk carrying ``finish_reason``.
+Those tail chunks carry no text, so holding each until the next chunk (or
+the end) delays nothing a user sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+from ..errors import TurnoutError
+from ..schema import ChatChunk
+from ..streams import ChatStream
+from .asgi import Receive, Send
+from .wire import internal_error, json_bytes
+
+__all__ = ["DONE", "error_event", "event", "is_tail", "run_until_disconnect", "write_chunks"]
+
+log = structlog.get_logger("turnout.http")
+
+DONE = b"data: [DONE]\n\n"
+_NO_EXTRA = {"extra_fields"}
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def event(chunk: ChatChunk, *, with_extra: bool = False) -> bytes:
+    body = chunk.model_dump_json() if with_extra else chunk.model_dump_json(exclude=_NO_EXTRA)
+    return b"data: " + body.encode() + b"\n\n"
+
+
+def error_event(error: TurnoutError) -> bytes:
+    return b"event: error\ndata: " + json_bytes(error.to_dict()) + b"\n\n"
+
+
+def is_tail(chunk: ChatChunk) -> bool:
+    """A chunk with nothing to show: usage only, or finish reasons with empty deltas."""
+    if not chunk.choices:
+        return True
+    for choice in chunk.choices:
+        delta = choice.delta
+        if choice.finish_reason is None or delta.content or delta.tool_calls or delta.refusal:
+            return False
+    return True
+
+
+async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> TurnoutError | None:
+    """Send ``first`` and the rest of ``stream`` as body events; end the body.
+
+    Returns the error that ended the stream early (already sent as an error
+    event), or None after ``[DONE]``.
+    """
+    held: ChatChunk | None = None
+    chunk: ChatChunk | None = first
+    try:
+        while chunk is not None:
+            if held is not None:
+                await send({"type": "http.response.body", "body": event(held), "more_body": True})
+                held = None
+            if is_tail(chunk):
+                held = chunk
+            else:
+                await send({"type": "http.response.body", "body": event(chunk), "more_body": True})
+            chunk = await anext(stream, None)
+    except Exception as exc:
+        if isinstance(exc, TurnoutError):
+            error = exc
+        else:
+            log.exception("stream failed unexpectedly", request_id=stream.request_id)
+            error = internal_error(stream.request_id)
+        error.extra_fields = {
+            "request_id": stream.request_id,
+            "route": stream.plan.route.name,
+            "attempts": [r.model_dump() for r in stream.trail],
+            **error.extra_fields,
+        }
+        if held is not None:
+            await send({"type": "http.response.body", "body": event(held), "more_body": True})
+        await send({"type": "http.response.body", "body": error_event(error)})
+        return error
+    tail = b""
+    if held is not None:
+        held.extra_fields = stream.extra_fields
+        tail = event(held, with_extra=True)
+    await send({"type": "http.response.body", "body": tail + DONE})
+    return None
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> bool:
+    """Run ``work``; cancel it if the client disconnects first.
+
+    Returns True if the client went away (``work`` was cancelled). The request
+    body must have been read already.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone = watcher.done() and not watcher.cancelled() and not task.done()
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not gone:
+        task.result()
+    return gone

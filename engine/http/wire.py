@@ -1,0 +1,156 @@
+"""The gateway's edge: request headers and body in, JSON and error bytes out.
+
+Nothing here knows about routing. Errors are always ``TurnoutError``s
+serialised with ``to_dict()``: the OpenAI ``error`` object plus
+``status_code`` and ``extra_fields``, so the official SDKs raise the class
+that matches the HTTP status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pydantic_core
+
+from ..errors import TurnoutError
+from .asgi import Receive, Scope, Send
+
+__all__ = [
+    "JSON",
+    "RawHeaders",
+    "body_too_large",
+    "explain_invalid_json",
+    "header_dict",
+    "internal_error",
+    "json_bytes",
+    "read_body",
+    "request_id",
+    "send_error",
+    "send_json",
+]
+
+JSON = b"application/json"
+MAX_REQUEST_ID = 128
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def json_bytes(value: Any) -> bytes:
+    return pydantic_core.to_json(value)
+
+
+def header_dict(scope: Scope) -> dict[str, str]:
+    """The request's headers, names lower-cased; repeated ones joined with ``, ``."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The caller's ``x-request-id`` if it sent a sensible one, else a new id."""
+    given = headers.get("x-request-id")
+    if given and len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return uuid.uuid4().hex
+
+
+def body_too_large(limit: int) -> TurnoutError:
+    return TurnoutError(
+        f"the request body is larger than the gateway's limit of {limit} bytes; "
+        "send a smaller request or raise gateway.max_body in the policy",
+        status_code=413,
+        code="request_too_large",
+    )
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole request body; TurnoutError 413 as soon as it passes ``limit``."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise TurnoutError(
+                f"invalid Content-Length header {declared[:40]!r}", code="invalid_request"
+            ) from None
+        if length > limit:
+            raise body_too_large(limit)
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise body_too_large(limit)
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise TurnoutError(
+                "the client went away before sending the whole body",
+                status_code=499,
+                code="client_closed_request",
+            )
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def explain_invalid_json(body: bytes, error: TurnoutError) -> TurnoutError:
+    """A clearer message for the commonest ways a body is not JSON (error path only)."""
+    if error.code != "invalid_json":
+        return error
+    if not body.strip():
+        error.message = (
+            "the request body is empty; send a JSON chat-completion request "
+            '({"model": ..., "messages": [...]})'
+        )
+    else:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            error.message = (
+                f"the request body is not valid UTF-8 (byte {exc.start}); "
+                "JSON bodies must be UTF-8 encoded"
+            )
+    return error
+
+
+def internal_error(rid: str) -> TurnoutError:
+    return TurnoutError(
+        f"the gateway failed unexpectedly; its log has the details under request id {rid}",
+        status_code=500,
+        type="api_error",
+        code="internal_error",
+    )
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send, error: TurnoutError, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await send_json(send, error.status_code, json_bytes(error.to_dict()), headers)
