@@ -10,23 +10,20 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from functools import partial
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pluggy
 import structlog
 from pydantic import ValidationError
 
+from .attempts import Attempts, classify_unexpected, empty_plan_error
 from .clients import ClientPool
 from .context import RequestContext, RequestOutcome
-from .errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutError
+from .errors import FailureClass, ProviderError, TurnoutError
 from .hooks import call_chain, call_first, call_observers, has_impls
-from .plan import Attempt, Plan, SkipReason
-from .policy import Retry
-from .provider import ProviderCall
+from .plan import Attempt
 from .schema import (
-    AttemptRecord,
     BilledUsage,
     ChatChunk,
     ChatRequest,
@@ -55,165 +52,6 @@ _MODEL_PARAMS = (
     "parallel_tool_calls",
     "response_format",
 )
-
-
-def backoff_delay(retry: Retry, failures: int, rng: random.Random) -> float:
-    """Exponential backoff after the ``failures``-th failure, with full jitter."""
-    ceiling = min(retry.max_backoff, retry.backoff * (2 ** (failures - 1)))
-    return rng.uniform(0, ceiling) if retry.jitter else ceiling
-
-
-def empty_plan_error(plan: Plan) -> TurnoutError:
-    """Why no attempt could be made: a 4xx if the request itself is too big or too
-    dear for every target, else 503."""
-    reasons = {skip.reason for skip in plan.skipped}
-    detail = "; ".join(f"{s.name}: {s.detail}" for s in plan.skipped) or "the route has no targets"
-    if reasons and reasons <= {
-        SkipReason.COST_CAP,
-        SkipReason.CONTEXT_WINDOW,
-        SkipReason.DUPLICATE,
-    }:
-        if SkipReason.COST_CAP in reasons:
-            return TurnoutError(
-                f"every target of route {plan.route.name!r} is over the cost cap: {detail}",
-                status_code=400,
-                code="cost_cap_exceeded",
-                param="max_tokens",
-            )
-        return TurnoutError(
-            f"the prompt does not fit any target of route {plan.route.name!r}: {detail}",
-            status_code=400,
-            code="context_length_exceeded",
-            param="messages",
-        )
-    return TurnoutError(
-        f"no target of route {plan.route.name!r} is available: {detail}",
-        status_code=503,
-        type="api_error",
-        code="no_target_available",
-    )
-
-
-class _Attempts:
-    """The retry and fallback loop shared by chat and stream."""
-
-    def __init__(self, executor: Executor, ctx: RequestContext) -> None:
-        self.executor = executor
-        self.ctx = ctx
-        total = ctx.route.timeout.total
-        self.deadline = ctx.started + total if total else None
-        self.last_error: ProviderError | None = None
-        self.timed_out = False
-
-    def remaining(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return self.deadline - self.executor.clock()
-
-    async def calls(self) -> AsyncGenerator[tuple[Attempt, ProviderCall], None]:
-        ctx = self.ctx
-        retry = ctx.route.retry
-        pool = self.executor.clients
-        for attempt in ctx.plan.attempts:
-            provider = attempt.target.provider
-            key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
-            for tries in range(1, retry.attempts + 1):
-                remaining = self.remaining()
-                if remaining is not None and remaining <= 0:
-                    self.timed_out = True
-                    return
-                ctx.attempt = attempt
-                yield (
-                    attempt,
-                    ProviderCall(
-                        ctx.request,
-                        attempt.model,
-                        key,
-                        timeout=remaining,
-                        client_factory=partial(pool.client, provider),
-                    ),
-                )
-                error = self.last_error
-                if error is None:
-                    return
-                if error.failure in CALLER_FAULTS:
-                    return
-                if error.failure not in retry.on or tries == retry.attempts:
-                    break
-                delay = backoff_delay(retry, tries, self.executor.rng)
-                if error.retry_after is not None:
-                    if error.retry_after > retry.max_backoff:
-                        break  # the upstream wants longer than we wait: next target
-                    delay = max(delay, error.retry_after)
-                remaining = self.remaining()
-                if remaining is not None and delay >= remaining:
-                    break
-                await self.executor.sleep(delay)
-
-    async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
-        self.last_error = error
-        self.ctx.trail.append(
-            AttemptRecord(
-                provider=attempt.provider,
-                model=attempt.model,
-                outcome=error.failure.value,
-                latency_ms=round((self.executor.clock() - started) * 1000, 3),
-                status_code=error.status_code,
-                message=error.message,
-            )
-        )
-        await call_observers(
-            self.executor.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
-        )
-
-    def succeeded(self, attempt: Attempt, started: float) -> None:
-        self.last_error = None
-        self.ctx.trail.append(
-            AttemptRecord(
-                provider=attempt.provider,
-                model=attempt.model,
-                outcome="ok",
-                latency_ms=round((self.executor.clock() - started) * 1000, 3),
-            )
-        )
-
-    def final_error(self) -> TurnoutError:
-        ctx = self.ctx
-        error = self.last_error
-        if error is None or self.timed_out:
-            out = TurnoutError(
-                f"route {ctx.route.name!r}: total timeout of {ctx.route.timeout.total:g}s exceeded"
-                f" after {len(ctx.trail)} attempt(s)",
-                status_code=504,
-                type="api_error",
-                code="timeout",
-            )
-        elif error.failure in CALLER_FAULTS:
-            out = error.to_turnout_error(provider=ctx.trail[-1].provider, model=ctx.trail[-1].model)
-        else:
-            last = ctx.trail[-1]
-            out = error.to_turnout_error(provider=last.provider, model=last.model)
-            if len(ctx.trail) > 1:
-                summary = "; ".join(f"{r.provider}/{r.model}: {r.outcome}" for r in ctx.trail)
-                out.message = (
-                    f"all {len(ctx.trail)} attempts failed ({summary}); last: {out.message}"
-                )
-        out.extra_fields = {
-            "route": ctx.route.name,
-            "request_id": ctx.request_id,
-            "model_requested": ctx.request.model,
-            "attempts": [r.model_dump() for r in ctx.trail],
-        }
-        return out
-
-
-def _classify_unexpected(exc: Exception) -> ProviderError:
-    if isinstance(exc, TimeoutError):
-        return ProviderError(FailureClass.TIMEOUT, "no answer before the route's total timeout")
-    log.error("provider raised an unexpected exception", exc_info=exc)
-    return ProviderError(
-        FailureClass.SERVER_ERROR, f"provider failed unexpectedly: {type(exc).__name__}"
-    )
 
 
 class Executor:
@@ -259,7 +97,7 @@ class Executor:
             return short
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
-        attempts = _Attempts(self, ctx)
+        attempts = Attempts(self, ctx)
         async with contextlib.aclosing(attempts.calls()) as calls:
             async for attempt, call in calls:
                 started = self.clock()
@@ -272,7 +110,7 @@ class Executor:
                 except ProviderError as exc:
                     await attempts.failed(attempt, exc, started)
                 except Exception as exc:
-                    await attempts.failed(attempt, _classify_unexpected(exc), started)
+                    await attempts.failed(attempt, classify_unexpected(exc), started)
                 else:
                     attempts.succeeded(attempt, started)
                     raw = response.extra_fields.raw_response if response.extra_fields else None
@@ -359,7 +197,7 @@ class Executor:
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
         first_token = ctx.route.timeout.first_token
-        attempts = _Attempts(self, ctx)
+        attempts = Attempts(self, ctx)
         upstream: AsyncIterator[ChatChunk] | None = None
         first: ChatChunk | None = None
         served: Attempt | None = None
@@ -388,7 +226,7 @@ class Executor:
                         started,
                     )
                 except Exception as exc:
-                    await attempts.failed(attempt, _classify_unexpected(exc), started)
+                    await attempts.failed(attempt, classify_unexpected(exc), started)
                 else:
                     attempts.succeeded(attempt, started)
                     served = attempt
@@ -428,7 +266,7 @@ class Executor:
         yield self._extra_fields(ctx, served, usage)
 
     async def _next_chunk(
-        self, upstream: AsyncIterator[ChatChunk], attempts: _Attempts
+        self, upstream: AsyncIterator[ChatChunk], attempts: Attempts
     ) -> ChatChunk | None:
         remaining = attempts.remaining()
         try:
@@ -445,7 +283,7 @@ class Executor:
         except ProviderError:
             raise
         except Exception as exc:
-            raise _classify_unexpected(exc) from exc
+            raise classify_unexpected(exc) from exc
 
     async def _pre_request(self, ctx: RequestContext) -> ChatResponse | None:
         original = ctx.request
