@@ -7,7 +7,6 @@ made from the FailureClass alone.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -76,51 +75,62 @@ class Attempts:
         self.deadline = ctx.started + total if total else None
         self.last_error: ProviderError | None = None
         self.timed_out = False
+        self._index = 0
+        self._tries = 0
 
     def remaining(self) -> float | None:
         if self.deadline is None:
             return None
         return self.deadline - self.executor.clock()
 
-    async def calls(self) -> AsyncGenerator[tuple[Attempt, ProviderCall], None]:
-        ctx = self.ctx
-        retry = ctx.route.retry
-        pool = self.executor.clients
-        for attempt in ctx.plan.attempts:
-            provider = attempt.target.provider
-            key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
-            for tries in range(1, retry.attempts + 1):
-                remaining = self.remaining()
-                if remaining is not None and remaining <= 0:
-                    self.timed_out = True
-                    return
-                ctx.attempt = attempt
-                yield (
-                    attempt,
-                    ProviderCall(
-                        ctx.request,
-                        attempt.model,
-                        key,
-                        timeout=remaining,
-                        client_factory=partial(pool.client, provider),
-                    ),
-                )
-                error = self.last_error
-                if error is None:
-                    return
-                if error.failure in CALLER_FAULTS:
-                    return
-                if error.failure not in retry.on or tries == retry.attempts:
-                    break
-                delay = backoff_delay(retry, tries, self.executor.rng)
+    async def next_call(self) -> tuple[Attempt, ProviderCall] | None:
+        """The next upstream call to make (after any backoff), or None when the
+        request is over: served, refused, out of attempts or out of time.
+
+        Call ``failed`` or ``succeeded`` after each call it returns.
+        """
+        retry = self.ctx.route.retry
+        attempts = self.ctx.plan.attempts
+        if self._tries:  # the call before this one
+            error = self.last_error
+            if error is None or error.failure in CALLER_FAULTS:
+                return None
+            if error.failure in retry.on and self._tries < retry.attempts:
+                delay = backoff_delay(retry, self._tries, self.executor.rng)
                 if error.retry_after is not None:
-                    if error.retry_after > retry.max_backoff:
-                        break  # the upstream wants longer than we wait: next target
-                    delay = max(delay, error.retry_after)
+                    # an upstream that wants longer than we ever wait: next target
+                    delay = (
+                        max(delay, error.retry_after)
+                        if error.retry_after <= retry.max_backoff
+                        else -1
+                    )
                 remaining = self.remaining()
-                if remaining is not None and delay >= remaining:
-                    break
-                await self.executor.sleep(delay)
+                if delay >= 0 and (remaining is None or delay < remaining):
+                    await self.executor.sleep(delay)
+                    return self._call(attempts[self._index])
+            self._index += 1
+        if self._index >= len(attempts):
+            return None
+        self._tries = 0
+        return self._call(attempts[self._index])
+
+    def _call(self, attempt: Attempt) -> tuple[Attempt, ProviderCall] | None:
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            self.timed_out = True
+            return None
+        self._tries += 1
+        self.ctx.attempt = attempt
+        provider = attempt.target.provider
+        key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
+        call = ProviderCall(
+            self.ctx.request,
+            attempt.model,
+            key,
+            timeout=remaining,
+            client_factory=partial(self.executor.clients.client, provider),
+        )
+        return attempt, call
 
     async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
         self.last_error = error

@@ -19,6 +19,7 @@ from .catalog import Catalog, ModelInfo
 from .config import Document
 from .errors import PolicyError, Problem
 from .matching import Matcher
+from .plan import Role
 from .policy import (
     Defaults,
     Gateway,
@@ -76,8 +77,15 @@ class CompiledRoute:
     implicit: bool = False
     total_weight: float = field(init=False)
 
+    fallback_candidates: tuple[tuple[CompiledTarget, Role, int], ...] = field(init=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_weight", sum(t.weight for t in self.targets) or 1.0)
+        object.__setattr__(
+            self,
+            "fallback_candidates",
+            tuple((t, Role.FALLBACK, i) for i, t in enumerate(self.fallbacks)),
+        )
 
     @property
     def direct(self) -> bool:

@@ -98,41 +98,41 @@ class Executor:
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
         attempts = Attempts(self, ctx)
-        async with contextlib.aclosing(attempts.calls()) as calls:
-            async for attempt, call in calls:
-                started = self.clock()
-                try:
-                    if call.timeout is None:
-                        response = await attempt.target.provider.provider.chat(call)
-                    else:
-                        async with asyncio.timeout(call.timeout):
-                            response = await attempt.target.provider.provider.chat(call)
-                except ProviderError as exc:
-                    await attempts.failed(attempt, exc, started)
-                except Exception as exc:
-                    await attempts.failed(attempt, classify_unexpected(exc), started)
+        while (next_call := await attempts.next_call()) is not None:
+            attempt, call = next_call
+            started = self.clock()
+            try:
+                if call.timeout is None:
+                    response = await attempt.target.provider.provider.chat(call)
                 else:
-                    attempts.succeeded(attempt, started)
-                    raw = response.extra_fields.raw_response if response.extra_fields else None
-                    fields = response.extra_fields = self._extra_fields(
-                        ctx, attempt, response.usage, raw
-                    )
-                    response = cast(
-                        ChatResponse,
-                        await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
-                    )
-                    await self._finish(
-                        ctx,
-                        RequestOutcome(
-                            "ok",
-                            200,
-                            self._ms(ctx),
-                            response=response,
-                            usage=response.usage,
-                            cost=fields.cost,
-                        ),
-                    )
-                    return response
+                    async with asyncio.timeout(call.timeout):
+                        response = await attempt.target.provider.provider.chat(call)
+            except ProviderError as exc:
+                await attempts.failed(attempt, exc, started)
+            except Exception as exc:
+                await attempts.failed(attempt, classify_unexpected(exc), started)
+            else:
+                attempts.succeeded(attempt, started)
+                raw = response.extra_fields.raw_response if response.extra_fields else None
+                fields = response.extra_fields = self._extra_fields(
+                    ctx, attempt, response.usage, raw
+                )
+                response = cast(
+                    ChatResponse,
+                    await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
+                )
+                await self._finish(
+                    ctx,
+                    RequestOutcome(
+                        "ok",
+                        200,
+                        self._ms(ctx),
+                        response=response,
+                        usage=response.usage,
+                        cost=fields.cost,
+                    ),
+                )
+                return response
         raise attempts.final_error()
 
     # -- streaming -----------------------------------------------------------
@@ -201,37 +201,35 @@ class Executor:
         upstream: AsyncIterator[ChatChunk] | None = None
         first: ChatChunk | None = None
         served: Attempt | None = None
-        async with contextlib.aclosing(attempts.calls()) as calls:
-            async for attempt, call in calls:
-                started = self.clock()
-                limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
-                upstream = attempt.target.provider.provider.stream(call)
-                try:
-                    async with asyncio.timeout(limit):
-                        first = await anext(upstream)
-                except StopAsyncIteration:
-                    await attempts.failed(
-                        attempt,
-                        ProviderError(
-                            FailureClass.CONNECTION, "stream ended before its first chunk"
-                        ),
-                        started,
-                    )
-                except ProviderError as exc:
-                    await attempts.failed(attempt, exc, started)
-                except TimeoutError:
-                    await attempts.failed(
-                        attempt,
-                        ProviderError(FailureClass.TIMEOUT, f"no first chunk within {limit:g}s"),
-                        started,
-                    )
-                except Exception as exc:
-                    await attempts.failed(attempt, classify_unexpected(exc), started)
-                else:
-                    attempts.succeeded(attempt, started)
-                    served = attempt
-                    break
-                await _close(upstream)
+        while (next_call := await attempts.next_call()) is not None:
+            attempt, call = next_call
+            started = self.clock()
+            limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
+            upstream = attempt.target.provider.provider.stream(call)
+            try:
+                async with asyncio.timeout(limit):
+                    first = await anext(upstream)
+            except StopAsyncIteration:
+                await attempts.failed(
+                    attempt,
+                    ProviderError(FailureClass.CONNECTION, "stream ended before its first chunk"),
+                    started,
+                )
+            except ProviderError as exc:
+                await attempts.failed(attempt, exc, started)
+            except TimeoutError:
+                await attempts.failed(
+                    attempt,
+                    ProviderError(FailureClass.TIMEOUT, f"no first chunk within {limit:g}s"),
+                    started,
+                )
+            except Exception as exc:
+                await attempts.failed(attempt, classify_unexpected(exc), started)
+            else:
+                attempts.succeeded(attempt, started)
+                served = attempt
+                break
+            await _close(upstream)
         if served is None or upstream is None or first is None:
             raise attempts.final_error()
 

@@ -48,27 +48,28 @@ def _weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> li
     return order
 
 
+Candidate = tuple["CompiledTarget | str", Role, int]
+
+
 def _candidates(
     request: ChatRequest, route: CompiledRoute, table: RoutingTable, rng: random.Random
-) -> list[tuple[CompiledTarget | str, Role, int]]:
-    out: list[tuple[CompiledTarget | str, Role, int]] = []
+) -> list[Candidate]:
     if route.direct:
         direct = table.target(request.model)
-        out.append((direct if direct is not None else request.model, Role.DIRECT, 0))
+        out: list[Candidate] = [(direct if direct is not None else request.model, Role.DIRECT, 0)]
     else:
         ordered = _weighted_order(route.targets, rng)
-        out.append((ordered[0], Role.PICKED, 0))
-        out += [(t, Role.TARGET, i) for i, t in enumerate(ordered[1:], 1)]
-    requested = request.fallbacks or ()
-    if route.request_fallbacks == "replace" and requested:
-        fallbacks: list[tuple[CompiledTarget | str, Role, int]] = []
-    else:
-        fallbacks = [(t, Role.FALLBACK, i) for i, t in enumerate(route.fallbacks)]
-    if route.request_fallbacks != "ignore":
-        for i, name in enumerate(requested):
-            target = table.target(name)
-            fallbacks.append((target if target is not None else name, Role.REQUEST_FALLBACK, i))
-    return out + fallbacks
+        out = [(t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ordered)]
+    requested = request.fallbacks
+    if not requested or route.request_fallbacks == "ignore":
+        out += route.fallback_candidates
+        return out
+    if route.request_fallbacks == "append":
+        out += route.fallback_candidates
+    for i, name in enumerate(requested):
+        target = table.target(name)
+        out.append((target if target is not None else name, Role.REQUEST_FALLBACK, i))
+    return out
 
 
 def _pick_key(weights: tuple[float, ...], rng: random.Random) -> int | None:
