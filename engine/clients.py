@@ -16,6 +16,8 @@ from .compile import CompiledProvider
 
 __all__ = ["ClientPool"]
 
+_MAX_KEEPALIVE = 20
+
 
 def _pool_key(provider: CompiledProvider) -> tuple[object, ...]:
     c = provider.config
@@ -48,7 +50,9 @@ class ClientPool:
             transport=self._transport,
             timeout=httpx.Timeout(c.timeout.read, connect=c.timeout.connect),
             limits=httpx.Limits(
-                max_connections=c.max_connections, max_keepalive_connections=c.max_connections
+                max_connections=c.max_connections,
+                # httpx2 checks every idle connection on each request: keep few
+                max_keepalive_connections=min(c.max_connections, _MAX_KEEPALIVE),
             ),
             follow_redirects=False,
         )
