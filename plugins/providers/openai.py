@@ -64,13 +64,30 @@ class OpenAIProvider(Provider):
         super().__init__(settings)
         options = settings.options
         if not isinstance(options, OpenAIOptions):
-            options = OpenAIOptions.model_validate(options or {})
+            options_type = self.Options if self.Options is not None else OpenAIOptions
+            options = options_type.model_validate(options or {})
         self._stream_usage = options.stream_usage
         self._raw_response = settings.raw_response
         self._url = f"{self.base_url}/chat/completions"
         configured = {name.lower(): value for name, value in settings.headers.items()}
         self._headers = {"content-type": "application/json", **configured}
         self._stream_headers = {**self._headers, "accept": "text/event-stream"}
+
+    # Hook points for OpenAI-compatible vendors (presets, Azure): each is
+    # called once per upstream call; the defaults are plain OpenAI.
+
+    def request_url(self, call: ProviderCall) -> str:
+        """The URL to POST one call to (Azure puts the deployment in the path)."""
+        return self._url
+
+    def request_headers(self, call: ProviderCall, *, stream: bool) -> dict[str, str]:
+        """The headers of one call, authentication included (Bearer by default)."""
+        return _with_key(self._stream_headers if stream else self._headers, call.api_key)
+
+    def adapt_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body to send, after ``stream``/``stream_options`` are settled;
+        override to adjust a vendor's quirks (field names, enum values)."""
+        return body
 
     async def chat(self, call: ProviderCall) -> ChatResponse:
         """Send one non-streaming request (``stream`` and ``stream_options`` removed).
@@ -83,9 +100,9 @@ class OpenAIProvider(Provider):
         body.pop("stream_options", None)  # OpenAI rejects it without stream
         try:
             response = await call.client.post(
-                self._url,
-                content=pydantic_core.to_json(body),
-                headers=_with_key(self._headers, call.api_key),
+                self.request_url(call),
+                content=pydantic_core.to_json(self.adapt_body(body)),
+                headers=self.request_headers(call, stream=False),
                 timeout=_timeout(call),
             )
         except httpx.RequestError as exc:
@@ -138,9 +155,9 @@ class OpenAIProvider(Provider):
         try:
             async with call.client.stream(
                 "POST",
-                self._url,
-                content=pydantic_core.to_json(body),
-                headers=_with_key(self._stream_headers, secret),
+                self.request_url(call),
+                content=pydantic_core.to_json(self.adapt_body(body)),
+                headers=self.request_headers(call, stream=True),
                 timeout=_timeout(call),
             ) as response:
                 if not response.is_success:
