@@ -9,6 +9,8 @@ themselves are defined in ``engine.metrics``; the gateway exposes them at
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.context import RequestContext, RequestOutcome
 from engine.hookspecs import hookimpl
 from engine.metrics import (
@@ -31,6 +33,18 @@ NO_PROVIDER = "none"
 refused before any attempt)."""
 
 
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, memoised: label lookups are the costly part."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
 @hookimpl
 def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None:
     route = ctx.route.name
@@ -40,26 +54,26 @@ def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> No
         provider, model = last.provider, bounded_model(last.model)
     else:
         provider, model = NO_PROVIDER, NO_PROVIDER
-    REQUESTS.labels(route, provider, model, str(outcome.status_code)).inc()
-    REQUEST_DURATION.labels(route).observe(outcome.latency_ms / 1000)
+    _child(REQUESTS, route, provider, model, str(outcome.status_code)).inc()
+    _child(REQUEST_DURATION, route).observe(outcome.latency_ms / 1000)
 
     previous: tuple[str, str] | None = None
     for record in trail:
         record_model = bounded_model(record.model)
-        ATTEMPTS.labels(record.provider, record_model, record.outcome).inc()
-        UPSTREAM_DURATION.labels(record.provider, record_model).observe(record.latency_ms / 1000)
+        _child(ATTEMPTS, record.provider, record_model, record.outcome).inc()
+        _child(UPSTREAM_DURATION, record.provider, record_model).observe(record.latency_ms / 1000)
         current = (record.provider, record.model)
         if previous is not None:
-            (RETRIES if current == previous else FALLBACKS).labels(route).inc()
+            _child(RETRIES if current == previous else FALLBACKS, route).inc()
         previous = current
 
     if outcome.status != "ok" or provider == NO_PROVIDER:
         return
     if ctx.stream:
-        TIME_TO_FIRST_TOKEN.labels(provider, model).observe(trail[-1].latency_ms / 1000)
+        _child(TIME_TO_FIRST_TOKEN, provider, model).observe(trail[-1].latency_ms / 1000)
     usage = outcome.usage
     if usage is not None:
-        TOKENS.labels(provider, model, "input").inc(usage.prompt_tokens)
-        TOKENS.labels(provider, model, "output").inc(usage.completion_tokens)
+        _child(TOKENS, provider, model, "input").inc(usage.prompt_tokens)
+        _child(TOKENS, provider, model, "output").inc(usage.completion_tokens)
     if outcome.cost:
-        COST.labels(route, provider, model).inc(outcome.cost)
+        _child(COST, route, provider, model).inc(outcome.cost)

@@ -12,12 +12,17 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
+import pydantic_core
 import structlog
 import structlog.tracebacks
 
 __all__ = ["LogFormat", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
+
+
+def _to_json(value: Any, **_: Any) -> str:
+    return pydantic_core.to_json(value, fallback=str).decode()
 
 
 def _drop_color_message(
@@ -33,7 +38,7 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
         fmt = "console" if sys.stdout.isatty() else "json"
     renderer: Any
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_to_json)
         # no local variables in tracebacks: they can hold API keys
         transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         tracebacks: list[Any] = [structlog.processors.ExceptionRenderer(transformer)]

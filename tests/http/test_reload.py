@@ -1,0 +1,60 @@
+"""Hot reload: a changed policy file is swapped in; a broken one is rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+
+from .conftest import RunningGateway, start_gateway
+
+GOOD = """\
+version: 1
+providers:
+  mock: {{type: mock, options: {{reply: "{reply}"}}}}
+routes:
+  - name: main
+    match: {{model: main}}
+    targets: [mock/a]
+"""
+
+
+@pytest.fixture
+def reloading(tmp_path: Path) -> RunningGateway:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(GOOD.format(reply="first"))
+    gateway = start_gateway(policy, watch=0.05)
+    yield gateway  # type: ignore[misc]
+    gateway.stop()
+
+
+def _reply(gateway: RunningGateway) -> str | None:
+    completion = gateway.client().chat.completions.create(
+        model="main", messages=[{"role": "user", "content": "x"}]
+    )
+    return completion.choices[0].message.content
+
+
+def test_a_changed_file_is_reloaded(reloading: RunningGateway) -> None:
+    assert _reply(reloading) == "first"
+    ok = reloading.metric("turnout_policy_reloads_total", result="ok")
+    reloading.policy.write_text(GOOD.format(reply="second, a longer reply"))
+    reloading.wait_for(lambda: _reply(reloading) == "second, a longer reply", "the new policy")
+    assert reloading.metric("turnout_policy_reloads_total", result="ok") >= ok + 1
+
+
+def test_a_broken_file_is_rejected_and_the_old_policy_keeps_serving(
+    reloading: RunningGateway,
+) -> None:
+    rejected = reloading.metric("turnout_policy_reloads_total", result="rejected")
+    reloading.policy.write_text("version: 1\nroutes:\n  - name: main\n    targets: [nope/x]\n")
+    reloading.wait_for(
+        lambda: reloading.metric("turnout_policy_reloads_total", result="rejected") >= rejected + 1,
+        "the rejection",
+    )
+    assert _reply(reloading) == "first"
+    with pytest.raises(openai.NotFoundError):
+        reloading.client().chat.completions.create(
+            model="other", messages=[{"role": "user", "content": "x"}]
+        )

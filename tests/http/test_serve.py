@@ -1,0 +1,160 @@
+"""`turnout serve` as a user runs it: a real process, signals, several workers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SLOW_POLICY = """\
+version: 1
+providers:
+  mock: {type: mock}
+  slow: {type: mock, options: {latency: 1s}}
+"""
+
+
+class Serve:
+    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+        self.port = free_port()
+        env = {**os.environ, "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ROOT)}
+        env.pop("OPENAI_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port),
+             "--log-format", "json", *args],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(self.url + "/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("turnout serve did not start:\n" + "".join(self.lines))
+            time.sleep(0.05)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def events(self) -> list[dict[str, object]]:
+        out = []
+        for line in list(self.lines):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = httpx.get(self.url + "/metrics").text
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def stop(self) -> bool:
+        """SIGTERM; True if the process shut down cleanly (uvicorn re-raises the
+        signal after its graceful shutdown, so -SIGTERM is a clean exit too)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30) in (0, -signal.SIGTERM)
+
+
+@pytest.fixture
+def default_serve() -> Iterator[Serve]:
+    serve = Serve()  # the README's command: default routes.yaml, no API keys
+    yield serve
+    serve.stop()
+
+
+def test_the_readme_curl_example_works_on_the_default_policy(default_serve: Serve) -> None:
+    response = httpx.post(
+        default_serve.url + "/v1/chat/completions",
+        json={"model": "smart", "messages": [{"role": "user", "content": "Hello, turnout"}]},
+    )
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "Hello, turnout"
+    assert response.headers["x-turnout-provider"] == "mock"
+    assert httpx.get(default_serve.url + "/ready").status_code == 200
+    time.sleep(0.2)
+    logged = [e for e in default_serve.events() if e.get("event") == "request"]
+    assert logged and logged[-1]["route"] == "smart" and logged[-1]["status_code"] == 200
+    assert "Hello, turnout" not in "".join(default_serve.lines)
+
+
+def test_sighup_reloads_the_policy(default_serve: Serve) -> None:
+    default_serve.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while default_serve.metric("turnout_policy_reloads_total", result="ok") < 1:
+        assert time.monotonic() < deadline, "no reload after SIGHUP"
+        time.sleep(0.05)
+    assert default_serve.proc.poll() is None
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(SLOW_POLICY)
+    serve = Serve("--config", str(policy))
+    result: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: result.append(
+            httpx.post(
+                serve.url + "/v1/chat/completions",
+                json={"model": "slow/a", "messages": [{"role": "user", "content": "drained"}]},
+                timeout=30,
+            )
+        )
+    )
+    request.start()
+    deadline = time.monotonic() + 10
+    while serve.metric("turnout_requests_in_flight") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert serve.stop()
+    request.join(30)
+    assert result and result[0].status_code == 200
+    assert result[0].json()["choices"][0]["message"]["content"] == "drained"
+
+
+def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(SLOW_POLICY)
+    serve = Serve("--config", str(policy), "--workers", "2")
+    try:
+        with httpx.Client() as client:
+            for _ in range(20):
+                response = client.post(
+                    serve.url + "/v1/chat/completions",
+                    json={"model": "mock/a", "messages": [{"role": "user", "content": "x"}]},
+                    headers={"connection": "close"},
+                )
+                assert response.status_code == 200
+        total = serve.metric(
+            "turnout_requests_total", route="direct", provider="mock", model="a", status="200"
+        )
+        assert total == 20
+    finally:
+        assert serve.stop()

@@ -1,0 +1,76 @@
+"""The metrics plugin: counters and histograms move as requests finish."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from engine import Engine, TurnoutError
+
+POLICY = """\
+version: 1
+providers:
+  mock: {type: mock}
+  down: {type: mock, options: {script: [{fail: overloaded}], repeat: true}}
+defaults:
+  retry: {attempts: 2, backoff: 1ms}
+routes:
+  - name: metered
+    match: {model: metered}
+    targets: [down/a]
+    fallbacks: [mock/b]
+  - name: hopeless
+    match: {model: hopeless}
+    targets: [down/c]
+"""
+
+HI = [{"role": "user", "content": "one two three"}]
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_request_with_retries_and_a_fallback_is_counted() -> None:
+    engine = Engine.from_yaml(POLICY, autoload=False)
+    ok = {"route": "metered", "provider": "mock", "model": "b", "status": "200"}
+    before = {
+        "requests": value("turnout_requests_total", **ok),
+        "retries": value("turnout_retries_total", route="metered"),
+        "fallbacks": value("turnout_fallbacks_total", route="metered"),
+        "failed": value("turnout_attempts_total", provider="down", model="a", outcome="overloaded"),
+        "input": value("turnout_tokens_total", provider="mock", model="b", direction="input"),
+        "latency": value("turnout_request_duration_seconds_count", route="metered"),
+    }
+    await engine.chat({"model": "metered", "messages": HI})
+    assert value("turnout_requests_total", **ok) == before["requests"] + 1
+    assert value("turnout_retries_total", route="metered") == before["retries"] + 1
+    assert value("turnout_fallbacks_total", route="metered") == before["fallbacks"] + 1
+    assert (
+        value("turnout_attempts_total", provider="down", model="a", outcome="overloaded")
+        == before["failed"] + 2
+    )
+    assert (
+        value("turnout_tokens_total", provider="mock", model="b", direction="input")
+        == before["input"] + 3
+    )
+    assert value("turnout_request_duration_seconds_count", route="metered") == before["latency"] + 1
+
+
+async def test_a_failed_request_is_counted_with_its_status() -> None:
+    engine = Engine.from_yaml(POLICY, autoload=False)
+    labels = {"route": "hopeless", "provider": "down", "model": "c", "status": "503"}
+    before = value("turnout_requests_total", **labels)
+    try:
+        await engine.chat({"model": "hopeless", "messages": HI})
+    except TurnoutError as exc:
+        assert exc.status_code == 503
+    assert value("turnout_requests_total", **labels) == before + 1
+
+
+async def test_streams_record_time_to_first_token() -> None:
+    engine = Engine.from_yaml(POLICY, autoload=False)
+    before = value("turnout_time_to_first_token_seconds_count", provider="mock", model="s")
+    async for _ in engine.stream({"model": "mock/s", "messages": HI}):
+        pass
+    after = value("turnout_time_to_first_token_seconds_count", provider="mock", model="s")
+    assert after == before + 1
