@@ -20,6 +20,7 @@ from .schema import (
     ExtraFields,
     Usage,
 )
+from .strategy import Ranking, Strategy, StrategyInput
 from .streams import ChatStream
 
 __all__ = [
@@ -40,10 +41,13 @@ __all__ = [
     "ProviderCall",
     "ProviderError",
     "ProviderSettings",
+    "Ranking",
     "RequestContext",
     "RequestOutcome",
     "Skip",
     "SkipReason",
+    "Strategy",
+    "StrategyInput",
     "TurnoutError",
     "Usage",
     "hookimpl",

@@ -77,6 +77,7 @@ class Attempts:
         self.timed_out = False
         self._index = 0
         self._tries = 0
+        self._open: Attempt | None = None
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -121,6 +122,10 @@ class Attempts:
             return None
         self._tries += 1
         self.ctx.attempt = attempt
+        stats = self.executor.stats
+        if stats is not None:
+            stats.started(attempt.name)
+            self._open = attempt
         provider = attempt.target.provider
         key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
         call = ProviderCall(
@@ -132,7 +137,21 @@ class Attempts:
         )
         return attempt, call
 
+    def _settle(self, latency: float | None) -> None:
+        stats = self.executor.stats
+        if self._open is not None and stats is not None:
+            stats.finished(self._open.name, latency)
+            self._open = None
+
+    def abandon(self) -> None:
+        """The request ended (cancelled, or a hook refused it) with a call open."""
+        stats = self.executor.stats
+        if self._open is not None and stats is not None:
+            stats.cancelled(self._open.name)
+            self._open = None
+
     async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
+        self._settle(None)
         self.last_error = error
         self.ctx.trail.append(
             AttemptRecord(
@@ -149,6 +168,7 @@ class Attempts:
         )
 
     def succeeded(self, attempt: Attempt, started: float) -> None:
+        self._settle(self.executor.clock() - started)
         self.last_error = None
         self.ctx.trail.append(
             AttemptRecord(

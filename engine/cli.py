@@ -15,7 +15,7 @@ from .config import load_document
 from .engine import Engine
 from .errors import PolicyError, TurnoutError
 from .planner import plan_request
-from .plugins import PluginError, collect_provider_types, make_plugin_manager
+from .plugins import PluginError, collect_registry, make_plugin_manager
 from .policy import Policy
 from .schema import ChatRequest
 
@@ -35,8 +35,8 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    types = collect_provider_types(make_plugin_manager())
-    table = compile_policy(load_document(args.file), types)
+    registry = collect_registry(make_plugin_manager())
+    table = compile_policy(load_document(args.file), registry.providers, registry.strategies)
     disabled = [f"{p.name} ({p.disabled})" for p in table.providers.values() if p.disabled]
     print(f"{args.file}: OK — {len(table.routes)} routes, {len(table.providers)} providers")
     for line in disabled:
@@ -47,8 +47,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import random
 
-    types = collect_provider_types(make_plugin_manager())
-    table = compile_policy(load_document(args.file), types)
+    registry = collect_registry(make_plugin_manager())
+    table = compile_policy(load_document(args.file), registry.providers, registry.strategies)
     body: dict[str, Any] = {
         "model": args.model,
         "messages": [{"role": "user", "content": args.prompt}],

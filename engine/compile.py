@@ -28,9 +28,12 @@ from .policy import (
     ProviderConfig,
     Retry,
     Route,
+    StrategySpec,
     Timeout,
 )
 from .provider import Provider, ProviderSettings
+from .schema import ChatRequest
+from .strategy import Strategy, Weighted
 from .types import JSONPath
 from .validation import problems_from_validation
 
@@ -74,6 +77,9 @@ class CompiledRoute:
     timeout: Timeout
     cost_cap: float | None
     request_fallbacks: str
+    strategy: Strategy = field(default_factory=Weighted)
+    strategy_name: str = "weighted"
+    shadow: tuple[CompiledTarget, float] | None = None
     implicit: bool = False
     total_weight: float = field(init=False)
 
@@ -113,17 +119,16 @@ class RoutingTable:
 
     def match(
         self,
-        model: str,
-        user: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        request: ChatRequest,
         headers: Mapping[str, str] | None = None,
+        prompt_tokens: int = 0,
     ) -> CompiledRoute | None:
         """The first route, in file order, that matches; else the direct route for
         ``provider/model`` names of known providers; else None."""
         for route in self.routes:
-            if route.matcher.matches(model, user, metadata, headers):
+            if route.matcher.matches(request, headers, prompt_tokens):
                 return route
-        if self.direct_route is not None and self.target(model) is not None:
+        if self.direct_route is not None and self.target(request.model) is not None:
             return self.direct_route
         return None
 
@@ -156,7 +161,13 @@ def _hint(name: str, known: list[str], what: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, doc: Document, provider_types: Mapping[str, type[Provider]]) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        provider_types: Mapping[str, type[Provider]],
+        strategy_types: Mapping[str, type[Strategy]],
+    ) -> None:
+        self.strategy_types = strategy_types
         self.doc = doc
         self.types = provider_types
         self.problems: list[Problem] = []
@@ -195,6 +206,7 @@ class _Compiler:
             or Defaults()
         )
         catalog = Catalog(overrides)
+        self.default_strategy = self.strategy(defaults.strategy, ("defaults", "strategy"))
         routes = self.routes(self._section(data, "routes", list), providers, defaults, catalog)
         self.check_missing_env()
         if self.problems:
@@ -422,9 +434,31 @@ class _Compiler:
                             f"{t.name} has no known price, so cost_cap cannot be checked",
                             "add it under models: with input_per_mtok and output_per_mtok",
                         )
-        if not ok:
+        spec = route.strategy or defaults.strategy
+        strategy = (
+            self.strategy(route.strategy, (*path, "strategy"))
+            if route.strategy is not None
+            else self.default_strategy
+        )
+        shadow = None
+        if route.shadow is not None:
+            provider_name, _, model = route.shadow.target.partition("/")
+            provider = providers.get(provider_name)
+            if provider is None:
+                ok = False
+                self.problem(
+                    (*path, "shadow", "target"),
+                    f"unknown provider {provider_name!r} in {route.shadow.target!r}",
+                    _hint(provider_name, list(providers), "providers"),
+                )
+            else:
+                shadow = (_target(provider, model, 1.0, catalog), route.shadow.share)
+        if not ok or strategy is None:
             return None
         return CompiledRoute(
+            strategy=strategy,
+            strategy_name=spec.type,
+            shadow=shadow,
             name=route.name,
             matcher=Matcher.compile(route.match),
             targets=tuple(compiled["targets"]),
@@ -434,6 +468,29 @@ class _Compiler:
             cost_cap=cap,
             request_fallbacks=route.request_fallbacks or defaults.request_fallbacks,
         )
+
+    def strategy(self, spec: StrategySpec, path: JSONPath) -> Strategy | None:
+        cls = self.strategy_types.get(spec.type)
+        if cls is None:
+            self.problem(
+                (*path, "type") if (*path, "type") in self.doc.positions else path,
+                f"unknown strategy {spec.type!r}",
+                _hint(spec.type, list(self.strategy_types), "strategies"),
+            )
+            return None
+        options: Any = None
+        if cls.Options is not None:
+            options = self.validate(cls.Options, spec.options, path)
+            if options is None:
+                return None
+        elif spec.options:
+            self.problem(path, f"strategy {spec.type!r} takes no options")
+            return None
+        try:
+            return cls(options)
+        except Exception as exc:  # a plugin's constructor rejecting its options
+            self.problem(path, f"strategy {spec.type!r} could not be set up: {exc}")
+            return None
 
     def check_missing_env(self) -> None:
         for path, var in self.doc.missing_env.items():
@@ -446,6 +503,13 @@ class _Compiler:
             )
 
 
-def compile_policy(doc: Document, provider_types: Mapping[str, type[Provider]]) -> RoutingTable:
-    """Validate and compile ``doc``; raise PolicyError listing every problem."""
-    return _Compiler(doc, provider_types).run()
+def compile_policy(
+    doc: Document,
+    provider_types: Mapping[str, type[Provider]],
+    strategy_types: Mapping[str, type[Strategy]] | None = None,
+) -> RoutingTable:
+    """Validate and compile ``doc``; raise PolicyError listing every problem.
+
+    ``strategy_types`` defaults to the engine's own ``weighted`` only.
+    """
+    return _Compiler(doc, provider_types, strategy_types or {"weighted": Weighted}).run()

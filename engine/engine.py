@@ -22,10 +22,10 @@ from .errors import TurnoutError
 from .executor import Executor
 from .plan import Plan
 from .planner import plan_request
-from .plugins import collect_provider_types, make_plugin_manager
-from .provider import Provider
+from .plugins import Registry, collect_registry, make_plugin_manager
 from .schema import ChatRequest, ChatResponse
-from .state import EMPTY_STATE, StateSnapshot
+from .state import StateSnapshot
+from .stats import TargetStats
 from .streams import ChatStream
 
 __all__ = ["Engine", "parse_request"]
@@ -72,7 +72,7 @@ class Engine:
         self,
         table: RoutingTable,
         plugin_manager: pluggy.PluginManager,
-        provider_types: Mapping[str, type[Provider]],
+        registry: Registry,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
@@ -80,14 +80,16 @@ class Engine:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.plugin_manager = plugin_manager
-        self.provider_types = dict(provider_types)
+        self.registry = registry
+        self.provider_types = dict(registry.providers)
         self._table = table
         self._source = source
         self._env = env
         self.rng = rng or random.Random()
         self.clients = ClientPool(transport)
-        self.executor = Executor(plugin_manager, self.clients, rng=self.rng)
-        self.state: StateSnapshot = EMPTY_STATE
+        self.stats = TargetStats(decay=table.policy.defaults.latency_decay)
+        self.executor = Executor(plugin_manager, self.clients, rng=self.rng, stats=self.stats)
+        self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
 
@@ -120,10 +122,10 @@ class Engine:
         **kwargs: Any,
     ) -> Engine:
         pm = make_plugin_manager(plugins, autoload=autoload)
-        types = collect_provider_types(pm)
+        registry = collect_registry(pm)
         document: Document = read(env)
-        table = compile_policy(document, types)
-        return cls(table, pm, types, source=source, env=env, **kwargs)
+        table = compile_policy(document, registry.providers, registry.strategies)
+        return cls(table, pm, registry, source=source, env=env, **kwargs)
 
     @property
     def table(self) -> RoutingTable:
@@ -135,8 +137,11 @@ class Engine:
         source = path or self._source
         if source is None:
             raise ValueError("this engine was not built from a file; pass the path to reload")
-        table = compile_policy(load_document(source, self._env), self.provider_types)
+        table = compile_policy(
+            load_document(source, self._env), self.registry.providers, self.registry.strategies
+        )
         self._table = table
+        self.stats.decay = table.policy.defaults.latency_decay
         self._source = source
         return table
 
@@ -225,7 +230,8 @@ class Engine:
             return self._sync_loop
 
     async def aclose(self) -> None:
-        """Close upstream clients and providers (of the running loop)."""
+        """Wait for shadow requests, then close upstream clients and providers."""
+        await self.executor.aclose()
         await self.clients.aclose()
         for provider in self._table.providers.values():
             await provider.provider.aclose()

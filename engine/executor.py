@@ -11,6 +11,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, cast
 
 import pluggy
@@ -19,11 +20,14 @@ from pydantic import ValidationError
 
 from .attempts import Attempts, classify_unexpected, empty_plan_error
 from .clients import ClientPool
+from .compile import CompiledTarget
 from .context import RequestContext, RequestOutcome
 from .errors import FailureClass, ProviderError, TurnoutError
 from .hooks import call_chain, call_first, call_observers, has_impls
 from .plan import Attempt
+from .provider import ProviderCall
 from .schema import (
+    AttemptRecord,
     BilledUsage,
     ChatChunk,
     ChatRequest,
@@ -31,6 +35,8 @@ from .schema import (
     ExtraFields,
     Usage,
 )
+from .stats import TargetStats
+from .strategy import weighted_index
 from .streams import chunks_from_response
 
 __all__ = ["Executor"]
@@ -65,12 +71,15 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
         rng: random.Random | None = None,
+        stats: TargetStats | None = None,
     ) -> None:
         self.hook = pm.hook
         self.clients = clients
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.stats = stats
+        self._shadows: set[asyncio.Task[None]] = set()
 
     # -- non-streaming -------------------------------------------------------
 
@@ -98,42 +107,47 @@ class Executor:
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
         attempts = Attempts(self, ctx)
-        while (next_call := await attempts.next_call()) is not None:
-            attempt, call = next_call
-            started = self.clock()
-            try:
-                if call.timeout is None:
-                    response = await attempt.target.provider.provider.chat(call)
-                else:
-                    async with asyncio.timeout(call.timeout):
+        try:
+            while (next_call := await attempts.next_call()) is not None:
+                attempt, call = next_call
+                started = self.clock()
+                try:
+                    if call.timeout is None:
                         response = await attempt.target.provider.provider.chat(call)
-            except ProviderError as exc:
-                await attempts.failed(attempt, exc, started)
-            except Exception as exc:
-                await attempts.failed(attempt, classify_unexpected(exc), started)
-            else:
-                attempts.succeeded(attempt, started)
-                raw = response.extra_fields.raw_response if response.extra_fields else None
-                fields = response.extra_fields = self._extra_fields(
-                    ctx, attempt, response.usage, raw
-                )
-                response = cast(
-                    ChatResponse,
-                    await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
-                )
-                await self._finish(
-                    ctx,
-                    RequestOutcome(
-                        "ok",
-                        200,
-                        self._ms(ctx),
-                        response=response,
-                        usage=response.usage,
-                        cost=fields.cost,
-                    ),
-                )
-                return response
-        raise attempts.final_error()
+                    else:
+                        async with asyncio.timeout(call.timeout):
+                            response = await attempt.target.provider.provider.chat(call)
+                except ProviderError as exc:
+                    await attempts.failed(attempt, exc, started)
+                except Exception as exc:
+                    await attempts.failed(attempt, classify_unexpected(exc), started)
+                else:
+                    attempts.succeeded(attempt, started)
+                    raw = response.extra_fields.raw_response if response.extra_fields else None
+                    fields = response.extra_fields = self._extra_fields(
+                        ctx, attempt, response.usage, raw
+                    )
+                    response = cast(
+                        ChatResponse,
+                        await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
+                    )
+                    await self._finish(
+                        ctx,
+                        RequestOutcome(
+                            "ok",
+                            200,
+                            self._ms(ctx),
+                            response=response,
+                            usage=response.usage,
+                            cost=fields.cost,
+                        ),
+                    )
+                    if ctx.route.shadow is not None:
+                        self._shadow(ctx)
+                    return response
+            raise attempts.final_error()
+        finally:
+            attempts.abandon()
 
     # -- streaming -----------------------------------------------------------
 
@@ -159,6 +173,8 @@ class Executor:
                     total_tokens=fields.billed_usage.prompt_tokens
                     + fields.billed_usage.completion_tokens,
                 )
+            if ctx.route.shadow is not None and fields is not None and fields.cache is None:
+                self._shadow(ctx)
             outcome = RequestOutcome(
                 "ok",
                 200,
@@ -198,40 +214,45 @@ class Executor:
             raise empty_plan_error(ctx.plan)
         first_token = ctx.route.timeout.first_token
         attempts = Attempts(self, ctx)
-        upstream: AsyncIterator[ChatChunk] | None = None
-        first: ChatChunk | None = None
-        served: Attempt | None = None
-        while (next_call := await attempts.next_call()) is not None:
-            attempt, call = next_call
-            started = self.clock()
-            limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
-            upstream = attempt.target.provider.provider.stream(call)
-            try:
-                async with asyncio.timeout(limit):
-                    first = await anext(upstream)
-            except StopAsyncIteration:
-                await attempts.failed(
-                    attempt,
-                    ProviderError(FailureClass.CONNECTION, "stream ended before its first chunk"),
-                    started,
-                )
-            except ProviderError as exc:
-                await attempts.failed(attempt, exc, started)
-            except TimeoutError:
-                await attempts.failed(
-                    attempt,
-                    ProviderError(FailureClass.TIMEOUT, f"no first chunk within {limit:g}s"),
-                    started,
-                )
-            except Exception as exc:
-                await attempts.failed(attempt, classify_unexpected(exc), started)
-            else:
-                attempts.succeeded(attempt, started)
-                served = attempt
-                break
-            await _close(upstream)
-        if served is None or upstream is None or first is None:
-            raise attempts.final_error()
+        try:
+            upstream: AsyncIterator[ChatChunk] | None = None
+            first: ChatChunk | None = None
+            served: Attempt | None = None
+            while (next_call := await attempts.next_call()) is not None:
+                attempt, call = next_call
+                started = self.clock()
+                limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
+                upstream = attempt.target.provider.provider.stream(call)
+                try:
+                    async with asyncio.timeout(limit):
+                        first = await anext(upstream)
+                except StopAsyncIteration:
+                    await attempts.failed(
+                        attempt,
+                        ProviderError(
+                            FailureClass.CONNECTION, "stream ended before its first chunk"
+                        ),
+                        started,
+                    )
+                except ProviderError as exc:
+                    await attempts.failed(attempt, exc, started)
+                except TimeoutError:
+                    await attempts.failed(
+                        attempt,
+                        ProviderError(FailureClass.TIMEOUT, f"no first chunk within {limit:g}s"),
+                        started,
+                    )
+                except Exception as exc:
+                    await attempts.failed(attempt, classify_unexpected(exc), started)
+                else:
+                    attempts.succeeded(attempt, started)
+                    served = attempt
+                    break
+                await _close(upstream)
+            if served is None or upstream is None or first is None:
+                raise attempts.final_error()
+        finally:
+            attempts.abandon()
 
         chunk_hooks = has_impls(hook.turnout_stream_chunk)
         options = ctx.request.stream_options
@@ -297,6 +318,67 @@ class Executor:
                     code="plugin_error",
                 ) from None
         return short
+
+    # -- shadow traffic --------------------------------------------------------
+
+    def _shadow(self, ctx: RequestContext) -> None:
+        """Mirror this request to the route's shadow target, after the response.
+
+        Runs as a background task: never delays or alters the caller's answer.
+        The result goes to ``turnout_shadow_finished`` observers only.
+        """
+        assert ctx.route.shadow is not None
+        target, share = ctx.route.shadow
+        if share < 1 and self.rng.random() >= share:
+            return
+        task = asyncio.get_running_loop().create_task(self._run_shadow(ctx, target))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _run_shadow(self, ctx: RequestContext, target: CompiledTarget) -> None:
+        provider = target.provider
+        weights = provider.key_weights
+        key = None
+        if weights:
+            key = provider.api_keys[weighted_index(weights, self.rng) if len(weights) > 1 else 0]
+        request = ctx.request
+        if request.stream:
+            request = request.model_copy(update={"stream": None, "stream_options": None})
+        call = ProviderCall(
+            request,
+            target.model,
+            key,
+            timeout=ctx.route.timeout.total,
+            client_factory=partial(self.clients.client, provider),
+        )
+        started = self.clock()
+        outcome, status, message, cost = "ok", None, None, None
+        try:
+            async with asyncio.timeout(ctx.route.timeout.total):
+                response = await provider.provider.chat(call)
+            if response.usage is not None:
+                cost = target.info.cost(
+                    response.usage.prompt_tokens, response.usage.completion_tokens, response.usage
+                )
+        except ProviderError as exc:
+            outcome, status, message = exc.failure.value, exc.status_code, exc.message
+        except Exception as exc:
+            error = classify_unexpected(exc)
+            outcome, message = error.failure.value, error.message
+        record = AttemptRecord(
+            provider=provider.name,
+            model=target.model,
+            outcome=outcome,
+            latency_ms=round((self.clock() - started) * 1000, 3),
+            status_code=status,
+            message=message,
+        )
+        await call_observers(self.hook.turnout_shadow_finished, ctx=ctx, record=record, cost=cost)
+
+    async def aclose(self) -> None:
+        """Wait for shadow requests still running (they are never cut short)."""
+        if self._shadows:
+            await asyncio.gather(*self._shadows, return_exceptions=True)
 
     # -- accounting ----------------------------------------------------------
 

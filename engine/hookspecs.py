@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .errors import ProviderError
     from .plan import Attempt
     from .provider import Provider
-    from .schema import ChatChunk, ChatResponse
+    from .schema import AttemptRecord, ChatChunk, ChatResponse
+    from .strategy import Strategy
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -31,6 +32,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 RegisterProvider = Callable[[str, "type[Provider]"], None]
+RegisterStrategy = Callable[[str, "type[Strategy]"], None]
 
 
 # --------------------------------------------------------------------------
@@ -48,6 +50,19 @@ def turnout_register_providers(register: RegisterProvider) -> None:
         the plugin provides; ``type_name`` is what routes.yaml writes as a
         provider's ``type``. Registering a name another plugin already
         registered is an error naming both plugins.
+    """
+
+
+@hookspec
+def turnout_register_strategies(register: RegisterStrategy) -> None:
+    """Register routing strategies.
+
+    Called once per engine, before the policy is compiled.
+
+    :param register: call ``register(name, StrategyClass)`` for each strategy the
+        plugin provides; ``name`` is what a route writes as its ``strategy``
+        (``weighted`` is the engine's own). Registering a name another plugin
+        already registered is an error naming both plugins.
     """
 
 
@@ -118,6 +133,18 @@ def turnout_on_error(ctx: RequestContext, attempt: Attempt, error: ProviderError
     :param ctx: the request context.
     :param attempt: the planned attempt that failed.
     :param error: the classified failure.
+    """
+
+
+@hookspec
+def turnout_shadow_finished(ctx: RequestContext, record: AttemptRecord, cost: float | None) -> None:
+    """Observe the result of a shadow request (a route's ``shadow`` target).
+
+    Fires after the mirrored call ends; the caller's response went out before.
+
+    :param ctx: the context of the request that was mirrored.
+    :param record: target, outcome (``ok`` or a failure class) and latency.
+    :param cost: USD the shadow call cost, if priced.
     """
 
 

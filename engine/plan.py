@@ -19,8 +19,8 @@ __all__ = ["Attempt", "Plan", "Role", "Skip", "SkipReason"]
 class Role(enum.StrEnum):
     """Why a target is in the plan at all."""
 
-    PICKED = "weighted pick"
-    TARGET = "remaining target"
+    PICKED = "pick"
+    TARGET = "ranked target"
     FALLBACK = "route fallback"
     REQUEST_FALLBACK = "request fallback"
     DIRECT = "direct"
@@ -49,7 +49,7 @@ class Attempt:
     target: CompiledTarget
     role: Role
     position: int
-    weight_share: float | None = None
+    note: str | None = None
     key_index: int | None = None
     estimated_cost: float | None = None
 
@@ -65,13 +65,17 @@ class Attempt:
     def name(self) -> str:
         return self.target.name
 
-    def why(self) -> str:
-        if self.role is Role.PICKED and self.weight_share is not None:
-            text = f"weighted pick ({self.weight_share:.0%} of traffic)"
+    def why(self, strategy: str = "weighted") -> str:
+        if self.role is Role.PICKED:
+            text = f"{strategy} pick"
+        elif self.role is Role.TARGET:
+            text = f"{strategy} #{self.position + 1}"
         elif self.role in (Role.FALLBACK, Role.REQUEST_FALLBACK):
             text = f"{self.role.value} #{self.position + 1}"
         else:
             text = self.role.value
+        if self.note:
+            text += f" ({self.note})"
         if self.estimated_cost is not None:
             text += f", worst case ${self.estimated_cost:.6f}"
         if self.key_index is not None and len(self.target.provider.api_keys) > 1:
@@ -99,6 +103,7 @@ class Plan:
     skipped: tuple[Skip, ...]
     prompt_tokens: int
     output_limit: int | None
+    strategy_note: str | None = None
 
     def explain(self) -> str:
         """A human-readable account: each attempt in order and each skipped target."""
@@ -108,11 +113,14 @@ class Plan:
             f"prompt ≈ {self.prompt_tokens} tokens; max output "
             + (f"{self.output_limit} tokens" if self.output_limit else "not set"),
         ]
+        if len(self.route.targets) > 1:
+            note = f" ({self.strategy_note})" if self.strategy_note else ""
+            lines.append(f"strategy {self.route.strategy_name}{note}")
         if self.route.cost_cap is not None:
             lines.append(f"cost cap ${self.route.cost_cap:g} per request (worst case)")
         lines.append("attempts:" if self.attempts else "attempts: none")
         for number, attempt in enumerate(self.attempts, 1):
-            lines.append(f"  {number}. {attempt.name}: {attempt.why()}")
+            lines.append(f"  {number}. {attempt.name}: {attempt.why(self.route.strategy_name)}")
         if self.skipped:
             lines.append("skipped:")
             for skip in self.skipped:
@@ -124,11 +132,16 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "route": self.route.name,
+            "strategy": self.route.strategy_name,
             "model_requested": self.model_requested,
             "prompt_tokens": self.prompt_tokens,
             "output_limit": self.output_limit,
             "attempts": [
-                {"target": a.name, "why": a.why(), "estimated_cost": a.estimated_cost}
+                {
+                    "target": a.name,
+                    "why": a.why(self.route.strategy_name),
+                    "estimated_cost": a.estimated_cost,
+                }
                 for a in self.attempts
             ],
             "skipped": [

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from .compile import CompiledRoute, CompiledTarget, RoutingTable
 from .errors import TurnoutError
 from .plan import Attempt, Plan, Role, Skip, SkipReason
 from .schema import ChatRequest
 from .state import EMPTY_STATE, StateSnapshot
+from .strategy import StrategyInput, weighted_index
 from .tokens import estimate_prompt_tokens
 
 __all__ = ["NoRouteError", "plan_request"]
+
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class NoRouteError(TurnoutError):
@@ -26,40 +29,27 @@ class NoRouteError(TurnoutError):
         )
 
 
-def _weighted_index(weights: Sequence[float], rng: random.Random) -> int:
-    point = rng.random() * sum(weights)
-    for i, weight in enumerate(weights):
-        point -= weight
-        if point < 0:
-            return i
-    return len(weights) - 1
-
-
-def _weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> list[CompiledTarget]:
-    """Weighted sampling without replacement: the first is a weighted pick, and
-    each later one is a weighted pick among those left."""
-    if len(targets) == 1:
-        return [targets[0]]
-    left = list(targets)
-    order = []
-    while len(left) > 1:
-        order.append(left.pop(_weighted_index([t.weight for t in left], rng)))
-    order.append(left[0])
-    return order
-
-
 Candidate = tuple["CompiledTarget | str", Role, int]
 
 
 def _candidates(
-    request: ChatRequest, route: CompiledRoute, table: RoutingTable, rng: random.Random
+    request: ChatRequest,
+    route: CompiledRoute,
+    table: RoutingTable,
+    given: StrategyInput,
+    notes: dict[str, str],
 ) -> list[Candidate]:
     if route.direct:
         direct = table.target(request.model)
         out: list[Candidate] = [(direct if direct is not None else request.model, Role.DIRECT, 0)]
+    elif len(route.targets) == 1:
+        out = [(route.targets[0], Role.PICKED, 0)]
     else:
-        ordered = _weighted_order(route.targets, rng)
-        out = [(t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ordered)]
+        ranking = route.strategy.rank(route.targets, given)
+        notes.update(ranking.notes)
+        out = [
+            (t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ranking.targets)
+        ]
     requested = request.fallbacks
     if not requested or route.request_fallbacks == "ignore":
         out += route.fallback_candidates
@@ -75,7 +65,7 @@ def _candidates(
 def _pick_key(weights: tuple[float, ...], rng: random.Random) -> int | None:
     if not weights:
         return None
-    return 0 if len(weights) == 1 else _weighted_index(weights, rng)
+    return 0 if len(weights) == 1 else weighted_index(weights, rng)
 
 
 def plan_request(
@@ -94,18 +84,20 @@ def plan_request(
     executor turns that into the right error (see ``Plan.explain``).
     """
     rng = rng or random.Random()
-    route = table.match(request.model, request.user, request.metadata, headers)
-    if route is None:
-        raise NoRouteError(request.model)
     if prompt_tokens is None:
         prompt_tokens = estimate_prompt_tokens(request)
+    headers = headers or _NO_HEADERS
+    route = table.match(request, headers, prompt_tokens)
+    if route is None:
+        raise NoRouteError(request.model)
     output_limit = request.output_limit
+    notes: dict[str, str] = {}
+    given = StrategyInput(request, headers, prompt_tokens, output_limit, rng, state.stats)
     cap = route.cost_cap
     attempts: list[Attempt] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
-    total_weight = route.total_weight
-    for target, role, position in _candidates(request, route, table, rng):
+    for target, role, position in _candidates(request, route, table, given, notes):
         if isinstance(target, str):
             skipped.append(
                 Skip(
@@ -169,9 +161,17 @@ def plan_request(
                 target=target,
                 role=role,
                 position=position,
-                weight_share=target.weight / total_weight if role is Role.PICKED else None,
+                note=notes.get(name),
                 key_index=_pick_key(provider.key_weights, rng),
                 estimated_cost=estimate,
             )
         )
-    return Plan(route, request.model, tuple(attempts), tuple(skipped), prompt_tokens, output_limit)
+    return Plan(
+        route,
+        request.model,
+        tuple(attempts),
+        tuple(skipped),
+        prompt_tokens,
+        output_limit,
+        notes.get("*"),
+    )

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
 from . import hookspecs
 from .provider import Provider
+from .strategy import Strategy, Weighted
 
-__all__ = ["DEFAULT_PLUGINS", "PluginError", "collect_provider_types", "make_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PluginError",
+    "Registry",
+    "collect_provider_types",
+    "collect_registry",
+    "collect_strategy_types",
+    "make_plugin_manager",
+]
 
 DEFAULT_PLUGINS = (
     "plugins.providers.mock",
     "plugins.providers.openai",
+    "plugins.strategies",
     "plugins.metrics",
     "plugins.logging",
 )
@@ -32,6 +43,7 @@ _REQUEST_HOOKS = (
     "turnout_stream_chunk",
     "turnout_on_error",
     "turnout_request_finished",
+    "turnout_shadow_finished",
 )
 
 
@@ -91,30 +103,58 @@ def check_request_hooks(pm: pluggy.PluginManager) -> None:
                 )
 
 
-def collect_provider_types(pm: pluggy.PluginManager) -> dict[str, type[Provider]]:
-    """Call every ``turnout_register_providers``; validate and de-duplicate."""
-    types: dict[str, type[Provider]] = {}
-    owners: dict[str, str] = {}
-    for impl in reversed(pm.hook.turnout_register_providers.get_hookimpls()):
+def _collect(
+    pm: pluggy.PluginManager, hook_name: str, base: type, what: str, seed: dict[str, type]
+) -> dict[str, type]:
+    """Call every implementation of a registration hook; validate and de-duplicate."""
+    types: dict[str, type] = dict(seed)
+    owners: dict[str, str] = dict.fromkeys(seed, "turnout's engine")
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         plugin_name = impl.plugin_name
 
-        def register(type_name: str, cls: type[Provider], _plugin: str = plugin_name) -> None:
-            if not isinstance(type_name, str) or not type_name or "/" in type_name:
+        def register(name: str, cls: type, _plugin: str = plugin_name) -> None:
+            if not isinstance(name, str) or not name or "/" in name:
+                raise PluginError(f"plugin {_plugin!r} registered an invalid {what} name {name!r}")
+            if not (isinstance(cls, type) and issubclass(cls, base)):
                 raise PluginError(
-                    f"plugin {_plugin!r} registered an invalid provider type name {type_name!r}"
+                    f"plugin {_plugin!r} registered {name!r} with {cls!r}, "
+                    f"not a {base.__name__} subclass"
                 )
-            if not (isinstance(cls, type) and issubclass(cls, Provider)):
+            if name in types and types[name] is not cls:
                 raise PluginError(
-                    f"plugin {_plugin!r} registered {type_name!r} with {cls!r}, "
-                    "not a Provider subclass"
+                    f"{what} {name!r} is registered by both {owners[name]!r} and {_plugin!r}"
                 )
-            if type_name in types and types[type_name] is not cls:
-                raise PluginError(
-                    f"provider type {type_name!r} is registered by both "
-                    f"{owners[type_name]!r} and {_plugin!r}"
-                )
-            types[type_name] = cls
-            owners[type_name] = _plugin
+            types[name] = cls
+            owners[name] = _plugin
 
         impl.function(*[{"register": register}[name] for name in impl.argnames])
     return types
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the plugins registered: provider types and strategies, by name."""
+
+    providers: Mapping[str, type[Provider]]
+    strategies: Mapping[str, type[Strategy]]
+
+
+def collect_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call every registration hook once."""
+    return Registry(collect_provider_types(pm), collect_strategy_types(pm))
+
+
+def collect_provider_types(pm: pluggy.PluginManager) -> dict[str, type[Provider]]:
+    """Call every ``turnout_register_providers``; validate and de-duplicate."""
+    return cast(
+        dict[str, type[Provider]],
+        _collect(pm, "turnout_register_providers", Provider, "provider type", {}),
+    )
+
+
+def collect_strategy_types(pm: pluggy.PluginManager) -> dict[str, type[Strategy]]:
+    """Call every ``turnout_register_strategies``; ``weighted`` is always there."""
+    return cast(
+        dict[str, type[Strategy]],
+        _collect(pm, "turnout_register_strategies", Strategy, "strategy", {"weighted": Weighted}),
+    )

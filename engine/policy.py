@@ -9,12 +9,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from .errors import FailureClass
 
 __all__ = [
     "ApiKey",
+    "Condition",
     "CostCap",
     "Defaults",
     "Duration",
@@ -26,6 +35,8 @@ __all__ = [
     "ProviderTimeouts",
     "Retry",
     "Route",
+    "Shadow",
+    "StrategySpec",
     "Target",
     "Timeout",
     "parse_duration",
@@ -117,6 +128,55 @@ Target = Annotated[_TargetFields, BeforeValidator(_target_shorthand)]
 Patterns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
 
 
+_OPERATORS = ("eq", "ne", "in", "not_in", "regex", "gt", "gte", "lt", "lte", "exists")
+
+
+class Condition(_Strict):
+    """One test on a request field; exactly one operator.
+
+    ``field``: ``model``, ``user``, ``stream``, ``prompt_tokens`` (the estimate),
+    ``max_tokens`` (the caller's output limit), ``messages`` (their count),
+    ``metadata.<key>``, ``header.<name>``, or any other top-level request field.
+    """
+
+    field: str = Field(min_length=1)
+    eq: Any = None
+    ne: Any = None
+    in_: list[Any] | None = Field(None, alias="in")
+    not_in: list[Any] | None = None
+    regex: str | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    exists: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> Condition:
+        given = [op for op in _OPERATORS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a condition takes exactly one operator of {', '.join(_OPERATORS)}; "
+                f"got {', '.join(given) or 'none'}"
+            )
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
+        return self
+
+    @property
+    def operator(self) -> tuple[str, Any]:
+        for op in _OPERATORS:
+            value = getattr(self, "in_" if op == "in" else op)
+            if value is not None:
+                return op, value
+        raise AssertionError("validated to have one operator")
+
+
 class Match(_Strict):
     """When a route applies. Every given condition must hold; values may be globs."""
 
@@ -124,6 +184,7 @@ class Match(_Strict):
     user: Patterns | None = None
     metadata: dict[str, Patterns] = Field(default_factory=dict)
     headers: dict[str, Patterns] = Field(default_factory=dict)
+    when: list[Condition] = Field(default_factory=list)
 
 
 _RETRY_SHORTHANDS: dict[str, tuple[FailureClass, ...]] = {
@@ -186,12 +247,45 @@ class CostCap(_Strict):
 RequestFallbacks = Literal["append", "replace", "ignore"]
 
 
+def _strategy_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class StrategySpec(BaseModel):
+    """``strategy: name`` or ``strategy: {type: name, <its options>}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(min_length=1)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+Strategy = Annotated[StrategySpec, BeforeValidator(_strategy_shorthand)]
+
+
+class Shadow(_Strict):
+    """Mirror a share of a route's traffic to another target, after the response."""
+
+    target: str = Field(description='"provider/model"')
+    share: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("target")
+    @classmethod
+    def _provider_slash_model(cls, value: str) -> str:
+        return _TargetFields._provider_slash_model(value)
+
+
 class Defaults(_Strict):
     """Settings every route inherits unless it sets its own."""
 
     retry: Retry = Retry()
     timeout: Timeout = Timeout()
     request_fallbacks: RequestFallbacks = "append"
+    strategy: Strategy = StrategySpec(type="weighted")
+    latency_decay: Duration = Field(10.0, gt=0, description="peak-EWMA decay of target latency")
     direct: bool = Field(True, description='route "provider/model" names with no matching route')
 
 
@@ -210,6 +304,8 @@ class Gateway(_Strict):
 
 class Route(_Strict):
     name: str = Field(min_length=1)
+    strategy: Strategy | None = None
+    shadow: Shadow | None = None
     match: Match = Match()
     targets: list[Target] = Field(default_factory=list)
     fallbacks: list[Target] = Field(default_factory=list)

@@ -7,15 +7,25 @@ a pure function of its inputs. Breakers, rate limits and budgets add to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stats import TargetStats
 
 __all__ = ["EMPTY_STATE", "StateSnapshot"]
 
 
 @dataclass(frozen=True, slots=True)
 class StateSnapshot:
-    """Targets (``provider/model``) or whole providers whose circuit is open."""
+    """What the planner may read of live state.
+
+    :param open_circuits: targets (``provider/model``) or whole providers whose
+        circuit is open.
+    :param stats: live latency and in-flight figures, read by strategies.
+    """
 
     open_circuits: frozenset[str] = frozenset()
+    stats: TargetStats | None = None
 
 
 EMPTY_STATE = StateSnapshot()

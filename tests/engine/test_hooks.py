@@ -15,6 +15,8 @@ from engine import (
     PluginError,
     Provider,
     ProviderCall,
+    Ranking,
+    Strategy,
     TurnoutError,
     hookimpl,
     hookspecs,
@@ -249,6 +251,95 @@ async def test_turnout_register_providers_adds_a_type_the_policy_can_use(make_en
     assert response.choices[0].message.content == "hi hi"
 
 
+class Reverse(Strategy):
+    """A third-party strategy: the targets in reverse file order."""
+
+    def rank(self, targets, given):
+        return Ranking(list(reversed(targets)), {targets[-1].name: "last is first"})
+
+
+class ReversePlugin:
+    @hookimpl
+    def turnout_register_strategies(self, register):
+        register("reverse", Reverse)
+
+
+async def test_turnout_register_strategies_adds_a_strategy_routes_can_use(make_engine) -> None:
+    engine = make_engine(
+        """
+        providers: {mock: {type: mock}}
+        routes:
+          - {name: r, match: {model: r}, strategy: reverse, targets: [mock/a, mock/b, mock/c]}
+        """,
+        plugins=[ReversePlugin()],
+    )
+    plan = engine.plan(user(model="r"))
+    assert [a.model for a in plan.attempts] == ["c", "b", "a"]
+    assert "1. mock/c: reverse pick (last is first)" in plan.explain()
+    response = await engine.chat(user(model="r"))
+    assert response.model == "c"
+
+
+async def test_turnout_shadow_finished_sees_the_mirrored_call_after_the_response(
+    make_engine,
+) -> None:
+    import asyncio
+
+    seen = []
+    done = asyncio.Event()
+
+    class Observer:
+        @hookimpl
+        def turnout_shadow_finished(self, ctx, record, cost):
+            seen.append((ctx.request_id, record.provider, record.model, record.outcome, cost))
+            done.set()
+
+    engine = make_engine(
+        """
+        providers:
+          mock: {type: mock}
+          candidate: {type: mock, options: {latency: 50ms}}
+        routes:
+          - name: r
+            match: {model: r}
+            targets: [mock/live]
+            shadow: {target: candidate/new-model, share: 1.0}
+        """,
+        plugins=[Observer()],
+    )
+    response = await engine.chat(user("compare me", model="r"), request_id="req-shadow")
+    assert response.model == "live" and seen == []  # answered before the shadow finished
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == [("req-shadow", "candidate", "new-model", "ok", 0.0)]
+
+
+async def test_a_failing_shadow_never_touches_the_response(make_engine) -> None:
+    import asyncio
+
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def turnout_shadow_finished(self, record):
+            seen.append(record.outcome)
+
+    engine = make_engine(
+        """
+        providers:
+          mock: {type: mock}
+          broken: {type: mock, options: {script: [{fail: server_error}], repeat: true}}
+        routes:
+          - {name: r, match: {model: r}, targets: [mock/live], shadow: {target: broken/x}}
+        """,
+        plugins=[Observer()],
+    )
+    chunks = [c async for c in engine.stream(user("a b", model="r"))]
+    assert chunks[0].model == "live"
+    await engine.executor.aclose()
+    assert seen == ["server_error"]
+    await asyncio.sleep(0)
+
+
 def test_registering_a_non_provider_names_the_plugin() -> None:
     class Bad:
         @hookimpl
@@ -326,7 +417,9 @@ def test_hook_list_is_what_we_expect() -> None:
         "turnout_post_response",
         "turnout_pre_request",
         "turnout_register_providers",
+        "turnout_register_strategies",
         "turnout_request_finished",
+        "turnout_shadow_finished",
         "turnout_stream_chunk",
     ]
 

@@ -1,0 +1,112 @@
+"""Routing strategies: how a route orders its targets for one request.
+
+A strategy is a plugin type like a provider: a small class with one method,
+registered with ``turnout_register_strategies`` and chosen per route in
+routes.yaml (``strategy: lowest_latency`` or ``strategy: {type: sticky, key: user}``).
+It only orders; the planner still skips targets that are disabled, too dear,
+too small or behind an open breaker, in the order the strategy gave.
+
+The engine itself knows only ``weighted``, the default; the other built-ins
+live in ``plugins/strategies.py`` and register like any third-party strategy.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from .schema import ChatRequest
+
+if TYPE_CHECKING:
+    from .compile import CompiledTarget
+    from .stats import TargetStats
+
+__all__ = [
+    "Ranking",
+    "Strategy",
+    "StrategyInput",
+    "Weighted",
+    "weighted_index",
+    "weighted_order",
+]
+
+
+@dataclass(slots=True)
+class StrategyInput:
+    """What a strategy may look at for one request (all read-only)."""
+
+    request: ChatRequest
+    headers: Mapping[str, str]
+    prompt_tokens: int
+    output_limit: int | None
+    rng: random.Random
+    stats: TargetStats | None
+
+
+@dataclass(slots=True)
+class Ranking:
+    """Targets in the order to try them, with the figures behind the choice.
+
+    :param notes: per target name, the figure the strategy used ("ewma 120ms").
+    """
+
+    targets: list[CompiledTarget]
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class Strategy(abc.ABC):
+    """Base class of routing strategies.
+
+    ``Options`` (a pydantic model, optional) validates the strategy's options
+    in routes.yaml at load time. Constructors must do no I/O.
+    """
+
+    Options: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
+
+    @abc.abstractmethod
+    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+        """Order ``targets`` (the route's, in file order) for this request.
+
+        Must be pure apart from ``given.rng``, and return every target once.
+        """
+
+
+def weighted_index(weights: Sequence[float], rng: random.Random) -> int:
+    point = rng.random() * sum(weights)
+    for i, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return i
+    return len(weights) - 1
+
+
+def weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> list[CompiledTarget]:
+    """Weighted sampling without replacement: the first is a weighted pick, and
+    each later one is a weighted pick among those left."""
+    if len(targets) == 1:
+        return [targets[0]]
+    left = list(targets)
+    order = []
+    while len(left) > 1:
+        order.append(left.pop(weighted_index([t.weight for t in left], rng)))
+    order.append(left[0])
+    return order
+
+
+class Weighted(Strategy):
+    """Random by weight; the rest follow in weighted order (the default)."""
+
+    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+        ordered = weighted_order(targets, given.rng)
+        if len(targets) == 1:
+            return Ranking(ordered)
+        total = sum(t.weight for t in targets)
+        return Ranking(ordered, {ordered[0].name: f"{ordered[0].weight / total:.0%} of traffic"})
