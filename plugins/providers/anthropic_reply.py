@@ -147,7 +147,10 @@ class StreamTranslator:
     """Turns Anthropic stream events into ``chat.completion.chunk`` objects.
 
     Feed each event's name and decoded data to ``event``; it returns the chunks
-    to send (often none). ``message_start`` gives the role chunk; text, thinking
+    to send (often none). The role chunk comes just before the first content,
+    not at ``message_start``, so an ``overloaded_error`` event right after
+    ``message_start`` fails the attempt before any chunk (and the engine can
+    fall back) rather than interrupting a started stream. Text, thinking
     and tool input deltas give content, ``reasoning_content`` and ``tool_calls``
     chunks (a tool call's first chunk has its ``index``, ``id``, ``type`` and
     ``function.name``, later ones only ``function.arguments`` fragments);
@@ -164,6 +167,7 @@ class StreamTranslator:
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, dict[str, Any]] = {}
         self._tool_calls = 0
+        self._started = False
 
     def _chunk(self, delta: Delta | None, finish: str | None = None) -> ChatChunk:
         choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish)]
@@ -175,6 +179,9 @@ class StreamTranslator:
         if handler is None:
             return []  # ping, and event types added after this was written
         result: list[ChatChunk] = handler(data)
+        if result and not self._started:
+            self._started = True
+            result.insert(0, self._chunk(Delta(role="assistant", content="")))
         return result
 
     def _on_message_start(self, data: Mapping[str, Any]) -> list[ChatChunk]:
@@ -184,7 +191,7 @@ class StreamTranslator:
             self.model = str(message.get("model") or self.model)
             if isinstance(message.get("usage"), Mapping):
                 self._usage.update(message["usage"])
-        return [self._chunk(Delta(role="assistant", content=""))]
+        return []  # the role chunk waits for content: an error before it can still fall back
 
     def _on_content_block_start(self, data: Mapping[str, Any]) -> list[ChatChunk]:
         block = data.get("content_block")
