@@ -1,0 +1,670 @@
+"""Translation between OpenAI chat completions and Gemini's generateContent.
+
+Pure functions, no I/O, so they can be property-tested on their own. Field
+names follow the Gemini API reference (REST, lowerCamelCase) and the types of
+the official SDK, googleapis/python-genai (``types.py``).
+
+Choices made where the two formats differ:
+
+- system and developer messages become ``systemInstruction`` (in order,
+  wherever they appear); consecutive turns of the same role are merged,
+  tool results included, so N parallel calls are answered in one turn of N
+  ``functionResponse`` parts, as Gemini requires.
+- Gemini has no tool-call ids: ids are made from the response id, the
+  candidate and the call's position, so they are stable for one response and
+  distinct across responses. A tool message's function name is looked up
+  from the earlier assistant tool call with its ``tool_call_id``.
+- Thought signatures (Gemini 3 rejects function calls replayed without one)
+  travel in ``tool_calls[].extra_content.google.thought_signature``, the shape
+  Google's own OpenAI-compatible endpoint uses. A model turn replayed without
+  any signature (a client that dropped it, or history from another vendor)
+  gets Google's documented ``skip_thought_signature_validator`` sentinel.
+- Tool parameters and ``json_schema`` response formats are sent as
+  ``parametersJsonSchema`` / ``responseJsonSchema`` (full JSON Schema), not the
+  OpenAPI-subset ``parameters`` / ``responseSchema`` that reject
+  ``additionalProperties`` and ``$ref``, which OpenAI-style schemas use.
+- ``usage.prompt_tokens`` includes cached tokens (as Gemini's
+  ``promptTokenCount`` and OpenAI's ``prompt_tokens`` both do), reported again
+  only in ``prompt_tokens_details.cached_tokens``; thinking tokens count as
+  completion tokens and are reported in ``completion_tokens_details``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from engine.errors import FailureClass
+from engine.schema import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Message,
+    ResponseMessage,
+    Usage,
+)
+
+__all__ = [
+    "SKIP_SIGNATURE",
+    "GeminiStream",
+    "TranslationError",
+    "block_reason",
+    "failure_class",
+    "finish_reason",
+    "request_body",
+    "response_from_gemini",
+    "retry_delay",
+    "usage_from_gemini",
+]
+
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+}
+
+_STATUS_CLASS = {
+    "RESOURCE_EXHAUSTED": FailureClass.RATE_LIMITED,
+    "UNAVAILABLE": FailureClass.OVERLOADED,
+    "INTERNAL": FailureClass.SERVER_ERROR,
+    "UNKNOWN": FailureClass.SERVER_ERROR,
+    "DATA_LOSS": FailureClass.SERVER_ERROR,
+    "ABORTED": FailureClass.SERVER_ERROR,
+    "DEADLINE_EXCEEDED": FailureClass.TIMEOUT,
+    "UNAUTHENTICATED": FailureClass.AUTH,
+    "PERMISSION_DENIED": FailureClass.AUTH,
+    # "free tier is not available in your country, enable billing" and
+    # "user location is not supported": this key cannot be used, another target can.
+    "FAILED_PRECONDITION": FailureClass.AUTH,
+    "INVALID_ARGUMENT": FailureClass.BAD_REQUEST,
+    "NOT_FOUND": FailureClass.BAD_REQUEST,
+    "OUT_OF_RANGE": FailureClass.BAD_REQUEST,
+    "UNIMPLEMENTED": FailureClass.BAD_REQUEST,
+}
+_KEY_REASONS = frozenset(
+    {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
+)
+_TOO_LONG = re.compile(
+    r"input token count|exceeds the maximum number of tokens|context (length|window)", re.I
+)
+_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
+_AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac"}
+
+
+class TranslationError(ValueError):
+    """A request Gemini cannot be given as it stands; the message says what to fix."""
+
+
+# --------------------------------------------------------------------------
+# request: OpenAI -> Gemini
+# --------------------------------------------------------------------------
+
+
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``generateContent`` body for ``request`` (the model goes in the URL)."""
+    system, contents = contents_from_messages(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        declarations = _function_declarations(request.tools)
+        mode, allowed = _calling_mode(request.tool_choice, declarations)
+        if allowed is not None and mode == "AUTO":
+            declarations = [d for d in declarations if d["name"] in allowed]
+            allowed = None
+        body["tools"] = [{"functionDeclarations": declarations}]
+        if mode is not None:
+            config: dict[str, Any] = {"mode": mode}
+            if allowed is not None:
+                config["allowedFunctionNames"] = allowed
+            body["toolConfig"] = {"functionCallingConfig": config}
+    config = generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def generation_config(request: ChatRequest) -> dict[str, Any]:
+    """``generationConfig`` from the request's sampling and format fields."""
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    extra = request.model_extra or {}
+    if isinstance(extra.get("top_k"), int):
+        config["topK"] = extra["top_k"]
+    if request.output_limit is not None:
+        config["maxOutputTokens"] = request.output_limit
+    if request.stop:
+        config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    if request.n is not None:
+        config["candidateCount"] = request.n
+    if request.presence_penalty is not None:
+        config["presencePenalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        config["frequencyPenalty"] = request.frequency_penalty
+    if request.seed is not None:
+        config["seed"] = request.seed
+    fmt = request.response_format or {}
+    kind = fmt.get("type")
+    if kind == "json_object":
+        config["responseMimeType"] = "application/json"
+    elif kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        config["responseMimeType"] = "application/json"
+        if isinstance(schema, dict):
+            config["responseJsonSchema"] = schema
+    elif kind not in (None, "text"):
+        raise TranslationError(f"response_format type {kind!r} is not supported by Gemini")
+    return config
+
+
+def contents_from_messages(
+    messages: Sequence[Message],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(systemInstruction parts, contents)`` for OpenAI messages."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        role = message.role
+        if role in ("system", "developer"):
+            system.extend({"text": text} for text in _texts(message.content, where) if text)
+            continue
+        if role == "user":
+            parts = _user_parts(message.content, where)
+            gemini_role = "user"
+        elif role == "assistant":
+            parts = _assistant_parts(message, where, call_names)
+            gemini_role = "model"
+        else:  # tool, or the legacy function role
+            parts = [_function_response(message, where, call_names)]
+            gemini_role = "user"
+        if not parts:
+            if role == "user":
+                raise TranslationError(f"{where}: a user message needs some content")
+            continue
+        if contents and contents[-1]["role"] == gemini_role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": gemini_role, "parts": parts})
+    if not contents:
+        raise TranslationError("messages: Gemini needs at least one user or assistant message")
+    return system, contents
+
+
+def _texts(content: Any, where: str) -> list[str]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    texts = []
+    for number, part in enumerate(content):
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            texts.append(str(part.get(kind) or ""))
+        else:
+            raise TranslationError(f"{where}.content[{number}]: only text is allowed here")
+    return texts
+
+
+def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
+    if content is None or isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for number, part in enumerate(content):
+        at = f"{where}.content[{number}]"
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):
+                parts.append({"text": str(part["text"])})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str) or not url:
+                raise TranslationError(f"{at}: image_url needs a url")
+            parts.append(_media(url, at))
+        elif kind == "input_audio":
+            audio = part.get("input_audio") or {}
+            fmt = str(audio.get("format", "")).lower()
+            data = audio.get("data")
+            if not isinstance(data, str) or fmt not in _AUDIO_MIME:
+                raise TranslationError(
+                    f"{at}: input_audio needs base64 data and a format (wav, mp3)"
+                )
+            parts.append({"inlineData": {"mimeType": _AUDIO_MIME[fmt], "data": data}})
+        elif kind == "file":
+            file = part.get("file") or {}
+            data = file.get("file_data")
+            if not isinstance(data, str):
+                raise TranslationError(f"{at}: only files sent inline (file_data) are supported")
+            parts.append(_media(data, at))
+        else:
+            raise TranslationError(f"{at}: content part type {kind!r} is not supported by Gemini")
+    return parts
+
+
+def _media(url: str, where: str) -> dict[str, Any]:
+    """``inlineData`` for a base64 data: URL, ``fileData`` for any other URL."""
+    match = _DATA_URL.match(url)
+    if match:
+        mime = match.group("mime")
+        if not mime:
+            raise TranslationError(f"{where}: the data: URL needs a media type")
+        return {"inlineData": {"mimeType": mime.lower(), "data": url[match.end() :]}}
+    if url.startswith("data:"):
+        raise TranslationError(f"{where}: data: URLs must be base64 (data:<type>;base64,...)")
+    path = urllib.parse.urlsplit(url).path
+    mime, _ = mimetypes.guess_type(path, strict=False)
+    if mime is None:
+        raise TranslationError(
+            f"{where}: cannot tell the media type of {url[:100]!r}; "
+            "send it as a data: URL, or use a URL whose path ends in .png, .jpg, .webp, .pdf, ..."
+        )
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _assistant_parts(
+    message: Message, where: str, call_names: dict[str, str]
+) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [
+        {"text": text} for text in _texts(message.content, where) if text
+    ]
+    calls: list[dict[str, Any]] = []
+    for number, call in enumerate(message.tool_calls or []):
+        at = f"{where}.tool_calls[{number}]"
+        function = call.get("function")
+        if call.get("type", "function") != "function" or not isinstance(function, dict):
+            raise TranslationError(f"{at}: only function tool calls are supported by Gemini")
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise TranslationError(f"{at}: the function needs a name")
+        part: dict[str, Any] = {"functionCall": {"name": name, "args": _arguments(function, at)}}
+        signature = _signature(call)
+        if signature:
+            part["thoughtSignature"] = signature
+        calls.append(part)
+        if isinstance(call.get("id"), str):
+            call_names[call["id"]] = name
+    if calls and not any("thoughtSignature" in part for part in calls):
+        calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+    return parts + calls
+
+
+def _arguments(function: Mapping[str, Any], where: str) -> dict[str, Any]:
+    raw = function.get("arguments")
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        raise TranslationError(f"{where}: function.arguments is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise TranslationError(f"{where}: function.arguments must be a JSON object")
+    return value
+
+
+def _signature(call: Mapping[str, Any]) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def _function_response(
+    message: Message, where: str, call_names: Mapping[str, str]
+) -> dict[str, Any]:
+    name = call_names.get(message.tool_call_id or "") or message.name
+    if not name:
+        if message.tool_call_id:
+            raise TranslationError(
+                f"{where}: tool_call_id {message.tool_call_id!r} answers no earlier "
+                "assistant tool call"
+            )
+        raise TranslationError(f"{where}: a tool message needs the tool_call_id it answers")
+    text = "".join(_texts(message.content, where))
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    response = value if isinstance(value, dict) else {"output": value}
+    return {"functionResponse": {"name": name, "response": response}}
+
+
+def _function_declarations(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    declarations = []
+    for number, tool in enumerate(tools):
+        function = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(function, dict):
+            raise TranslationError(
+                f"tools[{number}]: only function tools are supported by Gemini, "
+                f"not {tool.get('type')!r}"
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise TranslationError(f"tools[{number}].function: needs a name")
+        declaration: dict[str, Any] = {"name": name}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        if isinstance(function.get("parameters"), dict):
+            declaration["parametersJsonSchema"] = function["parameters"]
+        declarations.append(declaration)
+    return declarations
+
+
+def _calling_mode(
+    choice: str | dict[str, Any] | None, declarations: Sequence[Mapping[str, Any]]
+) -> tuple[str | None, list[str] | None]:
+    """``(mode, allowedFunctionNames)`` for an OpenAI ``tool_choice``."""
+    if choice is None:
+        return None, None
+    if isinstance(choice, str):
+        modes = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+        if choice not in modes:
+            raise TranslationError(f"tool_choice {choice!r} is not auto, none or required")
+        return modes[choice], None
+    known = {d["name"] for d in declarations}
+    if choice.get("type") == "function":
+        function = choice.get("function") or {}
+        names = [function.get("name")]
+        mode = "ANY"
+    elif choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools") or {}
+        names = [(t.get("function") or {}).get("name") for t in allowed.get("tools") or []]
+        mode = "ANY" if allowed.get("mode") == "required" else "AUTO"
+    else:
+        raise TranslationError(f"tool_choice type {choice.get('type')!r} is not supported")
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise TranslationError(f"tool_choice names tools that are not in tools: {unknown}")
+    return mode, [str(name) for name in names]
+
+
+# --------------------------------------------------------------------------
+# response: Gemini -> OpenAI
+# --------------------------------------------------------------------------
+
+
+def finish_reason(reason: str | None, has_call: bool) -> str | None:
+    """OpenAI's finish_reason for a Gemini ``finishReason`` (None while unfinished)."""
+    if not reason or reason == "FINISH_REASON_UNSPECIFIED":
+        return None
+    mapped = _FINISH.get(reason, "stop")
+    return "tool_calls" if mapped == "stop" and has_call else mapped
+
+
+def block_reason(payload: Mapping[str, Any]) -> str | None:
+    """Why Gemini refused the prompt itself (``promptFeedback.blockReason``), if it did."""
+    if payload.get("candidates"):
+        return None
+    feedback = payload.get("promptFeedback")
+    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    return str(reason) if reason else None
+
+
+def usage_from_gemini(meta: Any) -> Usage | None:
+    """OpenAI usage for Gemini's ``usageMetadata`` (None when there is none)."""
+    if not isinstance(meta, dict) or not meta:
+        return None
+    prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
+    thoughts = _count(meta, "thoughtsTokenCount")
+    completion = _count(meta, "candidatesTokenCount") + thoughts
+    total = _count(meta, "totalTokenCount") or prompt + completion
+    details: dict[str, Any] = {}
+    if "cachedContentTokenCount" in meta:
+        details["prompt_tokens_details"] = {
+            "cached_tokens": _count(meta, "cachedContentTokenCount")
+        }
+    if "thoughtsTokenCount" in meta:
+        details["completion_tokens_details"] = {"reasoning_tokens": thoughts}
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, **details)
+
+
+def _count(meta: Mapping[str, Any], key: str) -> int:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def call_id(response_id: str, candidate: int, position: int, name: str, args: Any) -> str:
+    """A tool-call id: stable for one response, distinct across responses."""
+    seed = f"{response_id}\x00{candidate}\x00{position}\x00{name}\x00"
+    seed += json.dumps(args, sort_keys=True, default=str)
+    return "call_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def _tool_call(
+    part: Mapping[str, Any], response_id: str, candidate: int, position: int
+) -> dict[str, Any]:
+    call = part["functionCall"]
+    name = str(call.get("name") or "")
+    args = call.get("args") or {}
+    ident = call.get("id") or call_id(response_id, candidate, position, name, args)
+    tool_call: dict[str, Any] = {
+        "id": ident,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
+    }
+    signature = part.get("thoughtSignature")
+    if isinstance(signature, str) and signature:
+        tool_call["extra_content"] = {"google": {"thought_signature": signature}}
+    return tool_call
+
+
+def _parts(candidate: Mapping[str, Any]) -> list[dict[str, Any]]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def response_from_gemini(
+    payload: Mapping[str, Any], *, model: str, created: int, fallback_id: str
+) -> ChatResponse:
+    """An OpenAI chat completion for a ``GenerateContentResponse`` with candidates.
+
+    :param model: the model name to report when Gemini gives no ``modelVersion``.
+    :param fallback_id: the response id to use when Gemini gives no ``responseId``.
+    """
+    response_id = str(payload.get("responseId") or fallback_id)
+    choices = []
+    for position, candidate in enumerate(payload.get("candidates") or []):
+        index = candidate.get("index", position)
+        text: list[str] = []
+        thoughts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for part in _parts(candidate):
+            if "functionCall" in part:
+                calls.append(_tool_call(part, response_id, index, len(calls)))
+            elif isinstance(part.get("text"), str):
+                (thoughts if part.get("thought") else text).append(part["text"])
+        said, thought = "".join(text), "".join(thoughts)
+        extra = {"reasoning_content": thought} if thought else {}
+        message = ResponseMessage(
+            content=said if said or not calls else None,
+            tool_calls=calls or None,
+            **extra,
+        )
+        choices.append(
+            Choice(
+                index=index,
+                message=message,
+                finish_reason=finish_reason(candidate.get("finishReason"), bool(calls)) or "stop",
+            )
+        )
+    choices.sort(key=lambda choice: choice.index)
+    return ChatResponse(
+        id=f"chatcmpl-{response_id}",
+        created=created,
+        model=str(payload.get("modelVersion") or model),
+        choices=choices,
+        usage=usage_from_gemini(payload.get("usageMetadata")),
+    )
+
+
+class GeminiStream:
+    """Turns the ``GenerateContentResponse`` events of one stream into OpenAI chunks.
+
+    Each event holds the new text of each candidate; function calls arrive
+    whole, so each becomes one tool-call delta with its full arguments.
+    ``usageMetadata`` is cumulative: only the last one counts.
+    """
+
+    def __init__(self, *, model: str, created: int, fallback_id: str) -> None:
+        self.model = model
+        self.created = created
+        self.response_id = fallback_id
+        self.usage: Usage | None = None
+        self._started: set[int] = set()
+        self._finished: set[int] = set()
+        self._calls: dict[int, int] = {}
+        self._first = True
+
+    @property
+    def finished(self) -> bool:
+        """True once every candidate that began has sent its finishReason."""
+        return bool(self._finished) and self._finished >= self._started
+
+    def feed(self, payload: Mapping[str, Any]) -> list[ChatChunk]:
+        """The chunks for one event (possibly none)."""
+        if self._first:
+            self._first = False
+            self.response_id = str(payload.get("responseId") or self.response_id)
+            self.model = str(payload.get("modelVersion") or self.model)
+        usage = usage_from_gemini(payload.get("usageMetadata"))
+        if usage is not None:
+            self.usage = usage
+        chunks = []
+        for position, candidate in enumerate(payload.get("candidates") or []):
+            index = candidate.get("index", position)
+            fields: dict[str, Any] = {}
+            if index not in self._started:
+                self._started.add(index)
+                fields["role"] = "assistant"
+            text: list[str] = []
+            thoughts: list[str] = []
+            calls: list[dict[str, Any]] = []
+            for part in _parts(candidate):
+                if "functionCall" in part:
+                    count = self._calls.get(index, 0)
+                    call = _tool_call(part, self.response_id, index, count)
+                    calls.append({"index": count, **call})
+                    self._calls[index] = count + 1
+                elif isinstance(part.get("text"), str):
+                    (thoughts if part.get("thought") else text).append(part["text"])
+            if "".join(text):
+                fields["content"] = "".join(text)
+            if "".join(thoughts):
+                fields["reasoning_content"] = "".join(thoughts)
+            if calls:
+                fields["tool_calls"] = calls
+            if fields:
+                chunks.append(self._chunk([ChunkChoice(index=index, delta=Delta(**fields))]))
+            reason = finish_reason(candidate.get("finishReason"), bool(self._calls.get(index)))
+            if reason is not None and index not in self._finished:
+                self._finished.add(index)
+                chunks.append(
+                    self._chunk([ChunkChoice(index=index, delta=Delta(), finish_reason=reason)])
+                )
+        return chunks
+
+    def usage_chunk(self) -> ChatChunk | None:
+        """The final usage-only chunk, if Gemini reported usage."""
+        if self.usage is None:
+            return None
+        chunk = self._chunk([])
+        chunk.usage = self.usage
+        return chunk
+
+    def _chunk(self, choices: list[ChunkChoice]) -> ChatChunk:
+        return ChatChunk(
+            id=f"chatcmpl-{self.response_id}",
+            created=self.created,
+            model=self.model,
+            choices=choices,
+        )
+
+
+# --------------------------------------------------------------------------
+# errors: Google's {"error": {"code", "message", "status", "details"}}
+# --------------------------------------------------------------------------
+
+
+def failure_class(status: int | None, error: Mapping[str, Any]) -> FailureClass:
+    """The failure class of a Google API error, given the HTTP status if any.
+
+    The canonical ``error.status`` decides, refined by what the body says: an
+    invalid key (``API_KEY_INVALID``, sent as a 400 INVALID_ARGUMENT) is AUTH,
+    and a too-long prompt (also INVALID_ARGUMENT) is CONTEXT_LENGTH.
+    """
+    code = error.get("code")
+    if status is None and isinstance(code, int) and not isinstance(code, bool):
+        status = code
+    canonical = error.get("status")
+    if isinstance(canonical, str) and canonical in _STATUS_CLASS:
+        failure = _STATUS_CLASS[canonical]
+    elif status is not None and 400 <= status <= 599:
+        failure = FailureClass.from_status(status)
+    else:
+        failure = FailureClass.SERVER_ERROR
+    if failure is FailureClass.BAD_REQUEST:
+        if _reasons(error) & _KEY_REASONS:
+            return FailureClass.AUTH
+        message = error.get("message")
+        if isinstance(message, str):
+            if "api key" in message.lower():
+                return FailureClass.AUTH
+            if _TOO_LONG.search(message):
+                return FailureClass.CONTEXT_LENGTH
+    return failure
+
+
+def _reasons(error: Mapping[str, Any]) -> set[str]:
+    details = error.get("details")
+    if not isinstance(details, list):
+        return set()
+    return {
+        str(d["reason"])
+        for d in details
+        if isinstance(d, dict) and isinstance(d.get("reason"), str)
+    }
+
+
+def retry_delay(error: Mapping[str, Any]) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` detail (``"retryDelay": "34s"``), if any."""
+    details = error.get("details")
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
+            "google.rpc.RetryInfo"
+        ):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            return seconds if 0 <= seconds < float("inf") else None
+    return None
