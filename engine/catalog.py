@@ -64,12 +64,14 @@ class ModelInfo:
                 from genai_prices import Usage
 
                 details = getattr(usage, "prompt_tokens_details", None) or {}
-                cached = details.get("cached_tokens") if isinstance(details, dict) else None
+                if not isinstance(details, dict):
+                    details = {}
                 price = self.exact_price.calc_price(
                     Usage(
                         input_tokens=prompt_tokens,
                         output_tokens=completion_tokens,
-                        cache_read_tokens=cached or None,
+                        cache_read_tokens=details.get("cached_tokens") or None,
+                        cache_write_tokens=details.get("cache_creation_tokens") or None,
                     )
                 )
                 return float(price["total_price"])

@@ -82,11 +82,13 @@ class CompiledRoute:
     shadow: tuple[CompiledTarget, float] | None = None
     implicit: bool = False
     total_weight: float = field(init=False)
-
+    weighted: bool = field(init=False)
+    """The route uses the engine's own weighted strategy (a fast path in the planner)."""
     fallback_candidates: tuple[tuple[CompiledTarget, Role, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_weight", sum(t.weight for t in self.targets) or 1.0)
+        object.__setattr__(self, "weighted", type(self.strategy) is Weighted)
         object.__setattr__(
             self,
             "fallback_candidates",

@@ -65,7 +65,12 @@ class Attempt:
     def name(self) -> str:
         return self.target.name
 
-    def why(self, strategy: str = "weighted") -> str:
+    def why(self, route: CompiledRoute | None = None) -> str:
+        strategy = route.strategy_name if route is not None else "weighted"
+        note = self.note
+        weighted_pick = self.role is Role.PICKED and strategy == "weighted"
+        if note is None and weighted_pick and route is not None and len(route.targets) > 1:
+            note = f"{self.target.weight / route.total_weight:.0%} of traffic"
         if self.role is Role.PICKED:
             text = f"{strategy} pick"
         elif self.role is Role.TARGET:
@@ -74,8 +79,8 @@ class Attempt:
             text = f"{self.role.value} #{self.position + 1}"
         else:
             text = self.role.value
-        if self.note:
-            text += f" ({self.note})"
+        if note:
+            text += f" ({note})"
         if self.estimated_cost is not None:
             text += f", worst case ${self.estimated_cost:.6f}"
         if self.key_index is not None and len(self.target.provider.api_keys) > 1:
@@ -120,7 +125,7 @@ class Plan:
             lines.append(f"cost cap ${self.route.cost_cap:g} per request (worst case)")
         lines.append("attempts:" if self.attempts else "attempts: none")
         for number, attempt in enumerate(self.attempts, 1):
-            lines.append(f"  {number}. {attempt.name}: {attempt.why(self.route.strategy_name)}")
+            lines.append(f"  {number}. {attempt.name}: {attempt.why(self.route)}")
         if self.skipped:
             lines.append("skipped:")
             for skip in self.skipped:
@@ -139,7 +144,7 @@ class Plan:
             "attempts": [
                 {
                     "target": a.name,
-                    "why": a.why(self.route.strategy_name),
+                    "why": a.why(self.route),
                     "estimated_cost": a.estimated_cost,
                 }
                 for a in self.attempts

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .compile import CompiledRoute, CompiledTarget, RoutingTable
 from .errors import TurnoutError
 from .plan import Attempt, Plan, Role, Skip, SkipReason
 from .schema import ChatRequest
 from .state import EMPTY_STATE, StateSnapshot
-from .strategy import StrategyInput, weighted_index
+from .strategy import StrategyInput, weighted_index, weighted_order
 from .tokens import estimate_prompt_tokens
 
 __all__ = ["NoRouteError", "plan_request"]
@@ -32,24 +32,35 @@ class NoRouteError(TurnoutError):
 Candidate = tuple["CompiledTarget | str", Role, int]
 
 
+def _ranked(
+    route: CompiledRoute,
+    given: Callable[[], StrategyInput],
+    rng: random.Random,
+    notes: dict[str, str],
+) -> list[CompiledTarget]:
+    if len(route.targets) == 1:
+        return [route.targets[0]]
+    if route.weighted:  # the default, kept off the generic path: its note comes lazily
+        return weighted_order(route.targets, rng)
+    ranking = route.strategy.rank(route.targets, given())
+    notes.update(ranking.notes)
+    return ranking.targets
+
+
 def _candidates(
     request: ChatRequest,
     route: CompiledRoute,
     table: RoutingTable,
-    given: StrategyInput,
+    given: Callable[[], StrategyInput],
+    rng: random.Random,
     notes: dict[str, str],
 ) -> list[Candidate]:
     if route.direct:
         direct = table.target(request.model)
         out: list[Candidate] = [(direct if direct is not None else request.model, Role.DIRECT, 0)]
-    elif len(route.targets) == 1:
-        out = [(route.targets[0], Role.PICKED, 0)]
     else:
-        ranking = route.strategy.rank(route.targets, given)
-        notes.update(ranking.notes)
-        out = [
-            (t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ranking.targets)
-        ]
+        ranked = _ranked(route, given, rng, notes)
+        out = [(t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ranked)]
     requested = request.fallbacks
     if not requested or route.request_fallbacks == "ignore":
         out += route.fallback_candidates
@@ -92,12 +103,15 @@ def plan_request(
         raise NoRouteError(request.model)
     output_limit = request.output_limit
     notes: dict[str, str] = {}
-    given = StrategyInput(request, headers, prompt_tokens, output_limit, rng, state.stats)
+
+    def given() -> StrategyInput:  # built only for strategies other than weighted
+        return StrategyInput(request, headers, prompt_tokens, output_limit, rng, state.stats)
+
     cap = route.cost_cap
     attempts: list[Attempt] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
-    for target, role, position in _candidates(request, route, table, given, notes):
+    for target, role, position in _candidates(request, route, table, given, rng, notes):
         if isinstance(target, str):
             skipped.append(
                 Skip(

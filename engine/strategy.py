@@ -105,8 +105,6 @@ class Weighted(Strategy):
     """Random by weight; the rest follow in weighted order (the default)."""
 
     def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
-        ordered = weighted_order(targets, given.rng)
-        if len(targets) == 1:
-            return Ranking(ordered)
-        total = sum(t.weight for t in targets)
-        return Ranking(ordered, {ordered[0].name: f"{ordered[0].weight / total:.0%} of traffic"})
+        # the planner calls weighted_order directly for this class; the share
+        # shown by explain() is computed there, only when asked for
+        return Ranking(weighted_order(targets, given.rng))
