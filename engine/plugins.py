@@ -28,6 +28,7 @@ __all__ = [
 DEFAULT_PLUGINS = (
     "plugins.providers.mock",
     "plugins.providers.openai",
+    "plugins.providers.anthropic",
     "plugins.strategies",
     "plugins.metrics",
     "plugins.logging",

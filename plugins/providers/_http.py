@@ -11,19 +11,25 @@ request; the API key is masked out of them in case an upstream echoes it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx2 as httpx
 
 from engine.errors import FailureClass, ProviderError
+from engine.provider import ProviderCall
 
 __all__ = [
+    "DRAIN_SECONDS",
+    "attempt_timeout",
     "classify_error",
+    "drain",
     "error_from_payload",
     "error_from_response",
     "error_from_transport",
@@ -231,3 +237,33 @@ def _clean(message: str, secret: str | None) -> str:
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
     return message
+
+
+# After the end of a stream, how long to wait for the end of the body so the
+# connection can go back to the pool instead of being closed.
+DRAIN_SECONDS = 0.25
+
+
+def attempt_timeout(call: ProviderCall) -> httpx.Timeout | Any:
+    """The client's per-phase timeouts, none longer than what the attempt has left.
+
+    Capping rather than replacing keeps a short configured connect timeout
+    short, so a dead upstream still fails fast enough to fall back.
+    """
+    limit = call.timeout
+    if limit is None:
+        return httpx.USE_CLIENT_DEFAULT
+    configured = call.client.timeout
+    return httpx.Timeout(
+        connect=limit if configured.connect is None else min(configured.connect, limit),
+        read=limit if configured.read is None else min(configured.read, limit),
+        write=limit if configured.write is None else min(configured.write, limit),
+        pool=limit if configured.pool is None else min(configured.pool, limit),
+    )
+
+
+async def drain(events: AsyncIterator[Any]) -> None:
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass

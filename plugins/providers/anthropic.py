@@ -34,7 +34,6 @@ from engine.schema import ChatChunk, ChatResponse, ExtraFields
 
 from . import _http
 from . import anthropic_wire as wire
-from .openai import _drain, _timeout
 
 __all__ = ["AnthropicOptions", "AnthropicProvider"]
 
@@ -109,7 +108,7 @@ class AnthropicProvider(Provider):
                 self._url,
                 content=content,
                 headers=_with_key(self._headers, secret),
-                timeout=_timeout(call),
+                timeout=_http.attempt_timeout(call),
             )
         except httpx.RequestError as exc:
             raise _http.error_from_transport(exc, secret=secret) from exc
@@ -149,7 +148,7 @@ class AnthropicProvider(Provider):
                 self._url,
                 content=content,
                 headers=_with_key(self._stream_headers, secret),
-                timeout=_timeout(call),
+                timeout=_http.attempt_timeout(call),
             ) as response:
                 if not response.is_success:
                     await response.aread()
@@ -180,7 +179,7 @@ class AnthropicProvider(Provider):
                         for chunk in translator.event(str(name), data):
                             yield chunk
                         if translator.done:
-                            await _drain(events)
+                            await _http.drain(events)
                             return
                 raise ProviderError(FailureClass.CONNECTION, "stream ended before message_stop")
         except httpx.SSEError as exc:

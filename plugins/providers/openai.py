@@ -11,7 +11,6 @@ always ask the upstream for a final usage chunk (unless the caller chose
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -29,10 +28,6 @@ from engine.schema import ChatChunk, ChatResponse, ExtraFields
 from . import _http
 
 __all__ = ["OpenAIOptions", "OpenAIProvider"]
-
-# After [DONE], how long to wait for the end of the body so the connection
-# can go back to the pool instead of being closed.
-_DRAIN_SECONDS = 0.25
 
 
 class OpenAIOptions(BaseModel):
@@ -103,7 +98,7 @@ class OpenAIProvider(Provider):
                 self.request_url(call),
                 content=pydantic_core.to_json(self.adapt_body(body)),
                 headers=self.request_headers(call, stream=False),
-                timeout=_timeout(call),
+                timeout=_http.attempt_timeout(call),
             )
         except httpx.RequestError as exc:
             raise _http.error_from_transport(exc, secret=call.api_key) from exc
@@ -158,7 +153,7 @@ class OpenAIProvider(Provider):
                 self.request_url(call),
                 content=pydantic_core.to_json(self.adapt_body(body)),
                 headers=self.request_headers(call, stream=True),
-                timeout=_timeout(call),
+                timeout=_http.attempt_timeout(call),
             ) as response:
                 if not response.is_success:
                     await response.aread()
@@ -180,7 +175,7 @@ class OpenAIProvider(Provider):
                     async for event in events:
                         data = event.data
                         if data.startswith("[DONE]"):
-                            await _drain(events)
+                            await _http.drain(events)
                             return
                         if event.event == "error":
                             raise _error_event(data, secret)
@@ -205,35 +200,10 @@ class OpenAIProvider(Provider):
             raise _http.error_from_transport(exc, secret=secret) from exc
 
 
-def _timeout(call: ProviderCall) -> httpx.Timeout | Any:
-    """The client's per-phase timeouts, none longer than what the attempt has left.
-
-    Capping rather than replacing keeps a short configured connect timeout
-    short, so a dead upstream still fails fast enough to fall back.
-    """
-    limit = call.timeout
-    if limit is None:
-        return httpx.USE_CLIENT_DEFAULT
-    configured = call.client.timeout
-    return httpx.Timeout(
-        connect=limit if configured.connect is None else min(configured.connect, limit),
-        read=limit if configured.read is None else min(configured.read, limit),
-        write=limit if configured.write is None else min(configured.write, limit),
-        pool=limit if configured.pool is None else min(configured.pool, limit),
-    )
-
-
 def _with_key(headers: dict[str, str], api_key: str | None) -> dict[str, str]:
     if api_key:
         return {**headers, "authorization": f"Bearer {api_key}"}
     return headers
-
-
-async def _drain(events: AsyncIterator[Any]) -> None:
-    with contextlib.suppress(httpx.HTTPError, httpx.StreamError, TimeoutError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in events:
-                pass
 
 
 def _malformed(
