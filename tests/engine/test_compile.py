@@ -44,9 +44,10 @@ routes:
 
 def test_every_problem_is_reported_at_once_with_its_line() -> None:
     found = problems(FIVE_MISTAKES)
-    assert found == [
-        "routes.yaml:4:12: unknown provider type 'opnai' (hint: did you mean 'openai'? "
-        "known types: mock, openai)",
+    assert found[0].startswith(
+        "routes.yaml:4:12: unknown provider type 'opnai' (hint: did you mean 'openai'? known types:"
+    )
+    assert found[1:] == [
         "routes.yaml:9:25: targets[0].weight: input should be greater than 0",
         "routes.yaml:10:17: unknown provider 'mokc' in 'mokc/echo' (hint: did you mean 'mock'? "
         "known providers: mock, openai)",
