@@ -31,6 +31,18 @@ from engine.provider import ProviderCall  # noqa: E402
 
 BODY = {"model": "smart", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
 DIRECT = {**BODY, "model": "mock/echo"}
+STRATEGIES = """
+providers: {mock: {type: mock}}
+models:
+  mock/t0: {input_per_mtok: 3, output_per_mtok: 15}
+  mock/t1: {input_per_mtok: 1, output_per_mtok: 2}
+  mock/t2: {input_per_mtok: 0.15, output_per_mtok: 0.6}
+routes:
+""" + "".join(
+    f"  - {{name: {s}, match: {{model: {s}}}, strategy: {s}, "
+    "targets: [{model: mock/t0, weight: 3}, mock/t1, mock/t2]}\n"
+    for s in ("weighted", "ordered", "lowest_latency", "least_busy", "cheapest", "sticky")
+)
 
 
 def percentile(values: list[int], q: float) -> float:
@@ -86,6 +98,14 @@ async def run(rounds: int, n: int) -> dict[str, list[tuple[float, float]]]:
         "plan (route 'smart', 3 candidates)": lambda: engine.plan(request),
         "plan (direct provider/model)": lambda: engine.plan(direct_request),
     }
+    strategies = Engine.from_yaml(STRATEGIES, env={}, autoload=False, rng=random.Random(0))
+    for i in range(3):  # give latency-aware strategies figures to read
+        strategies.stats.observe(f"mock/t{i}", 0.05 * (i + 1))
+    for name in ("weighted", "ordered", "lowest_latency", "least_busy", "cheapest", "sticky"):
+        body = ChatRequest.model_validate({**BODY, "model": name, "user": "user-42"})
+        sync_cases[f"plan, strategy {name} (3 targets)"] = (
+            lambda body=body: strategies.plan(body)  # type: ignore[misc]
+        )
     async_cases: dict[str, Callable[[], Awaitable[object]]] = {
         "baseline: mock provider chat() alone": lambda: mock.chat(call),
         "pipeline: chat, direct mock/echo": lambda: engine.chat(DIRECT),
