@@ -8,13 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 import plugins.providers.presets as presets_plugin
+from engine.plugins import DEFAULT_PLUGINS
 from engine.provider import ProviderSettings
 from plugins.providers.presets import PRESETS
 from tests.conftest import user
 from tests.fakes.openai_upstream import FakeOpenAI
 
 KEY = "preset-key-0123456789"
-PLUGINS = [presets_plugin]
+# passed explicitly until the module is a built-in (engine.plugins.DEFAULT_PLUGINS)
+PLUGINS = [] if "plugins.providers.presets" in DEFAULT_PLUGINS else [presets_plugin]
 LOCAL = {"ollama", "vllm", "lmstudio"}
 NO_STREAM_OPTIONS = {"mistral", "cerebras", "perplexity", "lmstudio"}
 
