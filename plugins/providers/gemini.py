@@ -88,7 +88,7 @@ class GeminiProvider(Provider):
                 self._url(call.model, "generateContent"),
                 content=content,
                 headers=headers,
-                timeout=_timeout(call),
+                timeout=_http.attempt_timeout(call),
             )
         except httpx.RequestError as exc:
             raise _http.error_from_transport(exc, secret=secret) from exc
@@ -127,7 +127,7 @@ class GeminiProvider(Provider):
         url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
         try:
             async with call.client.stream(
-                "POST", url, content=content, headers=headers, timeout=_timeout(call)
+                "POST", url, content=content, headers=headers, timeout=_http.attempt_timeout(call)
             ) as response:
                 if not response.is_success:
                     await response.aread()
@@ -237,20 +237,6 @@ def _not_a_stream(content_type: str, content: bytes, secret: str | None) -> Prov
         FailureClass.SERVER_ERROR,
         f"Gemini answered a stream request with {content_type or 'no content type'!r}, "
         "not text/event-stream",
-    )
-
-
-def _timeout(call: ProviderCall) -> httpx.Timeout | Any:
-    """The client's per-phase timeouts, none longer than what the attempt has left."""
-    limit = call.timeout
-    if limit is None:
-        return httpx.USE_CLIENT_DEFAULT
-    configured = call.client.timeout
-    return httpx.Timeout(
-        connect=limit if configured.connect is None else min(configured.connect, limit),
-        read=limit if configured.read is None else min(configured.read, limit),
-        write=limit if configured.write is None else min(configured.write, limit),
-        pool=limit if configured.pool is None else min(configured.pool, limit),
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from engine import TurnoutError
 from engine.errors import FailureClass, ProviderError
+from engine.plugins import DEFAULT_PLUGINS
 from engine.provider import ProviderCall, ProviderSettings
 from engine.schema import ChatRequest
 from plugins.providers import gemini as gemini_plugin
@@ -347,6 +348,9 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         yield upstream
 
 
+# the module itself, unless it is already a built-in
+PLUGINS = [] if "plugins.providers.gemini" in DEFAULT_PLUGINS else [gemini_plugin]
+
 POLICY = """
 providers:
   gemini:
@@ -376,7 +380,7 @@ routes:
 def engine_for(make_engine, fake, fake_openai, gemini_fault="ok", openai_fault="ok"):
     text = POLICY.format(gemini=fake.base_url, key=DEFAULT_KEY, openai=fake_openai.base_url,
                          gemini_fault=gemini_fault, openai_fault=openai_fault)  # fmt: skip
-    return make_engine(text, plugins=[gemini_plugin])
+    return make_engine(text, plugins=PLUGINS)
 
 
 def body(model: str, text: str, **extra: Any) -> dict[str, Any]:
