@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "plugins.providers.openai",
     "plugins.providers.anthropic",
     "plugins.providers.gemini",
+    "plugins.providers.cohere",
     "plugins.providers.azure",
     "plugins.providers.presets",
     "plugins.strategies",
@@ -79,7 +80,8 @@ def make_plugin_manager(
                 raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
             pm.register(plugin, name=ep.name)
     for plugin in plugins:
-        pm.register(plugin, name=_plugin_name(pm, plugin))
+        if not pm.is_registered(plugin):  # a built-in named again is harmless
+            pm.register(plugin, name=_plugin_name(pm, plugin))
     check_request_hooks(pm)
     return pm
 
