@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "plugins.providers.cohere",
     "plugins.providers.azure",
     "plugins.providers.presets",
+    "plugins.providers.bedrock",
     "plugins.strategies",
     "plugins.metrics",
     "plugins.logging",
