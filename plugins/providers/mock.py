@@ -188,9 +188,8 @@ class MockProvider(Provider):
             text = word if i == 0 else " " + word
             yield chunk(Delta(role="assistant", content=text) if i == 0 else Delta(content=text))
         yield chunk(Delta(), finish="stop")
-        options = call.request.stream_options
-        if options is not None and options.include_usage:
-            yield chunk(Delta(), usage=Usage.model_validate(self._usage(call, reply)))
+        # always, as providers should: the engine drops it for callers who did not ask
+        yield chunk(Delta(), usage=Usage.model_validate(self._usage(call, reply)))
 
 
 @hookimpl
