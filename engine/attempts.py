@@ -161,6 +161,7 @@ class Attempts:
                 latency_ms=round((self.executor.clock() - started) * 1000, 3),
                 status_code=error.status_code,
                 message=error.message,
+                why=attempt.why(self.ctx.route),
             )
         )
         await call_observers(
@@ -176,6 +177,7 @@ class Attempts:
                 model=attempt.model,
                 outcome="ok",
                 latency_ms=round((self.executor.clock() - started) * 1000, 3),
+                why=attempt.why(self.ctx.route),
             )
         )
 

@@ -116,6 +116,7 @@ class AttemptRecord(BaseModel):
     latency_ms: float
     status_code: int | None = None
     message: str | None = None
+    why: str | None = Field(None, description="why the plan had this attempt (strategy, figures)")
 
 
 class ExtraFields(_Open):

@@ -223,6 +223,9 @@ async def test_the_engine_feeds_latency_figures_to_the_strategy(make_engine) -> 
     assert served["fast"] >= 9
     assert engine.stats.latency("slow/m") > engine.stats.latency("fast/m")
     assert engine.stats.inflight == {}
+    response = await engine.chat(user(model="r"))
+    (record,) = response.extra_fields.attempts
+    assert record.why.startswith("lowest_latency pick (ewma ")  # the trail names the figures
 
 
 # -- conditions ------------------------------------------------------------------
