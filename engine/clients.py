@@ -3,20 +3,42 @@
 One client per provider instance, so a slow upstream can only exhaust its own
 connection pool; kept across reloads while the instance's connection settings
 are unchanged. Clients belong to an event loop, so the pool is per loop.
+
+What sends the bytes under each client is chosen by measurement
+(benchmarks/RESULTS.md, "HTTP gateway"): by default the aiohttp-backed
+``engine.transport.AiohttpTransport``, which costs a fraction of httpx2's own
+transport per request. ``TURNOUT_UPSTREAM_TRANSPORT=httpx2`` selects httpx2's
+own transport instead (the fallback if aiohttp misbehaves somewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
+from typing import Any, Literal
 
 import httpx2 as httpx
 
 from .compile import CompiledProvider
+from .transport import AiohttpTransport
 
-__all__ = ["ClientPool"]
+__all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "TransportName"]
 
 _MAX_KEEPALIVE = 20
+
+TransportName = Literal["aiohttp", "httpx2"]
+TRANSPORT_ENV = "TURNOUT_UPSTREAM_TRANSPORT"
+_TRANSPORTS = ("aiohttp", "httpx2")
+
+
+def _transport_from_env() -> TransportName:
+    name = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "aiohttp"
+    if name == "aiohttp":
+        return "aiohttp"
+    if name == "httpx2":
+        return "httpx2"
+    raise ValueError(f"{TRANSPORT_ENV}={name!r}: expected one of {', '.join(_TRANSPORTS)}")
 
 
 def _pool_key(provider: CompiledProvider) -> tuple[object, ...]:
@@ -24,16 +46,57 @@ def _pool_key(provider: CompiledProvider) -> tuple[object, ...]:
     return (provider.name, c.timeout.connect, c.timeout.read, c.max_connections)
 
 
-class ClientPool:
-    """Lazily built ``httpx2.AsyncClient``s; ``transport`` replaces the network (tests)."""
+class PooledClient(httpx.AsyncClient):
+    """``httpx2.AsyncClient`` that parses each distinct URL string once.
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    Providers post to the same few absolute URLs on every call; httpx2 parses
+    the string anew each time (~10 µs). ``httpx2.URL`` is immutable, so the
+    parsed URL is reused. Relative URLs (merged with ``base_url``) and ``URL``
+    objects take httpx2's own path.
+    """
+
+    _MAX_URLS = 256
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        if type(url) is not str:
+            return super()._merge_url(url)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if parsed.is_relative_url:
+                return super()._merge_url(parsed)
+            if len(self._urls) >= self._MAX_URLS:
+                self._urls.clear()
+            self._urls[url] = parsed
+        return parsed
+
+
+class ClientPool:
+    """Lazily built ``httpx2.AsyncClient``s.
+
+    :param transport: one transport for every client, replacing the network
+        (tests pass ``httpx2.MockTransport``).
+    :param backend: without ``transport``, what each client sends with:
+        ``"aiohttp"`` (default) or ``"httpx2"``; None reads ``TURNOUT_UPSTREAM_TRANSPORT``.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        backend: TransportName | None = None,
+    ) -> None:
         self._transport = transport
+        self.backend: TransportName = backend or _transport_from_env()
         self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[object, ...], httpx.AsyncClient]
+            asyncio.AbstractEventLoop, dict[tuple[object, ...], PooledClient]
         ] = weakref.WeakKeyDictionary()
 
-    def client(self, provider: CompiledProvider) -> httpx.AsyncClient:
+    def client(self, provider: CompiledProvider) -> PooledClient:
         loop = asyncio.get_running_loop()
         clients = self._by_loop.get(loop)
         if clients is None:
@@ -44,16 +107,20 @@ class ClientPool:
             client = clients[key] = self._build(provider)
         return client
 
-    def _build(self, provider: CompiledProvider) -> httpx.AsyncClient:
+    def _build(self, provider: CompiledProvider) -> PooledClient:
         c = provider.config
-        return httpx.AsyncClient(
-            transport=self._transport,
+        limits = httpx.Limits(
+            max_connections=c.max_connections,
+            # httpx2 checks every idle connection on each request: keep few
+            max_keepalive_connections=min(c.max_connections, _MAX_KEEPALIVE),
+        )
+        transport = self._transport
+        if transport is None and self.backend == "aiohttp":
+            transport = AiohttpTransport(limits=limits)
+        return PooledClient(
+            transport=transport,
             timeout=httpx.Timeout(c.timeout.read, connect=c.timeout.connect),
-            limits=httpx.Limits(
-                max_connections=c.max_connections,
-                # httpx2 checks every idle connection on each request: keep few
-                max_keepalive_connections=min(c.max_connections, _MAX_KEEPALIVE),
-            ),
+            limits=limits,
             follow_redirects=False,
         )
 

@@ -14,6 +14,12 @@ Nothing is built or emitted unless ``turnout.request`` is enabled for INFO, so
 an application using the engine as a library pays nothing and sees nothing
 until it configures logging. ``turnout serve`` renders these events as JSON
 lines (or readable console lines on a terminal).
+
+The record is built directly, in the shape structlog's ``wrap_for_formatter``
+gives it (the event dict as ``msg``, plus ``_logger`` and ``_name``), so any
+``structlog.stdlib.ProcessorFormatter`` renders it; going through a structlog
+bound logger cost a caller-frame walk and a second pass over the processors on
+every request (benchmarks/RESULTS.md, "HTTP gateway").
 """
 
 from __future__ import annotations
@@ -80,9 +86,16 @@ def request_fields(ctx: RequestContext, outcome: RequestOutcome) -> dict[str, An
     return fields
 
 
+_METHOD = {logging.INFO: "info", logging.WARNING: "warning"}
+
+
 @hookimpl
 def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None:
     if not _stdlib.isEnabledFor(logging.INFO):
         return
     level = logging.INFO if outcome.status_code < 500 else logging.WARNING
-    _log.log(level, "request", **request_fields(ctx, outcome))
+    event = {"event": "request", **request_fields(ctx, outcome)}
+    record = logging.getLogRecordFactory()(LOGGER_NAME, level, __file__, 0, event, (), None)
+    record._logger = _log
+    record._name = _METHOD[level]
+    _stdlib.handle(record)

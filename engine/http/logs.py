@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pydantic_core
@@ -32,12 +33,45 @@ def _drop_color_message(
     return event
 
 
+_NOT_PLAIN = ("exc_info", "exception", "stack_info")
+
+
+class _JSONLineFormatter(structlog.stdlib.ProcessorFormatter):
+    """``ProcessorFormatter`` with a direct path for plain structlog events.
+
+    An event with no exception or stack attached (the request log, every
+    line of a healthy gateway) is rendered here with the same keys, in the
+    same order, as the processor chain would produce, without copying the
+    record or walking the chain; anything else takes the chain.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = record.msg
+        if (
+            type(event) is dict
+            and not record.exc_info
+            and not record.stack_info
+            and getattr(record, "_logger", None) is not None
+            and not any(key in event for key in _NOT_PLAIN)
+        ):
+            out = {**event, "logger": record.name}
+            out.pop("color_message", None)
+            out["level"] = record.levelname.lower()
+            out["timestamp"] = (
+                datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z")
+            )
+            return _to_json(out)
+        return super().format(record)
+
+
 def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> None:
     """Send every log record to stdout in ``fmt`` (``auto``: console on a TTY, else JSON)."""
     if fmt == "auto":
         fmt = "console" if sys.stdout.isatty() else "json"
     renderer: Any
+    formatter_type = structlog.stdlib.ProcessorFormatter
     if fmt == "json":
+        formatter_type = _JSONLineFormatter
         renderer = structlog.processors.JSONRenderer(serializer=_to_json)
         # no local variables in tracebacks: they can hold API keys
         transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
@@ -54,7 +88,7 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = formatter_type(
         processors=[
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -77,3 +111,7 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # httpx2 logs every upstream request at INFO: a second line per request
+    # (and CPU on the hot path) that the request log already covers.
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))

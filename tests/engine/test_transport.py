@@ -1,0 +1,291 @@
+"""The aiohttp-backed httpx2 transport under the engine's pooled clients.
+
+Every test that touches the wire runs with both transports, so the aiohttp one
+is held to what httpx2's own transport does: same exceptions, same failure
+classes, same connection reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import httpx2 as httpx
+import pytest
+
+from engine.clients import TRANSPORT_ENV, ClientPool, PooledClient
+from engine.errors import FailureClass, ProviderError
+from engine.provider import ProviderCall, ProviderSettings
+from engine.schema import ChatRequest
+from engine.transport import AiohttpTransport, map_exception
+from plugins.providers.openai import OpenAIProvider
+from tests.conftest import user
+from tests.fakes.faults import Fault
+from tests.fakes.openai_upstream import FakeOpenAI
+
+KEY = "sk-test-transport-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as upstream:
+        yield upstream
+
+
+def make_transport(name: str, limits: httpx.Limits | None = None) -> httpx.AsyncBaseTransport:
+    limits = limits or httpx.Limits()
+    if name == "aiohttp":
+        return AiohttpTransport(limits=limits)
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+@pytest.fixture(params=["aiohttp", "httpx2"])
+async def client(request, fake: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
+    fake.reset()
+    async with httpx.AsyncClient(
+        transport=make_transport(request.param), timeout=httpx.Timeout(5.0)
+    ) as pooled:
+        yield pooled
+
+
+def call_with(client: httpx.AsyncClient, timeout: float = 5) -> ProviderCall:
+    request = ChatRequest.model_validate(user("hi there", model="smart"))
+    return ProviderCall(request, "gpt-4o", KEY, client, timeout)
+
+
+def openai(fake: FakeOpenAI) -> OpenAIProvider:
+    return OpenAIProvider(ProviderSettings(name="openai", type="openai", base_url=fake.base_url))
+
+
+async def test_chat_and_streams_over_one_kept_alive_connection(client, fake) -> None:
+    provider = openai(fake)
+    response = await provider.chat(call_with(client))
+    assert response.choices[0].message.content == "echo: hi there"
+    for _ in range(2):
+        chunks = [chunk async for chunk in provider.stream(call_with(client))]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "echo: hi there"
+        assert chunks[-1].usage is not None
+    assert fake.connection_count == 1
+    sent = fake.requests[-1]
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["content-type"] == "application/json"
+
+
+async def test_status_headers_and_reason_are_passed_through(client, fake) -> None:
+    fake.script(Fault.status(429, retry_after=2))
+    response = await client.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+    assert response.status_code == 429
+    assert response.reason_phrase == "Too Many Requests"
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "stream", "failure"),
+    [
+        (Fault.reset(), False, FailureClass.CONNECTION),
+        (Fault.reset(), True, FailureClass.CONNECTION),
+        (Fault.reset_mid_body(), False, FailureClass.CONNECTION),
+        (Fault.reset_mid_body(), True, FailureClass.CONNECTION),
+        (Fault.truncated_stream(), False, FailureClass.CONNECTION),
+        (Fault.truncated_stream(), True, FailureClass.CONNECTION),
+        (Fault.stall_after_first(), False, FailureClass.TIMEOUT),
+        (Fault.stall_after_first(), True, FailureClass.TIMEOUT),
+        (Fault.delay(2), False, FailureClass.TIMEOUT),
+        (Fault.status(503), True, FailureClass.OVERLOADED),
+    ],
+    ids=str,
+)
+async def test_wire_faults_keep_their_failure_class(client, fake, fault, stream, failure) -> None:
+    fake.script(fault)
+    provider = openai(fake)
+    with pytest.raises(ProviderError) as caught:
+        if stream:
+            async for _ in provider.stream(call_with(client, timeout=0.3)):
+                pass
+        else:
+            await provider.chat(call_with(client, timeout=0.3))
+    assert caught.value.failure is failure
+
+
+async def test_a_dropped_connection_is_a_protocol_error_not_a_timeout(client, fake) -> None:
+    fake.script(Fault.reset())
+    with pytest.raises(httpx.TransportError) as caught:
+        await client.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+    assert not isinstance(caught.value, httpx.TimeoutException)
+    assert isinstance(caught.value, httpx.RemoteProtocolError | httpx.ReadError)
+
+
+async def test_a_refused_connection_is_a_connect_error(client) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(httpx.ConnectError):
+        await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={})
+
+
+async def test_a_stalled_read_is_a_read_timeout(client, fake) -> None:
+    fake.script(Fault.delay(2))
+    with pytest.raises(httpx.ReadTimeout):
+        await client.post(f"{fake.base_url}/chat/completions", json=user(model="m"), timeout=0.2)
+
+
+async def test_cancelling_a_request_propagates_and_the_client_still_works(client, fake) -> None:
+    fake.script(Fault.delay(2))
+    task = asyncio.ensure_future(
+        client.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+    )
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    response = await client.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+    assert response.status_code == 200
+
+
+async def test_max_connections_caps_concurrent_connections(fake) -> None:
+    fake.reset()
+    fake.script(*[Fault.delay(0.1)] * 6)
+    limits = httpx.Limits(max_connections=2)
+    async with httpx.AsyncClient(transport=make_transport("aiohttp", limits)) as capped:
+        responses = await asyncio.gather(
+            *(
+                capped.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+                for _ in range(6)
+            )
+        )
+    assert [r.status_code for r in responses] == [200] * 6
+    assert fake.connection_count == 2
+
+
+async def test_a_stream_left_early_does_not_return_its_connection_dirty(fake) -> None:
+    fake.reset()
+    provider = openai(fake)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as pooled:
+        async for _ in provider.stream(call_with(pooled)):
+            break
+        response = await provider.chat(call_with(pooled))
+    assert response.choices[0].message.content == "echo: hi there"
+
+
+async def test_aclose_closes_the_session_and_is_idempotent(fake) -> None:
+    transport = AiohttpTransport()
+    async with httpx.AsyncClient(transport=transport) as pooled:
+        await pooled.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
+        session = transport._session
+        assert session is not None and not session.closed
+    assert session.closed
+    await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.WriteError),
+        (aiohttp.ConnectionTimeoutError("connect timed out"), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError("read timed out"), httpx.ReadTimeout),
+        (aiohttp.ServerTimeoutError("timed out"), httpx.ReadTimeout),
+        (TimeoutError(), httpx.ReadTimeout),
+        (
+            aiohttp.ClientPayloadError("Response payload is not completed"),
+            httpx.RemoteProtocolError,
+        ),
+        (aiohttp.InvalidURL("nope://x"), httpx.UnsupportedProtocol),
+        (aiohttp.ClientError("something else"), httpx.TransportError),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_exception_mapping(raised, expected) -> None:
+    mapped = map_exception(raised)
+    assert type(mapped) is expected
+
+
+def test_a_truncated_body_after_a_reset_is_a_read_error() -> None:
+    payload = aiohttp.ClientPayloadError("Response payload is not completed")
+    payload.__cause__ = ConnectionResetError(104, "Connection reset by peer")
+    assert type(map_exception(payload)) is httpx.ReadError
+
+
+def test_a_refused_connection_maps_to_connect_error() -> None:
+    key = type("Key", (), {"ssl": False, "host": "127.0.0.1", "port": 1})()
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+    assert type(map_exception(refused)) is httpx.ConnectError
+
+
+# -- the pool's choice -------------------------------------------------------
+
+POLICY = """
+providers:
+  up: {{type: openai, base_url: "{url}", api_key: sk-up}}
+routes:
+  - name: r
+    match: {{model: r}}
+    targets: [up/gpt-4o]
+"""
+
+
+def test_the_default_transport_is_aiohttp(monkeypatch) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    assert ClientPool().backend == "aiohttp"
+
+
+def test_the_environment_selects_httpx2s_own_transport(monkeypatch) -> None:
+    monkeypatch.setenv(TRANSPORT_ENV, "httpx2")
+    assert ClientPool().backend == "httpx2"
+    monkeypatch.setenv(TRANSPORT_ENV, "curl")
+    with pytest.raises(ValueError, match=TRANSPORT_ENV):
+        ClientPool()
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx2"])
+async def test_the_engine_serves_over_either_transport(
+    make_engine, fake, monkeypatch, backend
+) -> None:
+    fake.reset()
+    monkeypatch.setenv(TRANSPORT_ENV, backend)
+    engine = make_engine(POLICY.format(url=fake.base_url))
+    assert engine.clients.backend == backend
+    response = await engine.chat(user("over the wire", model="r"))
+    assert response.choices[0].message.content == "echo: over the wire"
+
+
+async def test_an_injected_transport_wins(make_engine) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "mocked"}})
+
+    engine = make_engine(
+        POLICY.format(url="http://upstream.test/v1"), transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(Exception, match="mocked"):
+        await engine.chat(user(model="r"))
+
+
+async def test_pooled_clients_reuse_parsed_urls_but_merge_relative_ones() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200)
+
+    async with PooledClient(transport=httpx.MockTransport(handler)) as pooled:
+        for _ in range(2):
+            await pooled.post("http://upstream.test/v1/chat/completions?x=1")
+        url = "http://upstream.test/v1/a"
+        assert pooled._merge_url(url) is pooled._merge_url(url)
+    async with PooledClient(
+        transport=httpx.MockTransport(handler), base_url="http://base.test/v1"
+    ) as based:
+        await based.get("models")
+        based.base_url = "http://other.test/v2"
+        await based.get("models")
+    assert seen == [
+        "http://upstream.test/v1/chat/completions?x=1",
+        "http://upstream.test/v1/chat/completions?x=1",
+        "http://base.test/v1/models",
+        "http://other.test/v2/models",
+    ]
