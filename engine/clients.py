@@ -47,19 +47,22 @@ def _pool_key(provider: CompiledProvider) -> tuple[object, ...]:
 
 
 class PooledClient(httpx.AsyncClient):
-    """``httpx2.AsyncClient`` that parses each distinct URL string once.
+    """``httpx2.AsyncClient`` that parses each distinct URL and header set once.
 
-    Providers post to the same few absolute URLs on every call; httpx2 parses
-    the string anew each time (~10 µs). ``httpx2.URL`` is immutable, so the
-    parsed URL is reused. Relative URLs (merged with ``base_url``) and ``URL``
-    objects take httpx2's own path.
+    Providers post to the same few absolute URLs with the same few header
+    dicts on every call; httpx2 parses and merges them anew each time
+    (~10 µs each, benchmarks/RESULTS.md). ``httpx2.URL`` is immutable and
+    ``httpx2.Request`` copies the merged headers, so both are reused. Relative
+    URLs (merged with ``base_url``), ``URL`` objects and headers that are not
+    a plain dict take httpx2's own path.
     """
 
-    _MAX_URLS = 256
+    _MAX_CACHED = 256
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._urls: dict[str, httpx.URL] = {}
+        self._merged_headers: dict[tuple[object, ...], httpx.Headers] = {}
 
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         if type(url) is not str:
@@ -69,10 +72,23 @@ class PooledClient(httpx.AsyncClient):
             parsed = httpx.URL(url)
             if parsed.is_relative_url:
                 return super()._merge_url(parsed)
-            if len(self._urls) >= self._MAX_URLS:
+            if len(self._urls) >= self._MAX_CACHED:
                 self._urls.clear()
             self._urls[url] = parsed
         return parsed
+
+    def _merge_headers(self, headers: Any = None) -> Any:
+        if type(headers) is not dict:
+            return super()._merge_headers(headers)
+        # the client's own headers are part of the key: they may be changed in place
+        key = (*self.headers.raw, *headers.items())
+        merged = self._merged_headers.get(key)
+        if merged is None:
+            merged = super()._merge_headers(headers)
+            if len(self._merged_headers) >= self._MAX_CACHED:
+                self._merged_headers.clear()
+            self._merged_headers[key] = merged
+        return merged
 
 
 class ClientPool:

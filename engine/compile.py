@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from .catalog import Catalog, ModelInfo
 from .config import Document
 from .errors import PolicyError, Problem
+from .limits import CompiledLimits, compile_limits
 from .matching import Matcher
 from .plan import Role
 from .policy import (
@@ -43,6 +44,7 @@ _TARGET_MEMO_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+_LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 class CompiledProvider:
     """A provider instance, ready to call; ``disabled`` says why it cannot be."""
 
@@ -123,6 +125,8 @@ class RoutingTable:
         self,
         request: ChatRequest,
         headers: Mapping[str, str] | None = None,
+    limits: CompiledLimits | None = None
+    """Budgets, rate limits, breaker, API keys and state; None when the policy sets none."""
         prompt_tokens: int = 0,
     ) -> CompiledRoute | None:
         """The first route, in file order, that matches; else the direct route for
@@ -181,6 +185,7 @@ class _Compiler:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
+        self.route_specs: list[tuple[Route, JSONPath]] = []
             self.problems += problems_from_validation(exc, model, self.doc, path)
             return None
 
@@ -219,6 +224,7 @@ class _Compiler:
             models=overrides,
             defaults=defaults,
             routes=[],
+        limits = compile_limits(top, self.route_specs, providers, self.problem) if top else None
             gateway=top.gateway if top else Gateway(),
         )
         direct = None
@@ -229,12 +235,15 @@ class _Compiler:
                 (),
                 (),
                 defaults.retry,
+            **({name: getattr(top, name) for name in _LIMIT_FIELDS} if top else {}),
                 defaults.timeout,
                 None,
                 defaults.request_fallbacks,
                 implicit=True,
             )
-        return RoutingTable(self.doc.file, policy, providers, tuple(routes), direct, catalog)
+        return RoutingTable(
+            self.doc.file, policy, providers, tuple(routes), direct, catalog, limits=limits
+        )
 
     def _section(self, data: dict[str, Any], key: str, kind: type) -> Any:
         value = data.get(key)
@@ -426,6 +435,7 @@ class _Compiler:
                     continue
                 compiled[section].append(_target(provider, model, target.weight, catalog))
         cap = route.cost_cap.per_request if route.cost_cap else None
+        self.route_specs.append((route, path))
         if cap is not None:
             for section, targets in compiled.items():
                 for i, t in enumerate(targets):

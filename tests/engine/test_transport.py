@@ -289,3 +289,29 @@ async def test_pooled_clients_reuse_parsed_urls_but_merge_relative_ones() -> Non
         "http://base.test/v1/models",
         "http://other.test/v2/models",
     ]
+
+
+async def test_pooled_clients_merge_headers_per_call_and_see_client_header_changes() -> None:
+    sent: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(dict(request.headers))
+        return httpx.Response(200)
+
+    url = "http://upstream.test/v1/chat/completions"
+    async with PooledClient(transport=httpx.MockTransport(handler)) as pooled:
+        await pooled.post(url, headers={"authorization": "Bearer one", "x-a": "1"})
+        await pooled.post(url, headers={"authorization": "Bearer two", "x-a": "1"})
+        await pooled.post(url, headers={"authorization": "Bearer one", "x-a": "1"})
+        pooled.headers["x-client"] = "set later"
+        await pooled.post(url, headers={"authorization": "Bearer one", "x-a": "1"})
+        await pooled.post(url, headers={"x-a": "2", "user-agent": "mine"})
+    assert [h["authorization"] for h in sent[:4]] == [
+        "Bearer one",
+        "Bearer two",
+        "Bearer one",
+        "Bearer one",
+    ]
+    assert "x-client" not in sent[2] and sent[3]["x-client"] == "set later"
+    assert sent[4]["x-a"] == "2" and sent[4]["user-agent"] == "mine"
+    assert "authorization" not in sent[4]
