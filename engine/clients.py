@@ -62,7 +62,7 @@ class PooledClient(httpx.AsyncClient):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._urls: dict[str, httpx.URL] = {}
-        self._merged_headers: dict[tuple[object, ...], httpx.Headers] = {}
+        self._merged_headers: dict[tuple[object, ...], Any] = {}
 
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         if type(url) is not str:
