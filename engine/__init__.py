@@ -8,6 +8,7 @@ from __future__ import annotations
 from .context import RequestContext, RequestOutcome
 from .engine import Engine, parse_request
 from .errors import FailureClass, PolicyError, Problem, ProviderError, TurnoutError
+from .guardrail import Finding, Guardrail
 from .hookspecs import hookimpl
 from .plan import Attempt, Plan, Skip, SkipReason
 from .plugins import PluginError, make_plugin_manager
@@ -33,6 +34,8 @@ __all__ = [
     "Engine",
     "ExtraFields",
     "FailureClass",
+    "Finding",
+    "Guardrail",
     "Plan",
     "PluginError",
     "PolicyError",

@@ -36,7 +36,9 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     registry = collect_registry(make_plugin_manager())
-    table = compile_policy(load_document(args.file), registry.providers, registry.strategies)
+    table = compile_policy(
+        load_document(args.file), registry.providers, registry.strategies, registry.guardrails
+    )
     disabled = [f"{p.name} ({p.disabled})" for p in table.providers.values() if p.disabled]
     print(f"{args.file}: OK — {len(table.routes)} routes, {len(table.providers)} providers")
     for line in disabled:
@@ -48,7 +50,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import random
 
     registry = collect_registry(make_plugin_manager())
-    table = compile_policy(load_document(args.file), registry.providers, registry.strategies)
+    table = compile_policy(
+        load_document(args.file), registry.providers, registry.strategies, registry.guardrails
+    )
     body: dict[str, Any] = {
         "model": args.model,
         "messages": [{"role": "user", "content": args.prompt}],

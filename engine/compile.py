@@ -18,12 +18,14 @@ from pydantic import BaseModel, ValidationError
 from .catalog import Catalog, ModelInfo
 from .config import Document
 from .errors import PolicyError, Problem
-from .limits import CompiledLimits, compile_limits
+from .guardrail import CompiledGuardrail, Guardrail
 from .matching import Matcher
 from .plan import Role
 from .policy import (
+    CacheConfig,
     Defaults,
     Gateway,
+    GuardrailSpec,
     ModelOverride,
     Policy,
     ProviderConfig,
@@ -44,7 +46,6 @@ _TARGET_MEMO_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-_LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 class CompiledProvider:
     """A provider instance, ready to call; ``disabled`` says why it cannot be."""
 
@@ -83,6 +84,9 @@ class CompiledRoute:
     strategy_name: str = "weighted"
     shadow: tuple[CompiledTarget, float] | None = None
     implicit: bool = False
+    cache: CacheConfig | None = None
+    """Response caching (defaults merged in), or None when off."""
+    guardrails: tuple[CompiledGuardrail, ...] = ()
     total_weight: float = field(init=False)
     weighted: bool = field(init=False)
     """The route uses the engine's own weighted strategy (a fast path in the planner)."""
@@ -125,8 +129,6 @@ class RoutingTable:
         self,
         request: ChatRequest,
         headers: Mapping[str, str] | None = None,
-    limits: CompiledLimits | None = None
-    """Budgets, rate limits, breaker, API keys and state; None when the policy sets none."""
         prompt_tokens: int = 0,
     ) -> CompiledRoute | None:
         """The first route, in file order, that matches; else the direct route for
@@ -172,8 +174,10 @@ class _Compiler:
         doc: Document,
         provider_types: Mapping[str, type[Provider]],
         strategy_types: Mapping[str, type[Strategy]],
+        guardrail_types: Mapping[str, type[Guardrail]],
     ) -> None:
         self.strategy_types = strategy_types
+        self.guardrail_types = guardrail_types
         self.doc = doc
         self.types = provider_types
         self.problems: list[Problem] = []
@@ -185,7 +189,6 @@ class _Compiler:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-        self.route_specs: list[tuple[Route, JSONPath]] = []
             self.problems += problems_from_validation(exc, model, self.doc, path)
             return None
 
@@ -214,6 +217,7 @@ class _Compiler:
         )
         catalog = Catalog(overrides)
         self.default_strategy = self.strategy(defaults.strategy, ("defaults", "strategy"))
+        self.default_guardrails = self.guardrails(defaults.guardrails, ("defaults", "guardrails"))
         routes = self.routes(self._section(data, "routes", list), providers, defaults, catalog)
         self.check_missing_env()
         if self.problems:
@@ -224,7 +228,6 @@ class _Compiler:
             models=overrides,
             defaults=defaults,
             routes=[],
-        limits = compile_limits(top, self.route_specs, providers, self.problem) if top else None
             gateway=top.gateway if top else Gateway(),
         )
         direct = None
@@ -235,15 +238,14 @@ class _Compiler:
                 (),
                 (),
                 defaults.retry,
-            **({name: getattr(top, name) for name in _LIMIT_FIELDS} if top else {}),
                 defaults.timeout,
                 None,
                 defaults.request_fallbacks,
                 implicit=True,
+                cache=_cache(defaults.cache, None),
+                guardrails=self.default_guardrails or (),
             )
-        return RoutingTable(
-            self.doc.file, policy, providers, tuple(routes), direct, catalog, limits=limits
-        )
+        return RoutingTable(self.doc.file, policy, providers, tuple(routes), direct, catalog)
 
     def _section(self, data: dict[str, Any], key: str, kind: type) -> Any:
         value = data.get(key)
@@ -435,7 +437,6 @@ class _Compiler:
                     continue
                 compiled[section].append(_target(provider, model, target.weight, catalog))
         cap = route.cost_cap.per_request if route.cost_cap else None
-        self.route_specs.append((route, path))
         if cap is not None:
             for section, targets in compiled.items():
                 for i, t in enumerate(targets):
@@ -465,9 +466,16 @@ class _Compiler:
                 )
             else:
                 shadow = (_target(provider, model, 1.0, catalog), route.shadow.share)
-        if not ok or strategy is None:
+        guardrails = (
+            self.guardrails(route.guardrails, (*path, "guardrails"))
+            if route.guardrails is not None
+            else self.default_guardrails
+        )
+        if not ok or strategy is None or guardrails is None:
             return None
         return CompiledRoute(
+            cache=_cache(defaults.cache, route.cache),
+            guardrails=guardrails,
             strategy=strategy,
             strategy_name=spec.type,
             shadow=shadow,
@@ -504,6 +512,61 @@ class _Compiler:
             self.problem(path, f"strategy {spec.type!r} could not be set up: {exc}")
             return None
 
+    def guardrails(
+        self, specs: list[GuardrailSpec], path: JSONPath
+    ) -> tuple[CompiledGuardrail, ...] | None:
+        out: list[CompiledGuardrail] = []
+        ok = True
+        names: set[str] = set()
+        for i, spec in enumerate(specs):
+            where: JSONPath = (*path, i)
+            cls = self.guardrail_types.get(spec.type)
+            if cls is None:
+                self.problem(
+                    (*where, "type") if (*where, "type") in self.doc.positions else where,
+                    f"unknown guardrail {spec.type!r}",
+                    _hint(spec.type, list(self.guardrail_types), "guardrails"),
+                )
+                ok = False
+                continue
+            action = spec.action or cls.default_action
+            if action not in cls.actions:
+                self.problem(
+                    (*where, "action"),
+                    f"guardrail {spec.type!r} cannot {action}",
+                    f"use one of {', '.join(cls.actions)}",
+                )
+                ok = False
+                continue
+            name = spec.name or spec.type
+            if name in names:
+                self.problem(
+                    where,
+                    f"guardrail {name!r} is listed twice",
+                    "give one of them a distinct name:",
+                )
+                ok = False
+                continue
+            names.add(name)
+            options: Any = None
+            if cls.Options is not None:
+                options = self.validate(cls.Options, spec.options, where)
+                if options is None:
+                    ok = False
+                    continue
+            elif spec.options:
+                self.problem(where, f"guardrail {spec.type!r} takes no options")
+                ok = False
+                continue
+            try:
+                instance = cls(options)
+            except Exception as exc:  # a plugin's constructor rejecting its options
+                self.problem(where, f"guardrail {spec.type!r} could not be set up: {exc}")
+                ok = False
+                continue
+            out.append(CompiledGuardrail(name, instance, spec.on or cls.default_on, action))
+        return tuple(out) if ok else None
+
     def check_missing_env(self) -> None:
         for path, var in self.doc.missing_env.items():
             if len(path) >= 3 and path[0] == "providers" and path[2] in ("api_key", "api_keys"):
@@ -519,9 +582,26 @@ def compile_policy(
     doc: Document,
     provider_types: Mapping[str, type[Provider]],
     strategy_types: Mapping[str, type[Strategy]] | None = None,
+    guardrail_types: Mapping[str, type[Guardrail]] | None = None,
 ) -> RoutingTable:
     """Validate and compile ``doc``; raise PolicyError listing every problem.
 
-    ``strategy_types`` defaults to the engine's own ``weighted`` only.
+    ``strategy_types`` defaults to the engine's own ``weighted`` only;
+    ``guardrail_types`` to none.
     """
-    return _Compiler(doc, provider_types, strategy_types or {"weighted": Weighted}).run()
+    return _Compiler(
+        doc, provider_types, strategy_types or {"weighted": Weighted}, guardrail_types or {}
+    ).run()
+
+
+def _cache(default: CacheConfig | None, route: CacheConfig | None) -> CacheConfig | None:
+    """A route's cache settings over the policy's defaults; None when caching is off."""
+    if route is None:
+        merged = default
+    elif default is None:
+        merged = route
+    else:
+        merged = default.model_copy(
+            update={name: getattr(route, name) for name in route.model_fields_set}
+        )
+    return merged if merged is not None and merged.enabled else None

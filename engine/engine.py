@@ -7,8 +7,7 @@ import concurrent.futures
 import os
 import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx2 as httpx
@@ -21,12 +20,11 @@ from .config import Document, load_document, parse_document
 from .context import RequestContext
 from .errors import TurnoutError
 from .executor import Executor
-from .ledger import BudgetLedger, make_backend
 from .plan import Plan
 from .planner import plan_request
 from .plugins import Registry, collect_registry, make_plugin_manager
 from .schema import ChatRequest, ChatResponse
-from .state import StateBackend, StateSnapshot
+from .state import StateSnapshot
 from .stats import TargetStats
 from .streams import ChatStream
 
@@ -80,8 +78,6 @@ class Engine:
         rng: random.Random | None = None,
         source: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
-        state: StateBackend | None = None,
-        wall: Callable[[], float] = time.time,
     ) -> None:
         self.plugin_manager = plugin_manager
         self.registry = registry
@@ -92,11 +88,7 @@ class Engine:
         self.rng = rng or random.Random()
         self.clients = ClientPool(transport)
         self.stats = TargetStats(decay=table.policy.defaults.latency_decay)
-        self.ledger = BudgetLedger(state or make_backend(table.limits), wall=wall)
-        """Budgets, rate limits and breakers: the state backend ``state:`` chose."""
-        self.executor = Executor(
-            plugin_manager, self.clients, rng=self.rng, stats=self.stats, ledger=self.ledger
-        )
+        self.executor = Executor(plugin_manager, self.clients, rng=self.rng, stats=self.stats)
         self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
@@ -132,7 +124,9 @@ class Engine:
         pm = make_plugin_manager(plugins, autoload=autoload)
         registry = collect_registry(pm)
         document: Document = read(env)
-        table = compile_policy(document, registry.providers, registry.strategies)
+        table = compile_policy(
+            document, registry.providers, registry.strategies, registry.guardrails
+        )
         return cls(table, pm, registry, source=source, env=env, **kwargs)
 
     @property
@@ -146,7 +140,10 @@ class Engine:
         if source is None:
             raise ValueError("this engine was not built from a file; pass the path to reload")
         table = compile_policy(
-            load_document(source, self._env), self.registry.providers, self.registry.strategies
+            load_document(source, self._env),
+            self.registry.providers,
+            self.registry.strategies,
+            self.registry.guardrails,
         )
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
@@ -182,27 +179,14 @@ class Engine:
         parsed = parse_request(request)
         table = self._table
         plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
-        if key is not None and not key.allows(plan.route.name, parsed.model):
-            raise TurnoutError(
-                f"API key {key.name!r} may not use model {parsed.model!r} "
-                f"(route {plan.route.name!r})",
-                status_code=403,
-                type="permission_error",
-                code="model_not_allowed",
-                param="model",
-            )
-        ctx = RequestContext(
+        return RequestContext(
             parsed, request_id or os.urandom(16).hex(), headers or {}, table, plan, started, stream
         )
 
-        keys = table.limits.keys if table.limits is not None else None
-        key = keys.authenticate(headers or {}) if keys is not None else None  # 401
     async def chat(
         self,
         request: RequestLike,
         *,
-        ctx.key = key
-        return ctx
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
     ) -> ChatResponse:
@@ -258,7 +242,6 @@ class Engine:
             await provider.provider.aclose()
 
     def close(self) -> None:
-        await self.ledger.aclose()
         """Close the sync loop's clients and stop its thread, if ``chat_sync`` was used."""
         loop = self._sync_loop
         if loop is None:

@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from .context import RequestContext, RequestOutcome
     from .errors import ProviderError
+    from .guardrail import Guardrail
     from .plan import Attempt
     from .provider import Provider
     from .schema import AttemptRecord, ChatChunk, ChatResponse
@@ -33,6 +34,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 RegisterProvider = Callable[[str, "type[Provider]"], None]
 RegisterStrategy = Callable[[str, "type[Strategy]"], None]
+RegisterGuardrail = Callable[[str, "type[Guardrail]"], None]
 
 
 # --------------------------------------------------------------------------
@@ -63,6 +65,21 @@ def turnout_register_strategies(register: RegisterStrategy) -> None:
         plugin provides; ``name`` is what a route writes as its ``strategy``
         (``weighted`` is the engine's own). Registering a name another plugin
         already registered is an error naming both plugins.
+    """
+
+
+@hookspec
+def turnout_register_guardrails(register: RegisterGuardrail) -> None:
+    """Register guardrail types.
+
+    Called once per engine, before the policy is compiled.
+
+    :param register: call ``register(name, GuardrailClass)`` for each guardrail
+        the plugin provides; ``name`` is what a route lists under ``guardrails``
+        (``pii``, ``secrets``, ``deny``, ``limits`` and ``json_schema`` come from
+        ``plugins.guardrails``). The class subclasses ``engine.Guardrail``; its
+        ``Options`` model validates the options routes.yaml gives it. Registering
+        a name another plugin already registered is an error naming both plugins.
     """
 
 
@@ -101,7 +118,10 @@ def turnout_post_response(
     :param ctx: the request context; ``ctx.attempt`` is the attempt that served.
     :param response: the response, ``extra_fields`` filled in.
     :return: None to keep the response, or a replacement (e.g. redacted) that
-        the next implementation then sees. Raise ``TurnoutError`` to refuse it.
+        the next implementation then sees. Raise ``TurnoutError`` to refuse it;
+        raise ``ProviderError`` to count the attempt as failed with that class,
+        so the route retries or falls back as for an upstream failure (e.g. the
+        output is not the JSON the request asked for).
     """
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, cast
 
 import pluggy
 
 from . import hookspecs
+from .guardrail import Guardrail
 from .provider import Provider
 from .strategy import Strategy, Weighted
 
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "PluginError",
     "Registry",
+    "collect_guardrail_types",
     "collect_provider_types",
     "collect_registry",
     "collect_strategy_types",
@@ -140,15 +142,18 @@ def _collect(
 
 @dataclass(frozen=True)
 class Registry:
-    """What the plugins registered: provider types and strategies, by name."""
+    """What the plugins registered: provider types, strategies and guardrails, by name."""
 
     providers: Mapping[str, type[Provider]]
     strategies: Mapping[str, type[Strategy]]
+    guardrails: Mapping[str, type[Guardrail]] = field(default_factory=dict)
 
 
 def collect_registry(pm: pluggy.PluginManager) -> Registry:
     """Call every registration hook once."""
-    return Registry(collect_provider_types(pm), collect_strategy_types(pm))
+    return Registry(
+        collect_provider_types(pm), collect_strategy_types(pm), collect_guardrail_types(pm)
+    )
 
 
 def collect_provider_types(pm: pluggy.PluginManager) -> dict[str, type[Provider]]:
@@ -164,4 +169,12 @@ def collect_strategy_types(pm: pluggy.PluginManager) -> dict[str, type[Strategy]
     return cast(
         dict[str, type[Strategy]],
         _collect(pm, "turnout_register_strategies", Strategy, "strategy", {"weighted": Weighted}),
+    )
+
+
+def collect_guardrail_types(pm: pluggy.PluginManager) -> dict[str, type[Guardrail]]:
+    """Call every ``turnout_register_guardrails``; validate and de-duplicate."""
+    return cast(
+        dict[str, type[Guardrail]],
+        _collect(pm, "turnout_register_guardrails", Guardrail, "guardrail", {}),
     )

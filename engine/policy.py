@@ -23,11 +23,13 @@ from .errors import FailureClass
 
 __all__ = [
     "ApiKey",
+    "CacheConfig",
     "Condition",
     "CostCap",
     "Defaults",
     "Duration",
     "Gateway",
+    "GuardrailSpec",
     "Match",
     "ModelOverride",
     "Policy",
@@ -278,6 +280,60 @@ class Shadow(_Strict):
         return _TargetFields._provider_slash_model(value)
 
 
+def _cache_shorthand(value: Any) -> Any:
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
+class CacheConfig(_Strict):
+    """Response caching of a route (``cache: {ttl: 10m}``; ``cache: false`` turns it off).
+
+    A route's ``cache`` overrides only the keys it sets of ``defaults.cache``.
+    """
+
+    enabled: bool = True
+    ttl: Duration = Field(300.0, gt=0, description="how long an entry lives")
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = Field("redis://127.0.0.1:6379/0", description="the Redis server (backend redis)")
+    timeout: Duration = Field(0.25, gt=0, description="per Redis command; slower is a miss")
+    max_entries: int = Field(10_000, ge=1, description="LRU bound of the memory backend")
+    per_caller: bool = Field(False, description="a separate cache per caller (API key)")
+    caller_header: str = Field("authorization", min_length=1, description="names the caller")
+    sampled: bool = Field(False, description="also cache requests with temperature > 0")
+    prefix: str = Field("turnout", min_length=1, description="Redis key prefix")
+
+    @field_validator("caller_header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+Cache = Annotated[CacheConfig, BeforeValidator(_cache_shorthand)]
+
+
+def _guardrail_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class GuardrailSpec(BaseModel):
+    """``pii`` or ``{type: pii, on: input, action: redact, <its options>}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(min_length=1)
+    on: Literal["input", "output", "both"] | None = None
+    action: Literal["block", "redact", "log", "retry", "fallback"] | None = None
+    name: str | None = Field(None, min_length=1, description="label in errors and metrics")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+Guardrails = list[Annotated[GuardrailSpec, BeforeValidator(_guardrail_shorthand)]]
+
+
 class Defaults(_Strict):
     """Settings every route inherits unless it sets its own."""
 
@@ -287,6 +343,8 @@ class Defaults(_Strict):
     strategy: Strategy = StrategySpec(type="weighted")
     latency_decay: Duration = Field(10.0, gt=0, description="peak-EWMA decay of target latency")
     direct: bool = Field(True, description='route "provider/model" names with no matching route')
+    cache: Cache | None = None
+    guardrails: Guardrails = Field(default_factory=list)
 
 
 class Gateway(_Strict):
@@ -313,6 +371,8 @@ class Route(_Strict):
     timeout: Timeout | None = None
     cost_cap: CostCap | None = None
     request_fallbacks: RequestFallbacks | None = None
+    cache: Cache | None = None
+    guardrails: Guardrails | None = None
 
 
 class Policy(_Strict):

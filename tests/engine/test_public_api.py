@@ -14,6 +14,8 @@ def test_public_surface_is_explicit() -> None:
         "Engine",
         "ExtraFields",
         "FailureClass",
+        "Finding",
+        "Guardrail",
         "Plan",
         "PluginError",
         "PolicyError",
