@@ -24,7 +24,6 @@ from .compile import CompiledTarget
 from .context import RequestContext, RequestOutcome
 from .errors import FailureClass, ProviderError, TurnoutError
 from .hooks import call_chain, call_first, call_observers, has_impls
-from .ledger import BudgetLedger
 from .plan import Attempt
 from .provider import ProviderCall
 from .schema import (
@@ -73,7 +72,6 @@ class Executor:
         sleep: Callable[[float], Any] = asyncio.sleep,
         rng: random.Random | None = None,
         stats: TargetStats | None = None,
-        ledger: BudgetLedger | None = None,
     ) -> None:
         self.hook = pm.hook
         self.clients = clients
@@ -81,7 +79,6 @@ class Executor:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.stats = stats
-        self.ledger = ledger
         self._shadows: set[asyncio.Task[None]] = set()
 
     # -- non-streaming -------------------------------------------------------
@@ -95,17 +92,12 @@ class Executor:
             )
             raise
         except asyncio.CancelledError:
-            if ctx.account is not None:
-                ctx.account.abandon()
             await self._finish(ctx, RequestOutcome("cancelled", 499, self._ms(ctx)))
             raise
         return response
 
     async def _chat(self, ctx: RequestContext) -> ChatResponse:
         hook = self.hook
-        limits = ctx.table.limits
-        if limits is not None and limits.metered and self.ledger is not None:
-            await self.ledger.open(ctx, limits)  # may restrict ctx.plan, or refuse (429)
         short = await self._pre_request(ctx)
         if short is not None:
             await self._finish(
@@ -127,10 +119,6 @@ class Executor:
                             response = await attempt.target.provider.provider.chat(call)
                 except ProviderError as exc:
                     await attempts.failed(attempt, exc, started)
-                    if attempts.account is not None:
-                        await attempts.account.settle(
-                            attempt, usage=response.usage, cost=fields.cost, final=True
-                        )
                 except Exception as exc:
                     await attempts.failed(attempt, classify_unexpected(exc), started)
                 else:
@@ -206,8 +194,6 @@ class Executor:
                 with contextlib.suppress(Exception):
                     await self._finish(ctx, outcome)
 
-            if ctx.account is not None:
-                ctx.account.abandon()
     async def _stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk | ExtraFields]:
         """Chunks, then (on a good end) the request's extra_fields as the last item."""
         hook = self.hook
@@ -218,9 +204,6 @@ class Executor:
             cache = short.extra_fields.cache if short.extra_fields else None
             yield ExtraFields(
                 request_type="chat_completion_stream",
-        limits = ctx.table.limits
-        if limits is not None and limits.metered and self.ledger is not None:
-            await self.ledger.open(ctx, limits)  # may restrict ctx.plan, or refuse (429)
                 model_requested=ctx.request.model,
                 route=ctx.route.name,
                 request_id=ctx.request_id,
@@ -299,10 +282,7 @@ class Executor:
             ) from exc
         finally:
             await _close(upstream)
-        fields = self._extra_fields(ctx, served, usage)
-        if attempts.account is not None:
-            await attempts.account.settle(served, usage=usage, cost=fields.cost, final=True)
-        yield fields
+        yield self._extra_fields(ctx, served, usage)
 
     async def _next_chunk(
         self, upstream: AsyncIterator[ChatChunk], attempts: Attempts
