@@ -34,11 +34,23 @@ def backoff_delay(retry: Retry, failures: int, rng: random.Random) -> float:
     return rng.uniform(0, ceiling) if retry.jitter else ceiling
 
 
+_QUOTA_REASONS = frozenset({SkipReason.BUDGET, SkipReason.RATE_LIMITED})
+
+
 def empty_plan_error(plan: Plan) -> TurnoutError:
     """Why no attempt could be made: a 4xx if the request itself is too big or too
     dear for every target, else 503."""
     reasons = {skip.reason for skip in plan.skipped}
     detail = "; ".join(f"{s.name}: {s.detail}" for s in plan.skipped) or "the route has no targets"
+    if reasons and reasons <= _QUOTA_REASONS | {SkipReason.DUPLICATE} and reasons & _QUOTA_REASONS:
+        budget = SkipReason.BUDGET in reasons
+        return TurnoutError(
+            f"every target of route {plan.route.name!r} is over a "
+            f"{'budget' if budget else 'rate limit'}: {detail}",
+            status_code=429,
+            type="insufficient_quota" if budget else "rate_limit_error",
+            code="budget_exceeded" if budget else "rate_limit_exceeded",
+        )
     if reasons and reasons <= {
         SkipReason.COST_CAP,
         SkipReason.CONTEXT_WINDOW,
@@ -78,6 +90,7 @@ class Attempts:
         self._index = 0
         self._tries = 0
         self._open: Attempt | None = None
+        self.account = ctx.account
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -88,8 +101,24 @@ class Attempts:
         """The next upstream call to make (after any backoff), or None when the
         request is over: served, refused, out of attempts or out of time.
 
-        Call ``failed`` or ``succeeded`` after each call it returns.
+        Call ``failed`` or ``succeeded`` after each call it returns. With budgets,
+        each call's worst case is held first; a target that does not fit is skipped.
         """
+        account = self.account
+        if account is None:
+            return await self._next_call()
+        next_call = await self._next_call()
+        while next_call is not None and not await account.reserve(next_call[0]):
+            self._unopen()
+            self._index += 1
+            self._tries = 0
+            attempts = self.ctx.plan.attempts
+            next_call = self._call(attempts[self._index]) if self._index < len(attempts) else None
+        if next_call is None:
+            await account.close()
+        return next_call
+
+    async def _next_call(self) -> tuple[Attempt, ProviderCall] | None:
         retry = self.ctx.route.retry
         attempts = self.ctx.plan.attempts
         if self._tries:  # the call before this one
@@ -145,6 +174,9 @@ class Attempts:
 
     def abandon(self) -> None:
         """The request ended (cancelled, or a hook refused it) with a call open."""
+        self._unopen()
+
+    def _unopen(self) -> None:
         stats = self.executor.stats
         if self._open is not None and stats is not None:
             stats.cancelled(self._open.name)
@@ -153,6 +185,8 @@ class Attempts:
     async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
         self._settle(None)
         self.last_error = error
+        if self.account is not None:
+            await self.account.settle(attempt, error=error)
         self.ctx.trail.append(
             AttemptRecord(
                 provider=attempt.provider,
@@ -184,6 +218,9 @@ class Attempts:
     def final_error(self) -> TurnoutError:
         ctx = self.ctx
         error = self.last_error
+        refused = self.account.refusal() if self.account is not None else None
+        if refused is not None and (error is None or not ctx.trail):
+            return refused
         if error is None or self.timed_out:
             out = TurnoutError(
                 f"route {ctx.route.name!r}: total timeout of {ctx.route.timeout.total:g}s exceeded"

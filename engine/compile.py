@@ -19,6 +19,7 @@ from .catalog import Catalog, ModelInfo
 from .config import Document
 from .errors import PolicyError, Problem
 from .guardrail import CompiledGuardrail, Guardrail
+from .limits import CompiledLimits, compile_limits
 from .matching import Matcher
 from .plan import Role
 from .policy import (
@@ -43,6 +44,7 @@ from .validation import problems_from_validation
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
 
 _TARGET_MEMO_LIMIT = 4096
+_LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -123,6 +125,8 @@ class RoutingTable:
     routes: tuple[CompiledRoute, ...]
     direct_route: CompiledRoute | None
     catalog: Catalog
+    limits: CompiledLimits | None = None
+    """Budgets, rate limits, breaker, API keys and state; None when the policy sets none."""
     _memo: dict[str, CompiledTarget | None] = field(default_factory=dict)
 
     def match(
@@ -181,6 +185,7 @@ class _Compiler:
         self.doc = doc
         self.types = provider_types
         self.problems: list[Problem] = []
+        self.route_specs: list[tuple[Route, JSONPath]] = []
 
     def problem(self, path: JSONPath, message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(path, message, hint))
@@ -219,6 +224,7 @@ class _Compiler:
         self.default_strategy = self.strategy(defaults.strategy, ("defaults", "strategy"))
         self.default_guardrails = self.guardrails(defaults.guardrails, ("defaults", "guardrails"))
         routes = self.routes(self._section(data, "routes", list), providers, defaults, catalog)
+        limits = compile_limits(top, self.route_specs, providers, self.problem) if top else None
         self.check_missing_env()
         if self.problems:
             raise PolicyError(self.problems)
@@ -229,6 +235,7 @@ class _Compiler:
             defaults=defaults,
             routes=[],
             gateway=top.gateway if top else Gateway(),
+            **({name: getattr(top, name) for name in _LIMIT_FIELDS} if top else {}),
         )
         direct = None
         if defaults.direct:
@@ -245,7 +252,9 @@ class _Compiler:
                 cache=_cache(defaults.cache, None),
                 guardrails=self.default_guardrails or (),
             )
-        return RoutingTable(self.doc.file, policy, providers, tuple(routes), direct, catalog)
+        return RoutingTable(
+            self.doc.file, policy, providers, tuple(routes), direct, catalog, limits=limits
+        )
 
     def _section(self, data: dict[str, Any], key: str, kind: type) -> Any:
         value = data.get(key)
@@ -426,6 +435,7 @@ class _Compiler:
         defaults: Defaults,
         catalog: Catalog,
     ) -> CompiledRoute | None:
+        self.route_specs.append((route, path))
         ok = True
         compiled: dict[str, list[CompiledTarget]] = {"targets": [], "fallbacks": []}
         for section in ("targets", "fallbacks"):

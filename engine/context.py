@@ -11,6 +11,8 @@ from .schema import AttemptRecord, ChatRequest, ChatResponse, Usage
 if TYPE_CHECKING:
     from .compile import CompiledRoute, RoutingTable
     from .errors import TurnoutError
+    from .ledger import RequestAccount
+    from .limits import ApiKeyInfo
     from .plan import Attempt, Plan
 
 __all__ = ["RequestContext", "RequestOutcome"]
@@ -38,6 +40,10 @@ class RequestContext:
     attempt: Attempt | None = None
     trail: list[AttemptRecord] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
+    key: ApiKeyInfo | None = None
+    """The caller's gateway API key (never the key itself), when ``keys:`` is on."""
+    account: RequestAccount | None = None
+    """The request's budget holds, when budgets, rate limits or breakers apply."""
 
     @property
     def route(self) -> CompiledRoute:

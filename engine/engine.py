@@ -7,7 +7,8 @@ import concurrent.futures
 import os
 import random
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx2 as httpx
@@ -20,11 +21,12 @@ from .config import Document, load_document, parse_document
 from .context import RequestContext
 from .errors import TurnoutError
 from .executor import Executor
+from .ledger import BudgetLedger, make_backend
 from .plan import Plan
 from .planner import plan_request
 from .plugins import Registry, collect_registry, make_plugin_manager
 from .schema import ChatRequest, ChatResponse
-from .state import StateSnapshot
+from .state import StateBackend, StateSnapshot
 from .stats import TargetStats
 from .streams import ChatStream
 
@@ -78,6 +80,8 @@ class Engine:
         rng: random.Random | None = None,
         source: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        state: StateBackend | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.plugin_manager = plugin_manager
         self.registry = registry
@@ -88,7 +92,11 @@ class Engine:
         self.rng = rng or random.Random()
         self.clients = ClientPool(transport)
         self.stats = TargetStats(decay=table.policy.defaults.latency_decay)
-        self.executor = Executor(plugin_manager, self.clients, rng=self.rng, stats=self.stats)
+        self.ledger = BudgetLedger(state or make_backend(table.limits), wall=wall)
+        """Budgets, rate limits and breakers: the state backend ``state:`` chose."""
+        self.executor = Executor(
+            plugin_manager, self.clients, rng=self.rng, stats=self.stats, ledger=self.ledger
+        )
         self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
@@ -178,10 +186,23 @@ class Engine:
         started = self.executor.clock()
         parsed = parse_request(request)
         table = self._table
+        keys = table.limits.keys if table.limits is not None else None
+        key = keys.authenticate(headers or {}) if keys is not None else None  # 401
         plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
-        return RequestContext(
+        if key is not None and not key.allows(plan.route.name, parsed.model):
+            raise TurnoutError(
+                f"API key {key.name!r} may not use model {parsed.model!r} "
+                f"(route {plan.route.name!r})",
+                status_code=403,
+                type="permission_error",
+                code="model_not_allowed",
+                param="model",
+            )
+        ctx = RequestContext(
             parsed, request_id or os.urandom(16).hex(), headers or {}, table, plan, started, stream
         )
+        ctx.key = key
+        return ctx
 
     async def chat(
         self,
@@ -237,6 +258,7 @@ class Engine:
     async def aclose(self) -> None:
         """Wait for shadow requests, then close upstream clients and providers."""
         await self.executor.aclose()
+        await self.ledger.aclose()
         await self.clients.aclose()
         for provider in self._table.providers.values():
             await provider.provider.aclose()

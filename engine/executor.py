@@ -24,6 +24,7 @@ from .compile import CompiledTarget
 from .context import RequestContext, RequestOutcome
 from .errors import FailureClass, ProviderError, TurnoutError
 from .hooks import call_chain, call_first, call_observers, has_impls
+from .ledger import BudgetLedger
 from .plan import Attempt
 from .provider import ProviderCall
 from .schema import (
@@ -72,6 +73,7 @@ class Executor:
         sleep: Callable[[float], Any] = asyncio.sleep,
         rng: random.Random | None = None,
         stats: TargetStats | None = None,
+        ledger: BudgetLedger | None = None,
     ) -> None:
         self.hook = pm.hook
         self.clients = clients
@@ -79,6 +81,7 @@ class Executor:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.stats = stats
+        self.ledger = ledger
         self._shadows: set[asyncio.Task[None]] = set()
 
     # -- non-streaming -------------------------------------------------------
@@ -92,12 +95,17 @@ class Executor:
             )
             raise
         except asyncio.CancelledError:
+            if ctx.account is not None:
+                ctx.account.abandon()
             await self._finish(ctx, RequestOutcome("cancelled", 499, self._ms(ctx)))
             raise
         return response
 
     async def _chat(self, ctx: RequestContext) -> ChatResponse:
         hook = self.hook
+        limits = ctx.table.limits
+        if limits is not None and limits.metered and self.ledger is not None:
+            await self.ledger.open(ctx, limits)  # may restrict ctx.plan, or refuse (429)
         short = await self._pre_request(ctx)
         if short is not None:
             await self._finish(
@@ -127,6 +135,10 @@ class Executor:
                     fields = response.extra_fields = self._extra_fields(
                         ctx, attempt, response.usage, raw
                     )
+                    if attempts.account is not None:
+                        await attempts.account.settle(
+                            attempt, usage=response.usage, cost=fields.cost, final=True
+                        )
                     response = cast(
                         ChatResponse,
                         await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
@@ -187,6 +199,8 @@ class Executor:
             outcome = RequestOutcome("error", exc.status_code, self._ms(ctx), error=exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
+            if ctx.account is not None:
+                ctx.account.abandon()
             outcome = RequestOutcome("cancelled", 499, self._ms(ctx))
             raise
         finally:
@@ -197,6 +211,9 @@ class Executor:
     async def _stream(self, ctx: RequestContext) -> AsyncIterator[ChatChunk | ExtraFields]:
         """Chunks, then (on a good end) the request's extra_fields as the last item."""
         hook = self.hook
+        limits = ctx.table.limits
+        if limits is not None and limits.metered and self.ledger is not None:
+            await self.ledger.open(ctx, limits)  # may restrict ctx.plan, or refuse (429)
         short = await self._pre_request(ctx)
         if short is not None:
             for replay in chunks_from_response(short):
@@ -282,7 +299,10 @@ class Executor:
             ) from exc
         finally:
             await _close(upstream)
-        yield self._extra_fields(ctx, served, usage)
+        fields = self._extra_fields(ctx, served, usage)
+        if attempts.account is not None:
+            await attempts.account.settle(served, usage=usage, cost=fields.cost, final=True)
+        yield fields
 
     async def _next_chunk(
         self, upstream: AsyncIterator[ChatChunk], attempts: Attempts

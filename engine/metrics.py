@@ -34,6 +34,9 @@ from prometheus_client import multiprocess as _multiprocess
 
 __all__ = [
     "ATTEMPTS",
+    "BREAKER_STATE",
+    "BUDGET_REFUSALS",
+    "BUDGET_REMAINING",
     "CONTENT_TYPE",
     "COST",
     "FALLBACKS",
@@ -45,6 +48,7 @@ __all__ = [
     "REQUESTS",
     "REQUEST_DURATION",
     "RETRIES",
+    "STATE_ERRORS",
     "TIME_TO_FIRST_TOKEN",
     "TOKENS",
     "UPSTREAM_DURATION",
@@ -108,6 +112,33 @@ FALLBACKS = Counter(
     "turnout_fallbacks",
     "Attempts that moved on to a different target than the previous attempt (fallbacks).",
     ["route"],
+)
+
+# -- budgets, rate limits and breakers (engine.ledger) -----------------------
+
+BUDGET_REMAINING = Gauge(
+    "turnout_budget_remaining",
+    "What is left of each budget and rate limit in its current window, in its unit "
+    "(USD, tokens or requests); per-caller budgets (each key, user, ...) are not exported.",
+    ["budget", "unit"],
+    multiprocess_mode="mostrecent",
+)
+BUDGET_REFUSALS = Counter(
+    "turnout_budget_refusals",
+    "Attempts or requests refused because a budget or rate limit had no room, by budget.",
+    ["budget"],
+)
+BREAKER_STATE = Gauge(
+    "turnout_breaker_state",
+    "Circuit breaker of each target as this process last saw it: 0 closed, 1 half-open, 2 open.",
+    ["target"],
+    multiprocess_mode="mostrecent",
+)
+STATE_ERRORS = Counter(
+    "turnout_state_errors",
+    "State backend failures, by backend and operation (budgets then fail closed and "
+    "rate limits fail open, unless the policy says otherwise).",
+    ["backend", "operation"],
 )
 
 # -- gateway (engine.http) ---------------------------------------------------

@@ -34,6 +34,8 @@ class SkipReason(enum.StrEnum):
     UNKNOWN_PROVIDER = "unknown_provider"
     DUPLICATE = "duplicate"
     NOT_ALLOWED = "not_allowed"
+    BUDGET = "budget"
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(slots=True)

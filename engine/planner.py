@@ -13,7 +13,7 @@ from .state import EMPTY_STATE, StateSnapshot
 from .strategy import StrategyInput, weighted_index, weighted_order
 from .tokens import estimate_prompt_tokens
 
-__all__ = ["NoRouteError", "plan_request"]
+__all__ = ["NoRouteError", "plan_request", "restrict"]
 
 _NO_HEADERS: Mapping[str, str] = {}
 
@@ -135,6 +135,9 @@ def plan_request(
         if name in state.open_circuits or provider.name in state.open_circuits:
             skipped.append(Skip(name, role, SkipReason.CIRCUIT_OPEN, "circuit breaker is open"))
             continue
+        if state.rate_limited and name in state.rate_limited:
+            skipped.append(Skip(name, role, SkipReason.RATE_LIMITED, state.rate_limited[name]))
+            continue
         info = target.info
         window = info.context_window
         if window is not None and prompt_tokens + (output_limit or 0) > window:
@@ -188,4 +191,35 @@ def plan_request(
         prompt_tokens,
         output_limit,
         notes.get("*"),
+    )
+
+
+def restrict(plan: Plan, state: StateSnapshot) -> Plan:
+    """``plan`` without the attempts that live state rules out, each moved to
+    ``skipped`` with its reason (open circuit, rate limit, budget). Pure; the
+    order and picks of the remaining attempts are kept."""
+    attempts: list[Attempt] = []
+    skipped = list(plan.skipped)
+    for attempt in plan.attempts:
+        name = attempt.name
+        if name in state.open_circuits or attempt.provider in state.open_circuits:
+            skipped.append(
+                Skip(name, attempt.role, SkipReason.CIRCUIT_OPEN, "circuit breaker is open")
+            )
+        elif name in state.rate_limited:
+            skipped.append(
+                Skip(name, attempt.role, SkipReason.RATE_LIMITED, state.rate_limited[name])
+            )
+        elif name in state.over_budget:
+            skipped.append(Skip(name, attempt.role, SkipReason.BUDGET, state.over_budget[name]))
+        else:
+            attempts.append(attempt)
+    return Plan(
+        plan.route,
+        plan.model_requested,
+        tuple(attempts),
+        tuple(skipped),
+        plan.prompt_tokens,
+        plan.output_limit,
+        plan.strategy_note,
     )

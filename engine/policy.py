@@ -20,6 +20,15 @@ from pydantic import (
 )
 
 from .errors import FailureClass
+from .policy_limits import (
+    Breaker,
+    Budget,
+    BudgetLimits,
+    Keys,
+    RateLimit,
+    RateLimitRule,
+    StateConfig,
+)
 
 __all__ = [
     "ApiKey",
@@ -371,6 +380,11 @@ class Route(_Strict):
     timeout: Timeout | None = None
     cost_cap: CostCap | None = None
     request_fallbacks: RequestFallbacks | None = None
+    budget: BudgetLimits = Field(default_factory=list, description="budgets of this route")
+    rate_limit: RateLimit | None = None
+    over_budget: Literal["refuse", "cheaper"] = Field(
+        "refuse", description="a target over budget: refuse (429) or try a cheaper one that fits"
+    )
     cache: Cache | None = None
     guardrails: Guardrails | None = None
 
@@ -384,3 +398,8 @@ class Policy(_Strict):
     defaults: Defaults = Defaults()
     routes: list[Route] = Field(default_factory=list)
     gateway: Gateway = Gateway()
+    state: StateConfig = StateConfig()
+    budgets: list[Budget] = Field(default_factory=list)
+    rate_limits: list[RateLimitRule] = Field(default_factory=list)
+    breaker: Breaker | None = None
+    keys: Keys | None = None

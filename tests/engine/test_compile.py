@@ -52,7 +52,8 @@ def test_every_problem_is_reported_at_once_with_its_line() -> None:
         "routes.yaml:10:17: unknown provider 'mokc' in 'mokc/echo' (hint: did you mean 'mock'? "
         "known providers: mock, openai)",
         "routes.yaml:11:5: unknown key 'retyr' (hint: did you mean 'retry'? allowed keys: "
-        "cache, cost_cap, fallbacks, guardrails, match, name, request_fallbacks, retry, shadow, strategy, targets, timeout)",
+        "budget, cache, cost_cap, fallbacks, guardrails, match, name, over_budget, rate_limit, "
+        "request_fallbacks, retry, shadow, strategy, targets, timeout)",
         "routes.yaml:12:15: timeout.total: invalid duration '10 mins': use a number followed by "
         "ms, s, m or h, such as 250ms or 10m",
         "routes.yaml:13:5: duplicate route name 'smart' (hint: first defined at line 6; "

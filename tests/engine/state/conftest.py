@@ -1,0 +1,54 @@
+"""Backends under test: in-memory, a real SQLite file, a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.state import StateBackend
+from engine.state.memory import MemoryState
+from engine.state.redis import RedisState
+from engine.state.sqlite import SQLiteState
+from tests.redis_server import redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture
+def make_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], StateBackend]]:
+    """Build backends by name; a Redis one gets a fresh key prefix per test."""
+    made: list[StateBackend] = []
+
+    def make(name: str) -> StateBackend:
+        backend: StateBackend
+        if name == "memory":
+            backend = MemoryState()
+        elif name == "sqlite":
+            backend = SQLiteState(tmp_path / "state.db")
+        else:
+            url = request.getfixturevalue("redis_url")
+            backend = RedisState(url, prefix=f"t{id(made)}:{len(made)}:{request.node.name}:")
+        made.append(backend)
+        return backend
+
+    yield make
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(
+    request: pytest.FixtureRequest, make_backend: Callable[[str], StateBackend]
+) -> AsyncIterator[StateBackend]:
+    state = make_backend(request.param)
+    yield state
+    await state.aclose()
