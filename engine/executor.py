@@ -139,10 +139,17 @@ class Executor:
                         await attempts.account.settle(
                             attempt, usage=response.usage, cost=fields.cost, final=True
                         )
-                    response = cast(
-                        ChatResponse,
-                        await call_chain(hook.turnout_post_response, "response", response, ctx=ctx),
-                    )
+                    try:
+                        response = cast(
+                            ChatResponse,
+                            await call_chain(
+                                hook.turnout_post_response, "response", response, ctx=ctx
+                            ),
+                        )
+                    except ProviderError as exc:  # a hook rejected this attempt's output
+                        ctx.trail.pop()
+                        await attempts.failed(attempt, exc, started)
+                        continue
                     await self._finish(
                         ctx,
                         RequestOutcome(

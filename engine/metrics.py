@@ -37,10 +37,13 @@ __all__ = [
     "BREAKER_STATE",
     "BUDGET_REFUSALS",
     "BUDGET_REMAINING",
+    "CACHE_ERRORS",
+    "CACHE_LOOKUPS",
     "CONTENT_TYPE",
     "COST",
     "FALLBACKS",
     "GATEWAY_OVERHEAD",
+    "GUARDRAIL_ACTIONS",
     "HTTP_RESPONSES",
     "IN_FLIGHT",
     "MODEL_LABEL_LIMIT",
@@ -139,6 +142,27 @@ STATE_ERRORS = Counter(
     "State backend failures, by backend and operation (budgets then fail closed and "
     "rate limits fail open, unless the policy says otherwise).",
     ["backend", "operation"],
+)
+
+# -- hook plugins: response cache (plugins.cache), guardrails (plugins.guardrails)
+
+CACHE_LOOKUPS = Counter(
+    "turnout_cache_lookups",
+    'Response cache lookups by route and result: "hit", "miss", or "bypass" '
+    "(not cacheable, or the caller said no-cache).",
+    ["route", "result"],
+)
+CACHE_ERRORS = Counter(
+    "turnout_cache_errors",
+    "Cache backend failures (each one served as a miss, or not stored), by backend "
+    'and operation ("get" or "set").',
+    ["backend", "operation"],
+)
+GUARDRAIL_ACTIONS = Counter(
+    "turnout_guardrail_actions",
+    "Guardrail findings acted on, by route, guardrail, direction (input or output) and "
+    'action ("block", "redact", "log", "retry", "fallback", or "error" when it failed).',
+    ["route", "guardrail", "direction", "action"],
 )
 
 # -- gateway (engine.http) ---------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .schema import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
 
@@ -82,6 +82,11 @@ class ChatStream:
     def attempt(self) -> Attempt | None:
         """The attempt being made or serving, once there is one."""
         return self._ctx.attempt if self._ctx is not None else None
+
+    @property
+    def scratch(self) -> dict[str, Any]:
+        """Plugins' per-request state (``ctx.scratch``), e.g. ``scratch["cache"]``."""
+        return self._ctx.scratch if self._ctx is not None else {}
 
     @property
     def trail(self) -> list[AttemptRecord]:

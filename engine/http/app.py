@@ -71,6 +71,11 @@ class _Rejected(TurnoutError):
 
 _UNROUTED = (_Rejected, NoRouteError)
 
+_CACHE_HEADERS = {
+    status: [(b"x-turnout-cache", status.upper().encode())] for status in ("hit", "miss", "bypass")
+}
+"""``X-Turnout-Cache`` for the outcome a cache plugin reported; none without a cache."""
+
 
 class Gateway:
     """The ASGI app of ``turnout serve``.
@@ -196,6 +201,7 @@ class Gateway:
                 (b"x-turnout-model", (served.model if served else "").encode()),
                 (b"x-turnout-attempts", str(len(attempts)).encode()),
                 (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
+                *_CACHE_HEADERS.get(fields.cache if fields else None, ()),  # type: ignore[arg-type]
             ],
         )
         return 200
@@ -226,6 +232,7 @@ class Gateway:
                         (b"x-turnout-model", (attempt.model if attempt else "").encode()),
                         (b"x-turnout-attempts", str(len(trail)).encode()),
                         (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
+                        *_CACHE_HEADERS.get(stream.scratch.get("cache"), ()),  # type: ignore[arg-type]
                     ],
                 }
             )
