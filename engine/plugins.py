@@ -37,6 +37,8 @@ DEFAULT_PLUGINS = (
     "plugins.providers.presets",
     "plugins.providers.bedrock",
     "plugins.strategies",
+    "plugins.guardrails.plugin",
+    "plugins.cache.plugin",
     "plugins.metrics",
     "plugins.logging",
 )

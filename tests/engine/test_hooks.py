@@ -8,11 +8,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from engine import (
     ChatResponse,
     Engine,
+    Finding,
+    Guardrail,
     PluginError,
+    PolicyError,
     Provider,
     ProviderCall,
     Ranking,
@@ -280,6 +284,62 @@ async def test_turnout_register_strategies_adds_a_strategy_routes_can_use(make_e
     assert response.model == "c"
 
 
+class NoShouting(Guardrail):
+    """A third-party guardrail: words in capitals, with a minimum length option."""
+
+    class Options(BaseModel):
+        min_length: int = 4
+
+    def scan(self, text):
+        return [
+            Finding("SHOUT", m.start(), m.end())
+            for m in re.finditer(rf"\b[A-Z]{{{self.options.min_length},}}\b", text)
+        ]
+
+
+class NoShoutingPlugin:
+    @hookimpl
+    def turnout_register_guardrails(self, register):
+        register("no_shouting", NoShouting)
+
+
+async def test_turnout_register_guardrails_adds_a_guardrail_routes_can_use(make_engine) -> None:
+    engine = make_engine(
+        """
+        providers: {mock: {type: mock}}
+        routes:
+          - name: calm
+            match: {model: calm}
+            targets: [mock/echo]
+            guardrails: [{type: no_shouting, action: redact, min_length: 3}]
+          - name: strict
+            match: {model: strict}
+            targets: [mock/echo]
+            guardrails: [no_shouting]
+        """,
+        plugins=[NoShoutingPlugin()],
+    )
+    response = await engine.chat(user("please STOP that NOW ok", model="calm"))
+    assert response.choices[0].message.content == "please [SHOUT_1] that [SHOUT_2] ok"
+    with pytest.raises(TurnoutError, match="guardrail 'no_shouting'") as caught:
+        await engine.chat(user("STOP", model="strict"))
+    assert caught.value.status_code == 400 and caught.value.code == "guardrail_blocked"
+
+
+def test_a_guardrail_option_error_names_its_line(make_engine) -> None:
+    with pytest.raises(PolicyError, match=r"routes.yaml:6:\d+: .*min_length"):
+        make_engine(
+            """
+            providers: {mock: {type: mock}}
+            routes:
+              - name: calm
+                match: {model: calm}
+                guardrails: [{type: no_shouting, min_length: lots}]
+            """,
+            plugins=[NoShoutingPlugin()],
+        )
+
+
 async def test_turnout_shadow_finished_sees_the_mirrored_call_after_the_response(
     make_engine,
 ) -> None:
@@ -416,6 +476,7 @@ def test_hook_list_is_what_we_expect() -> None:
         "turnout_on_error",
         "turnout_post_response",
         "turnout_pre_request",
+        "turnout_register_guardrails",
         "turnout_register_providers",
         "turnout_register_strategies",
         "turnout_request_finished",

@@ -1,0 +1,57 @@
+"""Rewriting findings as stable placeholders: ``[EMAIL_1]``, ``[CREDIT_CARD_2]``.
+
+Within one request a value always gets the same placeholder, in the input and
+in the output alike, numbered per kind in order of first appearance. The
+numbers carry nothing of the value (no hash to brute-force a phone number
+from), and the same request always redacts to the same text, so redacted
+requests still hit the response cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine import Finding
+
+__all__ = ["Redactor", "without_overlaps"]
+
+
+def without_overlaps(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings in text order, dropping any that overlaps one found earlier in
+    ``findings`` (so detectors listed first win)."""
+    kept: list[Finding] = []
+    for finding in findings:
+        if finding.end <= finding.start:
+            continue
+        if any(finding.start < k.end and k.start < finding.end for k in kept):
+            continue
+        kept.append(finding)
+    kept.sort(key=lambda f: f.start)
+    return kept
+
+
+class Redactor:
+    """The placeholders of one request."""
+
+    def __init__(self) -> None:
+        self._placeholders: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+
+    def placeholder(self, kind: str, value: str) -> str:
+        key = (kind, value)
+        found = self._placeholders.get(key)
+        if found is None:
+            n = self._counts[kind] = self._counts.get(kind, 0) + 1
+            found = self._placeholders[key] = f"[{kind}_{n}]"
+        return found
+
+    def redact(self, text: str, findings: list[Finding]) -> str:
+        """``text`` with each finding (in text order, no overlaps) replaced."""
+        out: list[str] = []
+        at = 0
+        for finding in findings:
+            out.append(text[at : finding.start])
+            out.append(self.placeholder(finding.kind, text[finding.start : finding.end]))
+            at = finding.end
+        out.append(text[at:])
+        return "".join(out)
