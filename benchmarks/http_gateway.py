@@ -1,6 +1,7 @@
 """HTTP benchmark: the gateway in front of the fake OpenAI upstream vs the upstream alone.
 
     python benchmarks/http_gateway.py [--duration 10] [--repeats 3] [--rates 200,500]
+        [--transports aiohttp,httpx2] [--floor]
 
 Needs `hey` (Debian: `apt-get install -y hey`); exits with a message if it is
 missing. On a machine with at least two cores the gateway is pinned to core 0
@@ -11,8 +12,16 @@ For each fixed request rate, and at saturation, it measures latency
 percentiles from hey's per-request CSV, calling the upstream directly and
 through one gateway worker (`turnout serve`, default logging and metrics on),
 and reports the medians over the repeats: added latency p50/p99 = gateway minus
-direct, and the maximum throughput of one worker. Targets from issue 3:
-added p50 ≤ 0.5 ms and p99 ≤ 2 ms at 500 req/s.
+direct, the maximum throughput of one worker, and the gateway's CPU time per
+request (from /proc, so it does not depend on the latency noise of a shared
+machine). Targets from issue 3: added p50 ≤ 0.5 ms and p99 ≤ 2 ms at 500 req/s.
+
+`--transports` runs one gateway per upstream transport under the pooled
+clients (`TURNOUT_UPSTREAM_TRANSPORT`; default: aiohttp). `--floor` adds the
+least any Python gateway on this stack can cost: a raw ASGI app on the same
+uvicorn set-up that forwards the body to the upstream with aiohttp and returns
+its answer, no parsing, no engine (`--serve-floor PORT URL` runs it alone).
+Repeats are interleaved across targets, so a noisy minute hits all of them.
 """
 
 from __future__ import annotations
@@ -89,11 +98,118 @@ def hey(url: str, body: Path, duration: float, rate: int | None, core: int | Non
         raise RuntimeError(f"no successful request: {out[:500]}")
     span = max(float(r["offset"]) for r in rows) or duration
     return {
+        "count": len(rows),
         "rps": len(ok) / span,
         "errors": len(rows) - len(ok),
         "p50": lat[len(lat) // 2],
         "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_floor(port: int, upstream: str) -> None:
+    """The floor: forward the request body with aiohttp, answer with the upstream's."""
+    import aiohttp
+    import uvicorn
+
+    session: aiohttp.ClientSession | None = None
+    headers = {"content-type": "application/json"}
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        nonlocal session
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        session = session or aiohttp.ClientSession()
+        async with session.post(upstream, data=body, headers=headers) as response:
+            payload = await response.read()
+            status = response.status
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")  # fmt: skip
+
+
+# Where a sample's CPU time goes: the deepest frame that matches names it.
+PROFILE_CATEGORIES = [
+    ("price calculation (genai-prices via engine/catalog.py)",
+     ("genai_prices/", "engine/catalog.py")),
+    ("request log (plugins/logging.py, structlog, logging, write)",
+     ("plugins/logging.py", "structlog/", "/logging/__init__.py", "engine/http/logs.py")),
+    ("metrics (prometheus-client)",
+     ("prometheus_client/", "plugins/metrics.py", "engine/metrics.py")),
+    ("upstream transport (aiohttp, or httpcore2 + anyio)",
+     ("/aiohttp/", "engine/transport.py", "httpcore2/", "/anyio/", "/h11/", "multidict/", "yarl/")),
+    ("httpx2 client layer (request/response objects)", ("httpx2/", "engine/clients.py")),
+    ("pydantic (validate request/response, serialise)", ("pydantic/", "pydantic_core")),
+    ("openai provider", ("plugins/providers/",)),
+    ("engine (executor, planner, hooks, ...)", ("engine/",)),
+    ("uvicorn + httptools", ("uvicorn/", "httptools")),
+]  # fmt: skip
+
+
+def categorise(stack: str) -> str:
+    for frame in reversed(stack.split(";")):
+        if "engine/http/server.py" in frame or "runners.py" in frame:
+            return "event loop (uvloop), incl. polling"
+        if "engine/http/" in frame and "logs.py" not in frame:
+            return "gateway app (engine/http)"
+        for name, patterns in PROFILE_CATEGORIES:
+            if any(p in frame for p in patterns):
+                return name
+    return "other"
+
+
+def profile(pid: int, url: str, body: Path, rate: int, seconds: float, core: int | None,
+            tmp: Path) -> None:  # fmt: skip
+    """Sample ``pid`` with py-spy under a fixed load; print CPU shares and µs/request."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    raw = tmp / f"profile-{pid}.txt"
+    load = subprocess.Popen(
+        [*pin(core), "hey", "-z", f"{seconds + 3:g}s", "-c", "2", "-q", str(rate / 2), "-m", "POST",
+         "-T", "application/json", "-D", str(body), url], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1)
+    cpu = cpu_seconds(pid)
+    started = time.monotonic()
+    subprocess.run([spy, "record", "-p", str(pid), "-d", f"{seconds:g}", "-r", "500", "-f", "raw",
+                    "-o", str(raw), "--nonblocking"], check=True, capture_output=True)  # fmt: skip
+    cpu_share = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+    summary = load.communicate()[0]
+    served = next(
+        (line.split()[-1] for line in summary.splitlines() if "Requests/sec" in line), "?"
+    )
+    shares: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        key = categorise(stack)
+        shares[key] = shares.get(key, 0) + int(count)
+    total = sum(shares.values())
+    per_request = cpu_share * 1e6 / served
+    print(f"   load: {served:.0f} req/s; gateway CPU: {cpu_share:.0%} of a core "
+          f"= {per_request:.0f} µs/request")  # fmt: skip
+    for key, count in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"   {count / total:6.1%} {count / total * per_request:6.0f} µs  {key}")
 
 
 def machine() -> str:
@@ -116,16 +232,40 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates", default="200,500")
+    parser.add_argument(
+        "--transports",
+        default="aiohttp",
+        help="upstream transports to run a gateway with, comma-separated",
+    )
+    parser.add_argument("--floor", action="store_true", help="also measure the minimal proxy")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run a gateway from another checkout (e.g. a git worktree "
+        "of an older commit), as target 'baseline'",
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="instead of the latency runs: sample each gateway with py-spy for "
+        "SECONDS at the last --rates rate and print where its CPU goes",
+    )
+    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
+    if args.serve_floor:
+        serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
+        return 0
     if shutil.which("hey") is None:
         print("SKIPPED: the load generator `hey` is not installed (apt-get install -y hey)")
         return 0
     two_cores = (os.cpu_count() or 1) >= 2
     gw_core, load_core = (0, 1) if two_cores else (None, None)
     rates = [int(r) for r in args.rates.split(",") if r]
+    transports = [t for t in args.transports.split(",") if t]
 
-    up_port, gw_port = free_port(), free_port()
+    up_port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
     policy = tmp / "routes.yaml"
     policy.write_text(POLICY.format(port=up_port))
@@ -135,36 +275,67 @@ def main() -> int:
         bodies[name].write_text(json.dumps(BODY).replace("MODEL", model))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1"}
     python = sys.executable
+    upstream_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     procs = [
         subprocess.Popen(
             [*pin(load_core), python, "-m", "tests.fakes.openai_upstream",
              "--port", str(up_port), "--loop", "uvloop"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         ),
-        subprocess.Popen(
-            [*pin(gw_core), python, "-m", "engine.cli", "serve", "--config", str(policy),
-             "--port", str(gw_port), "--no-watch", "--log-format", "json"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        ),
     ]  # fmt: skip
-    urls = {
-        "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
-        "gateway": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+    # target name -> (url, request body, server process or None)
+    targets: dict[str, tuple[str, Path, subprocess.Popen[bytes] | None]] = {
+        "direct": (upstream_url, bodies["direct"], None)
     }
+    gateways = [("gateway" if len(transports) == 1 else f"gw/{t}", ROOT, t) for t in transports]
+    if args.baseline:
+        gateways.insert(0, ("baseline", Path(args.baseline).resolve(), transports[0]))
+    for name, root, transport in gateways:
+        port = free_port()
+        proc = subprocess.Popen(
+            [*pin(gw_core), python, "-m", "engine.cli", "serve", "--config", str(policy),
+             "--port", str(port), "--no-watch", "--log-format", "json"],
+            cwd=root, stdout=subprocess.DEVNULL,
+            env={**env, "PYTHONPATH": str(root), "TURNOUT_UPSTREAM_TRANSPORT": transport},
+        )  # fmt: skip
+        procs.append(proc)
+        targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", bodies["gateway"], proc)
+    if args.floor:
+        port = free_port()
+        proc = subprocess.Popen(
+            [*pin(gw_core), python, str(Path(__file__).resolve()),
+             "--serve-floor", str(port), upstream_url],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(proc)
+        targets["floor"] = (f"http://127.0.0.1:{port}/", bodies["direct"], proc)
+
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
-        wait_http(f"http://127.0.0.1:{gw_port}/health")
-        for name, url in urls.items():  # warm up connections and code paths
-            hey(url, bodies[name], 2, None, load_core)
+        for url, body, _ in targets.values():  # up, then warm connections and code paths
+            wait_http(url.rsplit("/v1/", 1)[0] + "/health")
+            hey(url, body, 2, None, load_core)
+        if args.profile:
+            for name, (url, body, proc) in targets.items():
+                if name not in ("direct", "floor") and proc is not None:
+                    print(f"-- {name}, {rates[-1]} req/s, {args.profile:g}s of py-spy samples")
+                    profile(proc.pid, url, body, rates[-1], args.profile, load_core, tmp)
+            return 0
         for rate in [*rates, None]:
             label = f"{rate} req/s" if rate else "max"
-            for name, url in urls.items():
-                runs = [hey(url, bodies[name], args.duration, rate, load_core)
-                        for _ in range(args.repeats)]  # fmt: skip
-                results.setdefault(label, {})[name] = {
-                    key: statistics.median(run[key] for run in runs) for key in runs[0]
-                }
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            for _ in range(args.repeats):
+                for name, (url, body, proc) in targets.items():
+                    before = cpu_seconds(proc.pid) if proc else 0.0
+                    run = hey(url, body, args.duration, rate, load_core)
+                    if proc:
+                        run["cpu_us"] = (cpu_seconds(proc.pid) - before) * 1e6 / run["count"]
+                    runs[name].append(run)
+            results[label] = {
+                name: {key: statistics.median(run[key] for run in rs) for key in rs[0]}
+                for name, rs in runs.items()
+            }
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -174,15 +345,19 @@ def main() -> int:
 
     print(f"machine: {machine()}; pinned: {'yes' if two_cores else 'no'}; "
           f"{args.repeats} x {args.duration:g}s per cell, medians")  # fmt: skip
-    print(f"{'load':>12} {'target':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'load':>12} {'target':>12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>7} {'CPU µs/req':>11}")  # fmt: skip
     for label, by_target in results.items():
+        d = by_target["direct"]
         for name, r in by_target.items():
-            print(f"{label:>12} {name:>8} {r['rps']:8.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
-                  f"{r['errors']:7.0f}")  # fmt: skip
-        d, g = by_target["direct"], by_target["gateway"]
-        ratio = g["rps"] / d["rps"]
-        print(f"{label:>12} {'added':>8} {'':>8} {g['p50'] - d['p50']:8.3f} "
-              f"{g['p99'] - d['p99']:8.3f}   throughput ratio {ratio:.2f}")  # fmt: skip
+            cpu = f"{r['cpu_us']:11.0f}" if "cpu_us" in r else ""
+            print(f"{label:>12} {name:>12} {r['rps']:8.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
+                  f"{r['errors']:7.0f} {cpu}")  # fmt: skip
+        for name, r in by_target.items():
+            if name != "direct":
+                print(f"{label:>12} {'+' + name:>12} {'':>8} {r['p50'] - d['p50']:8.3f} "
+                      f"{r['p99'] - d['p99']:8.3f}   added; "
+                      f"throughput ratio {r['rps'] / d['rps']:.2f}")  # fmt: skip
     if args.json:
         print(json.dumps({"machine": machine(), "results": results}, indent=2))
     return 0

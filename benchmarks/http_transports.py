@@ -1,0 +1,148 @@
+"""Which transport goes under the engine's pooled httpx2 clients?
+
+    python benchmarks/http_transports.py [--requests 2000] [--rounds 5]
+
+Client CPU time per request and requests/s against the fake OpenAI upstream,
+one request at a time and 32 in flight, for: httpx2's own transport
+(httpcore2 over anyio), httpx2 over `httpx_aiohttp.httpx2.AiohttpTransport`
+(PyPI `httpx-aiohttp`, if installed), httpx2 over `engine.transport.AiohttpTransport`
+(what `ClientPool` uses by default), each through `engine.clients.PooledClient`
+as a provider would use it, and aiohttp's `ClientSession` alone (the floor).
+The upstream runs pinned to core 1, this process to core 0; the rounds are
+interleaved and each cell is the median over them. CPU time is this thread's
+(`time.thread_time`), so the upstream's share is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx2 as httpx  # noqa: E402
+
+from engine.clients import PooledClient  # noqa: E402
+from engine.transport import AiohttpTransport  # noqa: E402
+
+BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}'
+HEADERS = {"content-type": "application/json", "authorization": "Bearer bench"}
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
+def candidates() -> dict[str, Callable[[], Any] | None]:
+    found: dict[str, Callable[[], Any] | None] = {
+        "httpx2 own transport": lambda: PooledClient(limits=LIMITS),
+    }
+    try:
+        from httpx_aiohttp.httpx2 import AiohttpTransport as ThirdParty
+
+        found["httpx2 + httpx-aiohttp"] = lambda: PooledClient(transport=ThirdParty(limits=LIMITS))
+    except ImportError:
+        pass
+    found["httpx2 + engine.transport"] = lambda: PooledClient(
+        transport=AiohttpTransport(limits=LIMITS)
+    )
+    found["aiohttp alone (floor)"] = None
+    return found
+
+
+async def measure(
+    make: Callable[[], Any] | None, url: str, n: int, in_flight: int
+) -> tuple[float, float]:
+    one: Callable[[], Awaitable[None]]
+    if make is None:
+        session = aiohttp.ClientSession()
+
+        async def one() -> None:
+            async with session.post(url, data=BODY, headers=HEADERS) as response:
+                await response.read()
+
+        close = session.close
+    else:
+        client = make()
+
+        async def one() -> None:
+            response = await client.post(url, content=BODY, headers=HEADERS)
+            assert response.status_code == 200
+
+        close = client.aclose
+    for _ in range(200):
+        await one()
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await one()
+
+    cpu, wall = time.thread_time(), time.perf_counter()
+    await asyncio.gather(*(worker(n // in_flight) for _ in range(in_flight)))
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    await close()
+    return cpu / n * 1e6, n / wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    two_cores = (os.cpu_count() or 1) >= 2
+    if two_cores:
+        os.sched_setaffinity(0, {0})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    upstream = subprocess.Popen(
+        [*(["taskset", "-c", "1"] if two_cores else []), sys.executable,
+         "-m", "tests.fakes.openai_upstream", "--port", str(port), "--loop", "uvloop"],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        import uvloop
+
+        async def run_all() -> dict[tuple[str, int], list[tuple[float, float]]]:
+            results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+            for _ in range(args.rounds):
+                for name, make in candidates().items():
+                    for in_flight in (1, 32):
+                        cell = await measure(make, url, args.requests, in_flight)
+                        results.setdefault((name, in_flight), []).append(cell)
+            return results
+
+        results = uvloop.run(run_all())
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+    print(f"{'client':28} {'in flight':>9} {'CPU µs/req':>11} {'req/s':>7}")
+    for (name, in_flight), cells in results.items():
+        cpu = statistics.median(c[0] for c in cells)
+        rps = statistics.median(c[1] for c in cells)
+        print(f"{name:28} {in_flight:9} {cpu:11.0f} {rps:7.0f}")
+    print(f"medians of {args.rounds} rounds x {args.requests} requests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
