@@ -315,3 +315,15 @@ async def test_pooled_clients_merge_headers_per_call_and_see_client_header_chang
     assert "x-client" not in sent[2] and sent[3]["x-client"] == "set later"
     assert sent[4]["x-a"] == "2" and sent[4]["user-agent"] == "mine"
     assert "authorization" not in sent[4]
+
+
+async def test_stream_chunks_arrive_as_the_upstream_sends_them(client, fake) -> None:
+    fake.script(Fault.chunk_delay(0.05))
+    provider = openai(fake)
+    started = asyncio.get_running_loop().time()
+    arrivals = [
+        asyncio.get_running_loop().time() - started
+        async for _ in provider.stream(call_with(client))
+    ]
+    assert len(arrivals) >= 3
+    assert arrivals[0] < arrivals[-1] - 0.08  # not buffered until the end
