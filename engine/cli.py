@@ -117,6 +117,34 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_hash(args: argparse.Namespace) -> int:
+    """Print the ``hash:`` line of a gateway API key for ``keys: clients:``."""
+    import secrets
+
+    from .limits import hash_key
+
+    salt = args.salt
+    if salt is None:
+        keys = load_document(args.config).data
+        keys = keys.get("keys") if isinstance(keys, dict) else None
+        salt = keys.get("salt") if isinstance(keys, dict) else None
+        if not isinstance(salt, str) or len(salt) < 16:
+            raise SystemExit(
+                f"turnout: {args.config} has no keys: salt: (16+ characters); add one, "
+                f"e.g. salt: {secrets.token_hex(16)}, or pass --salt"
+            )
+    key = args.key
+    if key == "-":
+        key = sys.stdin.readline().strip()
+    elif key is None:
+        key = "tk-" + secrets.token_urlsafe(32)
+        print(f"# new key (give it to the client; only its hash is kept): {key}")
+    if not key:
+        raise SystemExit("turnout: the key is empty")
+    print(f"hash: {hash_key(salt, key)}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .http import ServeOptions, serve
 
@@ -168,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--config", default=DEFAULT_CONFIG)
     chat.add_argument("--stream", action="store_true")
     chat.set_defaults(func=cmd_chat)
+
+    key = sub.add_parser("key", help="gateway API keys (the keys: section)")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    key_hash = key_sub.add_parser(
+        "hash", help="print the hash: line of a key for routes.yaml (a new key if none given)"
+    )
+    key_hash.add_argument("key", nargs="?", help="the key; - reads it from stdin")
+    key_hash.add_argument("--config", default=DEFAULT_CONFIG, help="policy with keys: salt:")
+    key_hash.add_argument("--salt", help="the salt, instead of reading it from --config")
+    key_hash.set_defaults(func=cmd_key_hash)
 
     serve = sub.add_parser(
         "serve", help="run the HTTP gateway (OpenAI-compatible /v1/chat/completions)"

@@ -28,7 +28,15 @@ import structlog
 
 from . import metrics
 from .errors import FailureClass, ProviderError, TurnoutError
-from .limits import NANO, CompiledLimits, RequestFacts, Rule, describe_reset, window_bounds
+from .limits import (
+    NANO,
+    ApiKeyInfo,
+    CompiledLimits,
+    RequestFacts,
+    Rule,
+    describe_reset,
+    window_bounds,
+)
 from .planner import restrict
 from .state import Counter, Hold, Release, StateBackend, StateSnapshot, StateUnavailable
 from .state.base import breaker_view
@@ -169,25 +177,64 @@ class BudgetLedger:
     async def status(self, limits: CompiledLimits, facts: RequestFacts) -> list[dict[str, Any]]:
         """Spend and remaining of every budget and rate limit that applies to ``facts``
         (per-target ones for every provider/model they name)."""
-        now = self.wall()
-        rows: list[tuple[Rule, str, float]] = []
+        pairs: list[tuple[Rule, str]] = []
         rules = list(limits.request_rules) + list(limits.key_rules.get(facts.key or "", ()))
         for rule in rules + list(limits.target_rules):
             value = rule.match if rule.per_target else rule.scope_value(facts, None)
-            if value is None:
-                continue
+            if value is not None:
+                pairs.append((rule, value))
+        return await self._rows(pairs)
+
+    async def overview(
+        self, limits: CompiledLimits, routes: Sequence[str], key: ApiKeyInfo | None = None
+    ) -> list[dict[str, Any]]:
+        """What ``GET /v1/budgets`` shows: every budget and rate limit whose counter
+        can be named without a request — the gateway's, each route's (of ``routes``),
+        the ones that name what they count, and with ``key`` that caller's own
+        (its key, team and tags; only the routes it may use). Per-user ones, and
+        per-caller ones without a key, are left out: one counter per caller."""
+        facts = (
+            RequestFacts("", key.name, key.entry.team, tuple(key.entry.tags))
+            if key is not None
+            else RequestFacts("")
+        )
+        if key is not None and key.entry.routes is not None:
+            routes = [r for r in routes if r in key.entry.routes]
+        pairs: dict[tuple[str, str], tuple[Rule, str]] = {}
+        rules = list(limits.request_rules) + list(limits.key_rules.get(facts.key or "", ()))
+        for rule in rules + list(limits.target_rules):
+            values: list[str | None]
+            if rule.per_target:
+                values = [rule.match] if rule.match is not None else []
+            elif rule.scope == "route":
+                values = [r for r in routes if rule.match in (None, r)]
+            elif rule.scope == "user":
+                values = [rule.match] if rule.match is not None and key is None else []
+            elif key is not None:
+                values = [rule.scope_value(facts, None)]
+            else:
+                values = [rule.match if rule.scope != "gateway" else "*"]
+            for value in values:
+                if value is not None:
+                    pairs[(rule.id, value)] = (rule, value)
+        return await self._rows(list(pairs.values()))
+
+    async def _rows(self, pairs: Sequence[tuple[Rule, str]]) -> list[dict[str, Any]]:
+        now = self.wall()
+        rows = []
+        for rule, value in pairs:
             start, end = window_bounds(rule.window, now)
-            rows.append((rule, f"{rule.id}|{value}|{start}", end))
-        counters = await self.backend.read([key for _, key, _ in rows]) if rows else []
+            rows.append((rule, value, f"{rule.id}|{value}|{start}", end))
+        counters = await self.backend.read([key for _, _, key, _ in rows]) if rows else []
         out = []
-        for (rule, key, end), c in zip(rows, counters, strict=True):
+        for (rule, value, _, end), c in zip(rows, counters, strict=True):
             scale = NANO if rule.unit == "usd" else 1
             out.append(
                 {
                     "name": rule.label,
                     "kind": rule.kind,
                     "scope": rule.scope,
-                    "match": key.split("|")[1],
+                    "match": value,
                     "unit": rule.unit,
                     "window": rule.window,
                     "limit": rule.limit / scale,
@@ -195,6 +242,7 @@ class BudgetLedger:
                     "reserved": c.held / scale,
                     "remaining": max(0, rule.limit - c.used - c.held) / scale,
                     "resets_at": end,
+                    "resets_in": max(0, math.ceil(end - now)),
                 }
             )
         return out

@@ -24,6 +24,7 @@ from ..engine import Engine, parse_request
 from ..errors import TurnoutError
 from ..planner import NoRouteError
 from ..schema import AttemptRecord, ChatChunk
+from ..state import StateUnavailable
 from ..streams import ChatStream
 from . import sse
 from .asgi import Receive, Scope, Send
@@ -51,6 +52,11 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 
 def _ms(records: list[AttemptRecord] | list[dict[str, Any]]) -> float:
     return sum(r["latency_ms"] if isinstance(r, dict) else r.latency_ms for r in records)
+
+
+def _cost_header(cost: float | None) -> tuple[tuple[bytes, bytes], ...]:
+    """``x-turnout-cost``: USD of the request (the attempt that served), when priced."""
+    return () if cost is None else ((b"x-turnout-cost", f"{cost:.6f}".encode()),)
 
 
 class _Rejected(TurnoutError):
@@ -101,6 +107,7 @@ class Gateway:
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
             "/v1/models": ("GET", self.models),
+            "/v1/budgets": ("GET", self.budgets),
             "/models": ("GET", self.models),
             "/metrics": ("GET", self.metrics),
             "/health": ("GET", self.health),
@@ -202,6 +209,7 @@ class Gateway:
                 (b"x-turnout-attempts", str(len(attempts)).encode()),
                 (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
                 *_CACHE_HEADERS.get(fields.cache if fields else None, ()),  # type: ignore[arg-type]
+                *_cost_header(fields.cost if fields else None),
             ],
         )
         return 200
@@ -247,6 +255,9 @@ class Gateway:
         attempts = error.extra_fields.get("attempts")
         if attempts is not None:
             headers.append((b"x-turnout-attempts", str(len(attempts)).encode()))
+        retry_after = error.extra_fields.get("retry_after")
+        if error.status_code == 429 and retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
         return headers
 
     # -- everything else -----------------------------------------------------
@@ -254,6 +265,33 @@ class Gateway:
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, model_list(self.engine.table))
         self._count("/v1/models", 200)
+
+    async def budgets(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Spend, remaining and reset of each budget and rate limit (``keys:`` on:
+        the caller's key is required, and it sees the shared ones and its own)."""
+        table = self.engine.table
+        limits = table.limits
+        rows: list[dict[str, Any]] = []
+        try:
+            key = None
+            if limits is not None and limits.keys is not None:
+                key = limits.keys.authenticate(header_dict(scope))
+            if limits is not None:
+                routes = [r.name for r in table.routes]
+                rows = await self.engine.ledger.overview(limits, routes, key)
+        except TurnoutError as exc:
+            await send_error(send, exc)
+            return
+        except StateUnavailable:
+            error = TurnoutError(
+                "budgets cannot be read: the state backend is unavailable",
+                status_code=503,
+                type="api_error",
+                code="state_unavailable",
+            )
+            await send_error(send, error)
+            return
+        await send_json(send, 200, json_bytes({"object": "list", "data": rows}))
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = metrics.exposition()
@@ -287,7 +325,7 @@ class Gateway:
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
             f"no endpoint {scope['method']} {scope['path']}; turnout serves "
-            f"POST {CHAT_ENDPOINT}, GET /v1/models, /metrics, /health and /ready",
+            f"POST {CHAT_ENDPOINT}, GET /v1/models, /v1/budgets, /metrics, /health and /ready",
             status_code=404,
             code="unknown_url",
         )
