@@ -92,7 +92,15 @@ def _serve_workers(options: ServeOptions) -> int:
     from .logs import configure_logging
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
-    Engine.from_file(options.config)  # fail fast on a broken policy, before forking
+    limits = Engine.from_file(options.config).table.limits  # a broken policy fails here
+    if limits is not None and limits.metered and limits.state.backend == "memory":
+        raise SystemExit(
+            f"turnout: --workers {options.workers} cannot share in-memory state: each worker "
+            "would count budgets, rate limits and breakers on its own. Keep them in SQLite "
+            "(state: {backend: sqlite, path: turnout-state.db}) or Redis "
+            "(state: {backend: redis, url: redis://host:6379/0}) in "
+            f"{options.config}, or run one worker."
+        )
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="turnout-metrics-")
