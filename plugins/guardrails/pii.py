@@ -63,6 +63,10 @@ _PHONE = re.compile(
 )
 
 
+_NUMBER_RUN = re.compile(r"\d(?:[ .()+-]?\d){6}|\d{1,3}\.\d{1,3}\.")
+"""Seven digits, possibly separated (cards, phones, SSNs, IBANs), or the start of an IPv4."""
+
+
 def _cards(text: str) -> list[Finding]:
     out = []
     for m in _CARD.finditer(text):
@@ -135,12 +139,22 @@ class Pii(Guardrail):
     def __init__(self, options: PiiOptions | None = None) -> None:
         super().__init__(options or PiiOptions())
         chosen = set(self.options.kinds)
-        self._detectors = [DETECTORS[k] for k in KINDS if k in chosen]
+        self._detectors = [(k, DETECTORS[k]) for k in KINDS if k in chosen]
 
     def scan(self, text: str) -> list[Finding]:
         if len(text) < 6:
             return []
+        # cheap prefilters: most text has no run of digits and no "@"
+        numeric = _NUMBER_RUN.search(text) is not None
         found: list[Finding] = []
-        for detect in self._detectors:
+        for kind, detect in self._detectors:
+            if kind == "email":
+                if "@" not in text:
+                    continue
+            elif kind == "ip_address":
+                if not numeric and text.count(":") < 2:
+                    continue
+            elif not numeric:
+                continue
             found += detect(text)
         return without_overlaps(found) if found else found

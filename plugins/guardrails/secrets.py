@@ -58,6 +58,22 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
+_MARKERS: dict[str, tuple[str, ...]] = {
+    "private_key": ("PRIVATE KEY",),
+    "anthropic_api_key": ("sk-ant-",),
+    "openai_api_key": ("sk-",),
+    "aws_access_key_id": ("AKIA", "ASIA", "ABIA", "ACCA"),
+    "aws_secret_key": ("aws", "secret"),  # matched on the lower-cased text
+    "github_token": ("gh", "github_pat_"),
+    "slack_token": ("xox",),
+    "slack_webhook": ("hooks.slack.com",),
+    "google_api_key": ("AIza",),
+    "stripe_key": ("_live_",),
+    "jwt": ("eyJ",),
+}
+"""A literal every match contains: a substring test (fast) before the regex (slower)."""
+
+
 class SecretsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,13 +89,23 @@ class Secrets(Guardrail):
     def __init__(self, options: SecretsOptions | None = None) -> None:
         super().__init__(options or SecretsOptions())
         chosen = set(self.options.kinds)
-        self._patterns = [(k.upper(), p) for k, p in PATTERNS.items() if k in chosen]
+        self._patterns = [
+            (k.upper(), p, _MARKERS[k], k == "aws_secret_key")
+            for k, p in PATTERNS.items()
+            if k in chosen
+        ]
 
     def scan(self, text: str) -> list[Finding]:
         if len(text) < 16:
             return []
+        lower = None
         found: list[Finding] = []
-        for kind, pattern in self._patterns:
+        for kind, pattern, markers, folded in self._patterns:
+            haystack = text
+            if folded:
+                haystack = lower = lower if lower is not None else text.lower()
+            if not any(m in haystack for m in markers):
+                continue
             for m in pattern.finditer(text):
                 if "value" in pattern.groupindex:
                     found.append(Finding(kind, m.start("value"), m.end("value")))
