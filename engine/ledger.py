@@ -111,6 +111,7 @@ class BudgetLedger:
         self.backend = backend
         self.wall = wall
         self._tasks: set[asyncio.Task[None]] = set()
+        self._gauges: dict[str, Any] = {}
 
     async def open(self, ctx: RequestContext, limits: CompiledLimits) -> RequestAccount:
         """Read the state the plan depends on; restrict the plan to what fits."""
@@ -127,6 +128,8 @@ class BudgetLedger:
         except StateUnavailable as exc:
             self.failed("read", exc)
             counters, fields = {}, []
+        if counters:
+            self._export(held, counters)
         open_circuits = set()
         if limits.breaker is not None:
             for name, f in zip(targets, fields, strict=True):
@@ -134,6 +137,7 @@ class BudgetLedger:
                 account.breakers[name] = f
                 if view == "open":
                     open_circuits.add(name)
+                    metrics.BREAKER_STATE.labels(name).set(_BREAKER_VALUE["open"])
                 elif view == "probe":
                     account.probes.add(name)
         rate_limited: dict[str, str] = {}
@@ -164,6 +168,25 @@ class BudgetLedger:
             )
             ctx.plan = restrict(plan, snapshot)
         return account
+
+    def _export(self, held: Sequence[Held | None], counters: dict[str, Counter]) -> None:
+        """``turnout_budget_remaining`` from the counters ``open`` read anyway (no
+        extra round trip): the gateway's budgets and those naming what they count."""
+        for holds in held:
+            for rule, hold in holds or ():
+                if rule.match is None and rule.scope != "gateway":
+                    continue  # one counter per caller, route, ...: not exported
+                c = counters.get(hold.key)
+                if c is None:
+                    continue
+                gauge = self._gauges.get(hold.key)
+                if gauge is None:
+                    if len(self._gauges) > 4096:  # old windows' keys
+                        self._gauges.clear()
+                    gauge = metrics.BUDGET_REMAINING.labels(rule.label, rule.unit)
+                    self._gauges[hold.key] = gauge
+                scale = NANO if rule.unit == "usd" else 1
+                gauge.set(max(0, rule.limit - c.used - c.held) / scale)
 
     def failed(self, operation: str, exc: Exception) -> None:
         metrics.STATE_ERRORS.labels(type(self.backend).name, operation).inc()

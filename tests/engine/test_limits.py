@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from engine import Engine, TurnoutError, hookimpl
 from engine.context import RequestContext, RequestOutcome
@@ -71,12 +72,18 @@ async def test_breaker_opens_skips_then_one_probe_closes_it(
     response = await engine.chat(user(model="r"))
     assert served(response) == ["mock/backup:ok"]  # flaky/a was not called
     assert plans.last_skips() == {"flaky/a": "circuit_open"}
+    assert breaker_gauge("flaky/a") == 2  # open
     clock.now += 1  # cool-down over: one probe goes to flaky/a, which now answers
     response = await engine.chat(user(model="r"))
     assert served(response) == ["flaky/a:ok"]
     assert plans.last_skips() == {}
     response = await engine.chat(user(model="r"))  # closed again
     assert served(response) == ["flaky/a:ok"]
+    assert breaker_gauge("flaky/a") == 0
+
+
+def breaker_gauge(target: str) -> float | None:
+    return REGISTRY.get_sample_value("turnout_breaker_state", {"target": target})
 
 
 async def test_failed_probe_reopens_for_another_cooldown(
@@ -212,3 +219,17 @@ async def test_per_key_budget_and_rate_limit(make_engine: Callable[..., Engine])
     await engine.chat(user(model="free-x"), headers=bob)
     clock.now += 3600
     await engine.chat(user("hi", model="paid", max_tokens=2), headers=bob)
+
+
+async def test_remaining_budget_is_exported_from_what_the_ledger_read(
+    make_engine: Callable[..., Engine],
+) -> None:
+    from tests.engine.test_budgets import PRICED, REQUEST
+
+    engine = make_engine(PRICED.format(state="{}", latency="0s").replace("1.00", "0.75"))
+    for _ in range(3):
+        await engine.chat(REQUEST)
+    remaining = REGISTRY.get_sample_value(
+        "turnout_budget_remaining", {"budget": "route paid budget", "unit": "usd"}
+    )
+    assert remaining == pytest.approx(0.73)  # as the third request found it
