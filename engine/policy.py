@@ -364,6 +364,14 @@ class Gateway(_Strict):
         gt=0,
         description="largest request body accepted, e.g. 4MiB or 512kB; larger ones get 413",
     )
+    max_messages: int = Field(
+        2048, ge=1, description="most messages one chat request may carry; more get 400"
+    )
+    max_header_bytes: ByteSize = Field(
+        ByteSize(64 * 1024),
+        gt=0,
+        description="largest total size of a request's header names and values; larger get 431",
+    )
     log_content: bool = Field(
         False, description="put message content in the request log (off: never logged)"
     )

@@ -116,7 +116,7 @@ class Gateway:
         self._responses = {
             (path, status): metrics.HTTP_RESPONSES.labels(path, str(status))
             for path in (CHAT_ENDPOINT, "/v1/models")
-            for status in (200, 400, 404, 408, 413, 422, 429, 499, 500, 502, 503, 504)
+            for status in (200, 400, 404, 408, 413, 422, 429, 431, 499, 500, 502, 503, 504)
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,9 +170,18 @@ class Gateway:
 
     async def _chat(self, headers: dict[str, str], rid: str, receive: Receive, send: Send) -> int:
         engine = self.engine
+        limits = engine.table.policy.gateway
+        if sum(len(k) + len(v) for k, v in headers.items()) > limits.max_header_bytes:
+            raise _Rejected(
+                f"the request headers are larger than the gateway's limit of "
+                f"{limits.max_header_bytes} bytes; send fewer or smaller headers "
+                "or raise gateway.max_header_bytes in the policy",
+                status_code=431,
+                code="headers_too_large",
+            )
         try:
             async with asyncio.timeout(self.body_timeout):
-                body = await read_body(receive, headers, engine.table.policy.gateway.max_body)
+                body = await read_body(receive, headers, limits.max_body)
         except TimeoutError:
             raise _Rejected(
                 f"the request body did not arrive within {self.body_timeout:g}s",
@@ -186,6 +195,13 @@ class Gateway:
             request = parse_request(body)
         except TurnoutError as exc:
             raise _Rejected.of(explain_invalid_json(body, exc)) from None
+        if len(request.messages) > limits.max_messages:
+            raise _Rejected(
+                f"the request has {len(request.messages)} messages, more than the gateway's "
+                f"limit of {limits.max_messages}; send fewer or raise gateway.max_messages",
+                code="too_many_messages",
+                param="messages",
+            )
         if request.stream:
             stream = engine.stream(request, headers=headers, request_id=rid)
             gone = await sse.run_until_disconnect(self._stream(stream, started, rid, send), receive)
