@@ -68,6 +68,25 @@ def load_document(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     return parse_document(text, file=name, env=env)
 
 
+def _unmarked_problem(exc: Exception, text: str, file: str) -> Problem:
+    """A Problem for a ruamel error without a mark (e.g. a control character, which
+    its reader reports by character offset): the line and column when it says."""
+    position = getattr(exc, "position", None)
+    if not isinstance(position, int) or not 0 <= position <= len(text):
+        return Problem(f"invalid YAML: {exc}", file=file)
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = getattr(exc, "character", None)
+    reason = getattr(exc, "reason", None) or "not allowed"
+    message = (
+        f"invalid YAML: unacceptable character U+{character:04X} ({reason})"
+        if isinstance(character, int)
+        else f"invalid YAML: {reason}"
+    )
+    hint = "remove control characters from the file (a tab or newline is fine)"
+    return Problem(message, file=file, line=line, column=column, hint=hint)
+
+
 def parse_document(
     text: str, *, file: str = "<policy>", env: Mapping[str, str] | None = None
 ) -> Document:
@@ -87,7 +106,7 @@ def parse_document(
             [Problem(message, file=file, line=line, column=column, hint=hint)]
         ) from None
     except Exception as exc:  # ruamel raises a few unmarked errors on odd input
-        raise PolicyError([Problem(f"invalid YAML: {exc}", file=file)]) from None
+        raise PolicyError([_unmarked_problem(exc, text, file)]) from None
     reader = _Reader(os.environ if env is None else env)
     data = reader.convert(raw, ())
     if raw is not None and hasattr(raw, "lc"):
