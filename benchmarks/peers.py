@@ -713,6 +713,22 @@ def tables(records: list[dict[str, Any]], targets: list[Target]) -> str:
     return "\n".join(out) + "\n"
 
 
+def tables_from_raw(text: str) -> str:
+    """The tables again, from the `RECORD` lines of a raw file (e.g. of an interrupted run)."""
+    records = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RECORD ")]
+    names = list(dict.fromkeys(rec["target"] for rec in records))
+    unavailable = {}
+    for line in text.splitlines():
+        name, sep, why = line.partition(": NOT INSTALLED: ")
+        if sep:
+            names.append(name)
+            unavailable[name] = why
+    targets = [
+        Target(name, lambda lat: ("", "", {}), unavailable=unavailable.get(name)) for name in names
+    ]
+    return tables(records, targets)
+
+
 def _n(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -760,7 +776,12 @@ def main() -> int:
     parser.add_argument("--max-wait", type=float, default=300, help="s to wait for quiet")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 s cells: a smoke run")
     parser.add_argument("--raw", type=Path, help="write every measurement and the tables here")
+    parser.add_argument("--tables-from", type=Path, metavar="RAW",
+                        help="only print the tables from an earlier --raw file")  # fmt: skip
     args = parser.parse_args()
+    if args.tables_from:
+        print(tables_from_raw(args.tables_from.read_text()))
+        return 0
     if args.quick:
         args.rounds, args.duration, args.sat_duration = 1, 3, 3
     args.rates = [float(r) for r in args.rates.split(",") if r]

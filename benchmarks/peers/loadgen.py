@@ -11,7 +11,7 @@ counts as an error unless it ends with `data: [DONE]`.
 
 Prints one JSON object: counts, achieved rate, percentiles (ms), and up to
 five error samples. Bounded: `rate * duration` requests, each cut after
-`--timeout` seconds, and the whole run after `duration + timeout + 5` seconds.
+`--timeout` seconds, and the whole run after `warmup + duration + 2 * timeout + 10` s.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def main() -> int:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
-    cap = args.warmup + args.duration + args.timeout + 5
+    # the warm-up's stragglers, then the measured run's, each may take `timeout`
+    cap = args.warmup + args.duration + 2 * args.timeout + 10
 
     async def bounded() -> dict[str, object]:
         async with asyncio.timeout(cap):
