@@ -29,6 +29,7 @@ from ..streams import ChatStream
 from . import sse
 from .asgi import Receive, Scope, Send
 from .catalog import model_list
+from .openapi import openapi_json
 from .reload import PolicyReloader
 from .wire import (
     explain_invalid_json,
@@ -112,6 +113,7 @@ class Gateway:
             "/metrics": ("GET", self.metrics),
             "/health": ("GET", self.health),
             "/ready": ("GET", self.ready),
+            "/openapi.json": ("GET", self.openapi),
         }
         self._responses = {
             (path, status): metrics.HTTP_RESPONSES.labels(path, str(status))
@@ -323,6 +325,9 @@ class Gateway:
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, openapi_json())
+
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, b'{"status":"ok"}')
 
@@ -341,7 +346,8 @@ class Gateway:
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
             f"no endpoint {scope['method']} {scope['path']}; turnout serves "
-            f"POST {CHAT_ENDPOINT}, GET /v1/models, /v1/budgets, /metrics, /health and /ready",
+            f"POST {CHAT_ENDPOINT}, GET /v1/models, /v1/budgets, /metrics, /health, /ready "
+            "and /openapi.json",
             status_code=404,
             code="unknown_url",
         )
