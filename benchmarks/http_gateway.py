@@ -197,13 +197,16 @@ def profile(pid: int, url: str, body: Path, rate: int, seconds: float, core: int
     cpu_share = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
     summary = load.communicate()[0]
     served = next(
-        (line.split()[-1] for line in summary.splitlines() if "Requests/sec" in line), "?"
+        (float(line.split()[-1]) for line in summary.splitlines() if "Requests/sec" in line),
+        float(rate),
     )
     shares: dict[str, int] = {}
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         key = categorise(stack)
         shares[key] = shares.get(key, 0) + int(count)
+    # Shares of the samples, scaled to the CPU time /proc reports. The event-loop
+    # bucket (uvloop's C code) also catches some polling, so read it as an upper bound.
     total = sum(shares.values())
     per_request = cpu_share * 1e6 / served
     print(f"   load: {served:.0f} req/s; gateway CPU: {cpu_share:.0%} of a core "
