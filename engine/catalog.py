@@ -7,6 +7,7 @@ because a prompt crossed a tier boundary.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class ModelInfo:
     max_output_tokens: int | None = None
     source: str = "unknown"
     exact_price: Any = None  # genai-prices ModelPrice, for settling real usage
+    flat: FlatPrice | None = None  # the same prices as plain floats, below any tier
 
     @property
     def priced(self) -> bool:
@@ -60,12 +62,20 @@ class ModelInfo:
     def cost(self, prompt_tokens: int, completion_tokens: int, usage: Any = None) -> float | None:
         """USD of real usage; exact (tiers, cached tokens) where genai-prices knows the model."""
         if self.exact_price is not None:
+            details = getattr(usage, "prompt_tokens_details", None) or {}
+            if not isinstance(details, dict):
+                details = {}
+            flat = self.flat
+            if flat is not None and prompt_tokens < flat.tier_start:
+                return flat.cost(
+                    prompt_tokens,
+                    completion_tokens,
+                    details.get("cached_tokens") or 0,
+                    details.get("cache_creation_tokens") or 0,
+                )
             try:
                 from genai_prices import Usage
 
-                details = getattr(usage, "prompt_tokens_details", None) or {}
-                if not isinstance(details, dict):
-                    details = {}
                 price = self.exact_price.calc_price(
                     Usage(
                         input_tokens=prompt_tokens,
@@ -82,6 +92,58 @@ class ModelInfo:
         return (
             prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
         ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class FlatPrice:
+    """Token prices (USD per token) for the usual case, without genai-prices' general
+    machinery (≈ 120 µs a call): the exact path is kept for tiers it cannot cover.
+
+    Cached reads bill at ``cache_read``; cache writes at ``cache_write`` where the
+    model prices them, else as ordinary input — genai-prices' own rules. Other
+    price keys (audio, 1h cache writes) price usage fields the engine never
+    reports, so they cannot apply.
+    """
+
+    input: float
+    output: float
+    cache_read: float | None
+    cache_write: float | None
+    tier_start: float  # prompts this long or longer take the exact path
+
+    @classmethod
+    def of(cls, price: Any) -> FlatPrice | None:
+        known = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"}
+        fields = {k: v for k, v in vars(price).items() if v is not None and not k.startswith("_")}
+        if "input_mtok" not in fields or "output_mtok" not in fields:
+            return None
+        starts: list[float] = []
+        values: dict[str, float | None] = {}
+        for key in known:
+            value = fields.get(key)
+            if value is None:
+                values[key] = None
+                continue
+            base = getattr(value, "base", value)
+            starts += [float(t.start) for t in getattr(value, "tiers", None) or []]
+            values[key] = float(base) / 1e6
+        assert values["input_mtok"] is not None and values["output_mtok"] is not None
+        return cls(
+            values["input_mtok"],
+            values["output_mtok"],
+            values["cache_read_mtok"],
+            values["cache_write_mtok"],
+            min(starts, default=math.inf),
+        )
+
+    def cost(self, prompt: int, completion: int, cached: int, written: int) -> float:
+        read_price = self.input if self.cache_read is None else self.cache_read
+        if self.cache_write is None:
+            written_cost, written = 0.0, 0  # billed as ordinary input
+        else:
+            written_cost = written * self.cache_write
+        uncached = max(prompt - cached - written, 0)
+        return uncached * self.input + cached * read_price + written_cost + completion * self.output
 
 
 FREE = ModelInfo(0.0, 0.0, source="free")
@@ -152,4 +214,5 @@ class Catalog:
             context_window=info.context_window,
             source="genai-prices",
             exact_price=price,
+            flat=FlatPrice.of(price),
         )
