@@ -177,6 +177,22 @@ def tree_peak_rss_mb(root: int) -> float:
     return total / 1024
 
 
+def drain(proc: subprocess.Popen[bytes] | None, limit: float = 60) -> float:
+    """Wait until the gateway stops using CPU (an overloaded one may still be
+    working off requests its client gave up on); return the seconds waited."""
+    if proc is None:
+        return 0.0
+    start = time.monotonic()
+    before = tree_cpu_seconds(proc.pid)
+    while time.monotonic() - start < limit:
+        time.sleep(0.5)
+        now = tree_cpu_seconds(proc.pid)
+        if now - before < 0.05:  # under 10 % of a core
+            break
+        before = now
+    return time.monotonic() - start
+
+
 def cpu_busy(seconds: float = 2.0) -> float:
     """Fraction of all cores busy over `seconds`, from /proc/stat."""
 
@@ -571,6 +587,7 @@ def measure_target(target: Target, args: argparse.Namespace, setup: Setup, tmp: 
                                             headers, rate, args.duration, stream)  # fmt: skip
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         result = {"error": str(exc)}
+                    result["drain_s"] = drain(proc)
                     record({**base, "cell": cell, **result})
                     log(f"  {cell}: {_brief(result)}")
         url, model, headers = target.request(first)
@@ -598,6 +615,8 @@ def _brief(result: dict[str, Any]) -> str:
         text += f", ttft p50 {_f(result['ttft_ms']['p50'])} ms"
     if result.get("errors"):
         text += f", {result['errors']} errors {result.get('error_samples', '')}"
+    if result.get("drain_s", 0) > 1:
+        text += f", busy {result['drain_s']:.0f}s after the run"
     if "cpu_ms_per_req" in result:
         text += f", {result['cpu_ms_per_req']:.2f} ms CPU/req"
     return text
