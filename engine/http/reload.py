@@ -18,7 +18,7 @@ import structlog
 
 from .. import metrics
 from ..engine import Engine
-from ..errors import PolicyError
+from ..errors import PolicyError, Problem
 
 __all__ = ["PolicyReloader"]
 
@@ -63,6 +63,8 @@ class PolicyReloader:
         async with self._lock:
             self._signature = _signature(self.path)
             try:
+                if self._signature is not None and self._signature[1] == 0:
+                    raise PolicyError([Problem("the policy file is empty", file=self.path)])
                 table = await asyncio.to_thread(self.engine.reload, self.path)
             except PolicyError as exc:
                 metrics.POLICY_RELOADS.labels("rejected").inc()
@@ -102,10 +104,19 @@ class PolicyReloader:
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
 
     async def _watch(self, interval: float) -> None:
+        """Reload once a change has settled: the file looked the same on two checks
+        in a row, so a file caught mid-write (truncated, half written) is never
+        compiled."""
+        pending = None
         while True:
             await asyncio.sleep(interval)
             current = _signature(self.path)
-            if current is not None and current != self._signature:
+            if current is None or current == self._signature:
+                pending = None
+            elif current != pending:
+                pending = current
+            else:
+                pending = None
                 await self.reload("file changed")
 
     async def stop(self) -> None:

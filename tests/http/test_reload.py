@@ -58,3 +58,15 @@ def test_a_broken_file_is_rejected_and_the_old_policy_keeps_serving(
         reloading.client().chat.completions.create(
             model="other", messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_a_file_caught_empty_mid_write_is_never_loaded(reloading: RunningGateway) -> None:
+    """Editors that truncate then write leave an empty file for a moment; an empty
+    policy would compile (no routes) and drop every route, so it is rejected."""
+    rejected = reloading.metric("turnout_policy_reloads_total", result="rejected")
+    reloading.policy.write_text("")
+    reloading.wait_for(
+        lambda: reloading.metric("turnout_policy_reloads_total", result="rejected") >= rejected + 1,
+        "the rejection of the empty file",
+    )
+    assert _reply(reloading) == "first"
