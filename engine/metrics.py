@@ -144,6 +144,24 @@ STATE_ERRORS = Counter(
     ["backend", "operation"],
 )
 
+SHADOW_REQUESTS = Counter(
+    "turnout_shadow_requests",
+    "Shadow (mirrored) requests by route, shadow provider and model, and outcome "
+    '("ok" or the failure class); they never affect the caller.',
+    ["route", "provider", "model", "outcome"],
+)
+SHADOW_DURATION = Histogram(
+    "turnout_shadow_duration_seconds",
+    "Latency of shadow requests, by shadow provider and model.",
+    ["provider", "model"],
+    buckets=_LATENCY,
+)
+SHADOW_COST = Counter(
+    "turnout_shadow_cost_usd",
+    "USD spent on shadow requests, by route, shadow provider and model.",
+    ["route", "provider", "model"],
+)
+
 # -- hook plugins: response cache (plugins.cache), guardrails (plugins.guardrails)
 
 CACHE_LOOKUPS = Counter(

@@ -31,8 +31,9 @@ import structlog
 
 from engine.context import RequestContext, RequestOutcome
 from engine.hookspecs import hookimpl
+from engine.schema import AttemptRecord
 
-__all__ = ["LOGGER_NAME", "request_fields", "turnout_request_finished"]
+__all__ = ["LOGGER_NAME", "request_fields", "turnout_request_finished", "turnout_shadow_finished"]
 
 LOGGER_NAME = "turnout.request"
 
@@ -99,3 +100,21 @@ def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> No
     record._logger = _log
     record._name = _METHOD[level]
     _stdlib.handle(record)
+
+
+@hookimpl
+def turnout_shadow_finished(ctx: RequestContext, record: AttemptRecord, cost: float | None) -> None:
+    """One line per shadow request, beside the request it mirrored."""
+    if not _stdlib.isEnabledFor(logging.INFO):
+        return
+    _log.info(
+        "shadow",
+        request_id=ctx.request_id,
+        route=ctx.route.name,
+        provider=record.provider,
+        model=record.model,
+        outcome=record.outcome,
+        status_code=record.status_code,
+        latency_ms=record.latency_ms,
+        cost=cost,
+    )

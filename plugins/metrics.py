@@ -20,13 +20,17 @@ from engine.metrics import (
     REQUEST_DURATION,
     REQUESTS,
     RETRIES,
+    SHADOW_COST,
+    SHADOW_DURATION,
+    SHADOW_REQUESTS,
     TIME_TO_FIRST_TOKEN,
     TOKENS,
     UPSTREAM_DURATION,
     bounded_model,
 )
+from engine.schema import AttemptRecord
 
-__all__ = ["turnout_request_finished"]
+__all__ = ["turnout_request_finished", "turnout_shadow_finished"]
 
 NO_PROVIDER = "none"
 """The provider label of a request no upstream answered (a cache hit, or
@@ -77,3 +81,12 @@ def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> No
         _child(TOKENS, provider, model, "output").inc(usage.completion_tokens)
     if outcome.cost:
         _child(COST, route, provider, model).inc(outcome.cost)
+
+
+@hookimpl
+def turnout_shadow_finished(ctx: RequestContext, record: AttemptRecord, cost: float | None) -> None:
+    model = bounded_model(record.model)
+    _child(SHADOW_REQUESTS, ctx.route.name, record.provider, model, record.outcome).inc()
+    _child(SHADOW_DURATION, record.provider, model).observe(record.latency_ms / 1000)
+    if cost:
+        _child(SHADOW_COST, ctx.route.name, record.provider, model).inc(cost)

@@ -74,3 +74,38 @@ async def test_streams_record_time_to_first_token() -> None:
         pass
     after = value("turnout_time_to_first_token_seconds_count", provider="mock", model="s")
     assert after == before + 1
+
+
+async def test_shadow_requests_are_counted_apart_from_the_request() -> None:
+    engine = Engine.from_yaml(
+        """
+        providers:
+          mock: {type: mock}
+          candidate: {type: mock, options: {script: [{fail: server_error}, {reply: ok}]}}
+        routes:
+          - {name: shadowed, match: {model: shadowed}, targets: [mock/live],
+             shadow: {target: candidate/next}}
+        """,
+        autoload=False,
+    )
+    labels = {"route": "shadowed", "provider": "candidate", "model": "next"}
+    before_failed = value("turnout_shadow_requests_total", **labels, outcome="server_error")
+    before_ok = value("turnout_shadow_requests_total", **labels, outcome="ok")
+    served = value(
+        "turnout_requests_total", route="shadowed", provider="mock", model="live", status="200"
+    )
+    for _ in range(2):
+        await engine.chat({"model": "shadowed", "messages": HI})
+    await engine.aclose()  # waits for the shadow calls
+    assert (
+        value("turnout_shadow_requests_total", **labels, outcome="server_error")
+        == before_failed + 1
+    )
+    assert value("turnout_shadow_requests_total", **labels, outcome="ok") == before_ok + 1
+    assert (
+        value(
+            "turnout_requests_total", route="shadowed", provider="mock", model="live", status="200"
+        )
+        == served + 2
+    )
+    assert value("turnout_shadow_duration_seconds_count", provider="candidate", model="next") >= 2
