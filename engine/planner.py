@@ -108,6 +108,7 @@ def plan_request(
         return StrategyInput(request, headers, prompt_tokens, output_limit, rng, state.stats)
 
     cap = route.cost_cap
+    open_circuits = state.open_circuits
     attempts: list[Attempt] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
@@ -132,7 +133,7 @@ def plan_request(
         if provider.disabled is not None:
             skipped.append(Skip(name, role, SkipReason.PROVIDER_DISABLED, provider.disabled))
             continue
-        if name in state.open_circuits or provider.name in state.open_circuits:
+        if open_circuits and (name in open_circuits or provider.name in open_circuits):
             skipped.append(Skip(name, role, SkipReason.CIRCUIT_OPEN, "circuit breaker is open"))
             continue
         if state.rate_limited and name in state.rate_limited:

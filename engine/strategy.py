@@ -93,6 +93,11 @@ def weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> lis
     each later one is a weighted pick among those left."""
     if len(targets) == 1:
         return [targets[0]]
+    if len(targets) == 2:  # the common case, with one draw
+        first, second = targets
+        if rng.random() * (first.weight + second.weight) < first.weight:
+            return [first, second]
+        return [second, first]
     left = list(targets)
     order = []
     while len(left) > 1:
