@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .catalog import Catalog, ModelInfo
+from .catalog import Catalog
 from .config import Document
 from .errors import PolicyError, Problem
 from .guardrail import CompiledGuardrail, Guardrail
-from .limits import CompiledLimits, compile_limits
+from .limits import compile_limits
 from .matching import Matcher
-from .plan import Role
 from .policy import (
     CacheConfig,
     Defaults,
@@ -30,140 +28,18 @@ from .policy import (
     ModelOverride,
     Policy,
     ProviderConfig,
-    Retry,
     Route,
     StrategySpec,
-    Timeout,
 )
 from .provider import Provider, ProviderSettings
-from .schema import ChatRequest
 from .strategy import Strategy, Weighted
+from .table import CompiledProvider, CompiledRoute, CompiledTarget, RoutingTable, make_target
 from .types import JSONPath
 from .validation import problems_from_validation
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
 
-_TARGET_MEMO_LIMIT = 4096
 _LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CompiledProvider:
-    """A provider instance, ready to call; ``disabled`` says why it cannot be."""
-
-    name: str
-    config: ProviderConfig
-    provider: Provider
-    api_keys: tuple[str, ...]
-    key_weights: tuple[float, ...]
-    disabled: str | None = None
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CompiledTarget:
-    provider: CompiledProvider
-    model: str
-    weight: float
-    info: ModelInfo
-    name: str = field(init=False)
-    """``provider/model``."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "name", f"{self.provider.name}/{self.model}")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CompiledRoute:
-    name: str
-    matcher: Matcher
-    targets: tuple[CompiledTarget, ...]
-    fallbacks: tuple[CompiledTarget, ...]
-    retry: Retry
-    timeout: Timeout
-    cost_cap: float | None
-    request_fallbacks: str
-    strategy: Strategy = field(default_factory=Weighted)
-    strategy_name: str = "weighted"
-    shadow: tuple[CompiledTarget, float] | None = None
-    implicit: bool = False
-    cache: CacheConfig | None = None
-    """Response caching (defaults merged in), or None when off."""
-    guardrails: tuple[CompiledGuardrail, ...] = ()
-    total_weight: float = field(init=False)
-    weighted: bool = field(init=False)
-    """The route uses the engine's own weighted strategy (a fast path in the planner)."""
-    fallback_candidates: tuple[tuple[CompiledTarget, Role, int], ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "total_weight", sum(t.weight for t in self.targets) or 1.0)
-        object.__setattr__(self, "weighted", type(self.strategy) is Weighted)
-        object.__setattr__(
-            self,
-            "fallback_candidates",
-            tuple((t, Role.FALLBACK, i) for i, t in enumerate(self.fallbacks)),
-        )
-
-    @property
-    def direct(self) -> bool:
-        """A route with no targets sends ``provider/model`` names straight through."""
-        return not self.targets
-
-    def describe_match(self) -> str:
-        if self.implicit:
-            return "implicit direct route for provider/model names"
-        return "match: " + self.matcher.describe()
-
-
-@dataclass(eq=False)
-class RoutingTable:
-    """The compiled policy: built once, shared by every request, never mutated
-    except for a bounded memo of targets named at request time."""
-
-    file: str
-    policy: Policy
-    providers: Mapping[str, CompiledProvider]
-    routes: tuple[CompiledRoute, ...]
-    direct_route: CompiledRoute | None
-    catalog: Catalog
-    limits: CompiledLimits | None = None
-    """Budgets, rate limits, breaker, API keys and state; None when the policy sets none."""
-    _memo: dict[str, CompiledTarget | None] = field(default_factory=dict)
-
-    def match(
-        self,
-        request: ChatRequest,
-        headers: Mapping[str, str] | None = None,
-        prompt_tokens: int = 0,
-    ) -> CompiledRoute | None:
-        """The first route, in file order, that matches; else the direct route for
-        ``provider/model`` names of known providers; else None."""
-        for route in self.routes:
-            if route.matcher.matches(request, headers, prompt_tokens):
-                return route
-        if self.direct_route is not None and self.target(request.model) is not None:
-            return self.direct_route
-        return None
-
-    def target(self, name: str) -> CompiledTarget | None:
-        """The target ``provider/model`` names, or None if the provider is unknown."""
-        try:
-            return self._memo[name]
-        except KeyError:
-            pass
-        provider_name, slash, model = name.partition("/")
-        compiled = self.providers.get(provider_name) if slash and model else None
-        target = _target(compiled, model, 1.0, self.catalog) if compiled is not None else None
-        if len(self._memo) < _TARGET_MEMO_LIMIT:
-            self._memo[name] = target
-        return target
-
-
-def _target(
-    provider: CompiledProvider, model: str, weight: float, catalog: Catalog
-) -> CompiledTarget:
-    cls = type(provider.provider)
-    info = catalog.lookup(provider.name, model, price_provider=cls.price_provider, free=cls.free)
-    return CompiledTarget(provider, model, weight, info)
 
 
 def _hint(name: str, known: list[str], what: str) -> str:
@@ -445,7 +321,7 @@ class _Compiler:
                 if provider is None:  # reported by check_references or with the provider
                     ok = False
                     continue
-                compiled[section].append(_target(provider, model, target.weight, catalog))
+                compiled[section].append(make_target(provider, model, target.weight, catalog))
         cap = route.cost_cap.per_request if route.cost_cap else None
         if cap is not None:
             for section, targets in compiled.items():
@@ -475,7 +351,7 @@ class _Compiler:
                     _hint(provider_name, list(providers), "providers"),
                 )
             else:
-                shadow = (_target(provider, model, 1.0, catalog), route.shadow.share)
+                shadow = (make_target(provider, model, 1.0, catalog), route.shadow.share)
         guardrails = (
             self.guardrails(route.guardrails, (*path, "guardrails"))
             if route.guardrails is not None
