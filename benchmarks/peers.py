@@ -577,6 +577,17 @@ def measure_target(target: Target, args: argparse.Namespace, setup: Setup, tmp: 
         first = next(iter(setup.upstreams))
         url, model, headers = target.request(first)
         saturate(url, body_file(tmp, model, False), headers, 2, args.connections)
+        drain(proc)
+        # saturation first, while no earlier overload can still be draining
+        cpu0 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        result = saturate(url, body_file(tmp, model, False), headers, args.sat_duration,
+                          args.connections)  # fmt: skip
+        if proc is not None and result["ok"]:
+            result["cpu_ms_per_req"] = (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / result["ok"]
+        result["drain_s"] = drain(proc)
+        cell = f"plain saturation {first}"
+        record({**base, "cell": cell, **result})
+        log(f"  {cell}: {_brief(result)}")
         for stream in (False, True):
             for lat in setup.upstreams:
                 url, model, headers = target.request(lat)
@@ -590,15 +601,6 @@ def measure_target(target: Target, args: argparse.Namespace, setup: Setup, tmp: 
                     result["drain_s"] = drain(proc)
                     record({**base, "cell": cell, **result})
                     log(f"  {cell}: {_brief(result)}")
-        url, model, headers = target.request(first)
-        cpu0 = tree_cpu_seconds(proc.pid) if proc else 0.0
-        result = saturate(url, body_file(tmp, model, False), headers, args.sat_duration,
-                          args.connections)  # fmt: skip
-        if proc is not None and result["ok"]:
-            result["cpu_ms_per_req"] = (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / result["ok"]
-        cell = f"plain saturation {first}"
-        record({**base, "cell": cell, **result})
-        log(f"  {cell}: {_brief(result)}")
         if proc is not None:
             record({**base, "cell": "memory", "peak_rss_mb": tree_peak_rss_mb(proc.pid)})
     finally:
@@ -787,6 +789,9 @@ def main() -> int:
     parser.add_argument("--reply-words", type=int, default=20, help="response size")
     parser.add_argument("--connections", type=int, default=64, help="hey -c at saturation")
     parser.add_argument("--peers", default="litellm,portkey", help="which peers to run")
+    parser.add_argument("--only", default="",
+                        help="measure only targets whose name contains one of these "
+                             "(comma-separated); the upstream alone always runs")  # fmt: skip
     parser.add_argument("--litellm-version", default="1.80.17")
     parser.add_argument("--portkey-version", default="1.15.2")
     parser.add_argument("--turnout-ref", default="HEAD", help="commit to measure, or 'worktree'")
@@ -805,6 +810,7 @@ def main() -> int:
         args.rounds, args.duration, args.sat_duration = 1, 3, 3
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.peers = {p.strip() for p in args.peers.split(",") if p.strip()}
+    only = [word.strip().lower() for word in args.only.split(",") if word.strip()]
     for tool in ("hey", "taskset"):
         if shutil.which(tool) is None:
             print(f"SKIPPED: `{tool}` is not installed (apt-get install -y {tool})")
@@ -849,6 +855,12 @@ def main() -> int:
         log(header)
         for round_no in range(1, args.rounds + 1):
             for target in targets:
+                if (
+                    only
+                    and target.name != "direct"
+                    and not any(word in target.name.lower() for word in only)
+                ):
+                    continue
                 if target.unavailable:
                     if round_no == 1:
                         log(f"{target.name}: NOT INSTALLED: {target.unavailable}")
