@@ -9,6 +9,7 @@ The short versions run in CI; `pytest -m soak tests/reliability` runs the long o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -51,8 +52,19 @@ routes:
 BROKEN = "version: 1\nroutes:\n  - name: mixed\n    targets: [nowhere/x]\n"
 
 
+def fd_kinds(pid: int) -> Counter[str]:
+    """What a process's open fds are (socket, pipe, anon_inode:..., or a path)."""
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            kinds[os.readlink(f"/proc/{pid}/fd/{fd}").split(":[")[0]] += 1
+    return kinds
+
+
 def proc_usage(pid: int) -> tuple[int, int]:
-    """(RSS in kB, open file descriptors) of a process, from /proc."""
+    """(RSS in kB, open file descriptors) of a process, from /proc, once idle
+    connections have had time to close (uvicorn's keep-alive is 5 s)."""
+    time.sleep(6)
     status = Path(f"/proc/{pid}/status").read_text()
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
@@ -119,6 +131,7 @@ def soak(tmp_path: Path, upstream: FakeOpenAI, rate: float, seconds: float, relo
         warm = max(2.0, seconds / 6)
         asyncio.run(drive(serve.url, rate, warm))  # warm-up: pools, caches, lazy imports
         before = proc_usage(pid)
+        kinds_before = fd_kinds(pid)
         every = seconds / (reloads + 1)
         written = [0]
 
@@ -148,7 +161,9 @@ def soak(tmp_path: Path, upstream: FakeOpenAI, rate: float, seconds: float, relo
         assert fallbacks > 0, "a share of the upstream calls failed and fell back"
         rss_growth_mb = (after[0] - before[0]) / 1024
         assert rss_growth_mb < 40, f"RSS grew {rss_growth_mb:.1f} MB: {before} -> {after}"
-        assert after[1] - before[1] <= 20, f"open fds grew: {before} -> {after}"
+        assert after[1] - before[1] <= 20, (
+            f"open fds grew: {before} -> {after}: {kinds_before} -> {fd_kinds(pid)}"
+        )
     finally:
         assert serve.stop()
 
