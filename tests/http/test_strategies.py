@@ -61,10 +61,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstreams) -> Iterator[Run
 def served_by(gateway: RunningGateway, model: str, n: int, **kwargs) -> Counter[str]:
     client = gateway.client()
     counts: Counter[str] = Counter()
+    text = kwargs.pop("text", "hi")
     for _ in range(n):
         raw = client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": kwargs.pop("text", "hi")}],
-            max_tokens=50, **kwargs,
+            model=model,
+            messages=[{"role": "user", "content": text}],
+            max_tokens=50,
+            **kwargs,
         )
         counts[raw.headers["x-turnout-provider"]] += 1
     return counts
