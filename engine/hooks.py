@@ -9,6 +9,7 @@ As with pluggy, an implementation may take any subset of the hook's arguments.
 from __future__ import annotations
 
 import inspect
+from types import CoroutineType
 from typing import Any
 
 import pluggy
@@ -27,7 +28,9 @@ async def call_first(hook: pluggy.HookCaller, **kwargs: Any) -> Any:
     """The first non-None result; later implementations are not called."""
     for impl in reversed(hook.get_hookimpls()):
         result = impl.function(*[kwargs[name] for name in impl.argnames])
-        if inspect.isawaitable(result):
+        if result is None:
+            continue
+        if type(result) is CoroutineType or inspect.isawaitable(result):
             result = await result
         if result is not None:
             return result
@@ -39,7 +42,9 @@ async def call_chain(hook: pluggy.HookCaller, value_arg: str, value: Any, **kwar
     for impl in reversed(hook.get_hookimpls()):
         kwargs[value_arg] = value
         result = impl.function(*[kwargs[name] for name in impl.argnames])
-        if inspect.isawaitable(result):
+        if result is None:
+            continue
+        if type(result) is CoroutineType or inspect.isawaitable(result):
             result = await result
         if result is not None:
             value = result
@@ -51,7 +56,9 @@ async def call_observers(hook: pluggy.HookCaller, **kwargs: Any) -> None:
     for impl in reversed(hook.get_hookimpls()):
         try:
             result = impl.function(*[kwargs[name] for name in impl.argnames])
-            if inspect.isawaitable(result):
+            if result is not None and (
+                type(result) is CoroutineType or inspect.isawaitable(result)
+            ):
                 await result
         except Exception:
             log.exception("observer hook failed", hook=hook.name, plugin=impl.plugin_name)

@@ -63,7 +63,7 @@ def state_yaml(kind: str, tmp_path: Path, redis: Callable[[], str]) -> str:
         return "{backend: memory}"
     if kind == "sqlite":
         return f"{{backend: sqlite, path: '{tmp_path / 'state.db'}'}}"
-    return f"{{backend: redis, url: '{redis()}', prefix: 't{id(tmp_path)}:'}}"
+    return f"{{backend: redis, url: '{redis()}', prefix: '{tmp_path.name}:'}}"  # unique per test
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
