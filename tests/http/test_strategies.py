@@ -33,6 +33,17 @@ routes:
     match: {{model: session}}
     strategy: {{type: sticky, key: "header:x-session"}}
     targets: [fast/gpt-4o, slow/gpt-4o-mini]
+  - name: priority
+    match: {{model: priority}}
+    strategy: ordered
+    targets: [slow/gpt-4o-mini, fast/gpt-4o]
+  - name: spread
+    match: {{model: spread}}
+    targets: [{{model: fast/gpt-4o, weight: 3}}, {{model: slow/gpt-4o-mini, weight: 1}}]
+  - name: mirrored
+    match: {{model: mirrored}}
+    targets: [fast/gpt-4o]
+    shadow: {{target: slow/gpt-4o-mini, share: 1.0}}
   - name: long
     match: {{model: chat, when: [{{field: prompt_tokens, gt: 200}}]}}
     targets: [slow/gpt-4o-mini]
@@ -97,3 +108,38 @@ def test_sticky_keeps_a_session_on_one_upstream(gateway) -> None:
 def test_conditions_send_long_prompts_elsewhere(gateway) -> None:
     assert served_by(gateway, "chat", 1) == Counter({"fast": 1})
     assert served_by(gateway, "chat", 1, text="word " * 1000) == Counter({"slow": 1})
+
+
+def test_ordered_keeps_priority_order(gateway) -> None:
+    assert served_by(gateway, "priority", 3) == Counter({"slow": 3})
+
+
+def test_weighted_spreads_by_weight(gateway) -> None:
+    counts = served_by(gateway, "spread", 60)
+    assert set(counts) == {"fast", "slow"} and counts["fast"] > counts["slow"]
+
+
+def test_shadow_mirrors_without_touching_the_response(gateway, upstreams) -> None:
+    _, slow = upstreams
+    before = len([r for r in slow.requests if r.body and r.body.get("model") == "gpt-4o-mini"])
+    assert served_by(gateway, "mirrored", 2, text="mirror me") == Counter({"fast": 2})
+    gateway.wait_for(
+        lambda: (
+            len([r for r in slow.requests if r.body and r.body.get("model") == "gpt-4o-mini"])
+            >= before + 2
+        ),
+        "the shadow calls to reach the slow upstream",
+    )
+    gateway.wait_for(
+        lambda: (
+            gateway.metric(
+                "turnout_shadow_requests_total",
+                route="mirrored",
+                provider="slow",
+                model="gpt-4o-mini",
+                outcome="ok",
+            )
+            >= 2
+        ),
+        "the shadow results in /metrics",
+    )
