@@ -1,7 +1,7 @@
 """turnout side by side with LiteLLM proxy and Portkey gateway, on the same upstream.
 
-    python benchmarks/peers.py                      # full run, ~30 minutes
-    python benchmarks/peers.py --quick              # smoke run, ~5 minutes
+    python benchmarks/peers.py                      # full run, ~40 minutes
+    python benchmarks/peers.py --quick              # smoke run, ~6 minutes
     python benchmarks/peers.py --raw benchmarks/raw/peers-$(date +%F).txt
 
 Run it with the interpreter of turnout's development environment (it needs
@@ -25,10 +25,11 @@ What it does, in one process:
    parsing), turnout, LiteLLM, Portkey — starts the gateway as ONE worker
    pinned to core 0 (`taskset -c 0`), checks that a normal and a streamed
    request come back right, and drives it:
-   - at fixed request rates, open loop (`peers/loadgen.py`, wrk2-style), non-
-     streaming and streaming (time to first token), at each upstream latency;
-   - at saturation with `hey -c 64` (0 ms upstream), recording the gateway's
-     CPU time per request.
+   - first at saturation with `hey -c 64` (0 ms upstream), recording the
+     gateway's CPU time per request;
+   - then at fixed request rates, open loop (`peers/loadgen.py`, wrk2-style),
+     non-streaming and streaming (time to first token), at each upstream
+     latency, waiting after each until the gateway is idle again.
    Then it reads the gateway's peak RSS (VmHWM, summed over its process tree)
    and stops it. The load generators and the upstreams run on core 1.
 5. Before each target it waits (up to `--max-wait`) until the machine is quiet:
@@ -39,9 +40,10 @@ What it does, in one process:
    same for streaming TTFT. `--raw FILE` keeps every measurement and the tables.
 
 Every load run is bounded: fixed-rate runs send `rate * duration` requests,
-each cut after 10 s; hey runs for `--sat-duration` seconds. Everything listens
-on and talks to 127.0.0.1 only; the peers' own phone-home is switched off, and
-any other outbound HTTP(S) they attempt goes to a dead loopback proxy.
+each cut after 10 s; hey runs for `--sat-duration` seconds. All traffic goes to
+127.0.0.1, and everything listens there except Portkey's server, which binds
+all interfaces (it has no host option). The peers' own phone-home is switched
+off, and any other outbound HTTP(S) they attempt goes to a dead loopback proxy.
 """
 
 from __future__ import annotations
