@@ -578,7 +578,7 @@ def measure_target(target: Target, args: argparse.Namespace, setup: Setup, tmp: 
         # warm up code paths and connections, unmeasured
         first = next(iter(setup.upstreams))
         url, model, headers = target.request(first)
-        saturate(url, body_file(tmp, model, False), headers, 2, args.connections)
+        saturate(url, body_file(tmp, model, False), headers, args.warmup, args.connections)
         drain(proc)
         # saturation first, while no earlier overload can still be draining
         cpu0 = tree_cpu_seconds(proc.pid) if proc else 0.0
@@ -786,6 +786,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8, help="s per fixed-rate cell")
     parser.add_argument("--sat-duration", type=float, default=8, help="s of hey at saturation")
+    parser.add_argument("--warmup", type=float, default=5,
+                        help="s of unmeasured hey before the first cell (V8 JIT)")  # fmt: skip
     parser.add_argument("--rates", default="100,200", help="req/s, comma-separated")
     parser.add_argument("--latencies", default="0ms,50ms", help="upstream latencies")
     parser.add_argument("--reply-words", type=int, default=20, help="response size")
