@@ -640,7 +640,8 @@ def tables(records: list[dict[str, Any]], targets: list[Target]) -> str:
     cells = [c for (t, c) in by if t == "direct"]
     fixed = [c for c in cells if "saturation" not in c]
     sat = [c for c in cells if "saturation" in c]
-    gateways = [t for t in targets if t.name != "direct"]
+    measured = {name for name, _ in by}
+    gateways = [t for t in targets if t.name != "direct" and (t.unavailable or t.name in measured)]
     out: list[str] = []
 
     def failed(t: Target) -> str | None:
