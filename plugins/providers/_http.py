@@ -17,8 +17,8 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, cast
 
 import httpx2 as httpx
 
@@ -34,6 +34,7 @@ __all__ = [
     "error_from_response",
     "error_from_transport",
     "error_object",
+    "event_stream",
     "parse_retry_after",
 ]
 
@@ -267,3 +268,46 @@ async def drain(events: AsyncIterator[Any]) -> None:
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in events:
                 pass
+
+
+@contextlib.asynccontextmanager
+async def event_stream(
+    call: ProviderCall,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    on_status: Callable[[httpx.Response], ProviderError],
+    on_not_sse: Callable[[str, bytes], ProviderError],
+    vendor: str = "upstream",
+) -> AsyncIterator[AsyncGenerator[httpx.ServerSentEvent, None]]:
+    """POST ``content`` to ``url`` and give the body's server-sent events.
+
+    A non-2xx answer raises ``on_status(response)`` (body read); a 2xx that is
+    not ``text/event-stream`` raises ``on_not_sse(content_type, body)``; a
+    malformed event stream is a SERVER_ERROR and a transport failure is
+    classified by ``error_from_transport``. The response is closed however the
+    block ends (the caller stops early, is cancelled, or raises).
+    """
+    try:
+        async with call.client.stream(
+            "POST", url, content=content, headers=headers, timeout=attempt_timeout(call)
+        ) as response:
+            if not response.is_success:
+                await response.aread()
+                raise on_status(response)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.lower().startswith("text/event-stream"):
+                await response.aread()
+                raise on_not_sse(content_type, response.content)
+            events = cast(
+                AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
+            )
+            async with contextlib.aclosing(events):
+                yield events
+    except httpx.SSEError as exc:
+        raise ProviderError(
+            FailureClass.SERVER_ERROR, f"{vendor} sent a malformed event stream ({exc})"
+        ) from exc
+    except httpx.RequestError as exc:
+        raise error_from_transport(exc, secret=call.api_key) from exc

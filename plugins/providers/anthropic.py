@@ -17,11 +17,10 @@ thinking, stop reasons, usage, stream events) is pure and lives in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx2 as httpx
 import pydantic_core
@@ -142,52 +141,35 @@ class AnthropicProvider(Provider):
         content = self._body(call, stream=True)
         secret = call.api_key
         translator = wire.StreamTranslator(created=int(time.time()), model=call.model)
-        try:
-            async with call.client.stream(
-                "POST",
-                self._url,
-                content=content,
-                headers=_with_key(self._stream_headers, secret),
-                timeout=_http.attempt_timeout(call),
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _error_from_response(response, secret)
-                content_type = response.headers.get("content-type", "")
-                if not content_type.lower().startswith("text/event-stream"):
-                    await response.aread()
-                    raise _not_a_stream(content_type, response.content, secret)
-                events = cast(
-                    AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
-                )
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        if not event.data:
-                            continue
-                        try:
-                            data = json.loads(event.data)
-                        except ValueError:
-                            raise ProviderError(
-                                FailureClass.SERVER_ERROR, "upstream sent an event that is not JSON"
-                            ) from None
-                        if not isinstance(data, dict):
-                            continue
-                        name = event.event if event.event != "message" else data.get("type", "")
-                        if name == "error":
-                            error = _http.error_object(data) or {"message": event.data}
-                            raise _error_from_payload(error, None, None, secret)
-                        for chunk in translator.event(str(name), data):
-                            yield chunk
-                        if translator.done:
-                            await _http.drain(events)
-                            return
-                raise ProviderError(FailureClass.CONNECTION, "stream ended before message_stop")
-        except httpx.SSEError as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"upstream sent a malformed event stream ({exc})"
-            ) from exc
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
+        async with _http.event_stream(
+            call,
+            self._url,
+            content=content,
+            headers=_with_key(self._stream_headers, secret),
+            on_status=lambda response: _error_from_response(response, secret),
+            on_not_sse=lambda content_type, body: _not_a_stream(content_type, body, secret),
+        ) as events:
+            async for event in events:
+                if not event.data:
+                    continue
+                try:
+                    data = json.loads(event.data)
+                except ValueError:
+                    raise ProviderError(
+                        FailureClass.SERVER_ERROR, "upstream sent an event that is not JSON"
+                    ) from None
+                if not isinstance(data, dict):
+                    continue
+                name = event.event if event.event != "message" else data.get("type", "")
+                if name == "error":
+                    error = _http.error_object(data) or {"message": event.data}
+                    raise _error_from_payload(error, None, None, secret)
+                for chunk in translator.event(str(name), data):
+                    yield chunk
+                if translator.done:
+                    await _http.drain(events)
+                    return
+        raise ProviderError(FailureClass.CONNECTION, "stream ended before message_stop")
 
 
 def _with_key(headers: dict[str, str], api_key: str | None) -> dict[str, str]:

@@ -8,12 +8,11 @@ this module sends, reads and classifies failures.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2 as httpx
 import pydantic_core
@@ -94,61 +93,43 @@ class CohereProvider(Provider):
         translator = wire.CohereStream(
             model=call.model, created=int(time.time()), fallback_id=secrets.token_hex(12)
         )
-        try:
-            async with call.client.stream(
-                "POST",
-                self._url,
-                content=content,
-                headers=headers,
-                timeout=_http.attempt_timeout(call),
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _error(response.status_code, response.headers, response.content, secret)
-                content_type = response.headers.get("content-type", "")
-                if not content_type.lower().startswith("text/event-stream"):
-                    await response.aread()
+        async with _http.event_stream(
+            call,
+            self._url,
+            content=content,
+            headers=headers,
+            on_status=lambda r: _error(r.status_code, r.headers, r.content, secret),
+            on_not_sse=lambda content_type, _: ProviderError(
+                FailureClass.SERVER_ERROR,
+                f"Cohere answered a stream request with {content_type or 'no type'!r}, "
+                "not text/event-stream",
+            ),
+            vendor="Cohere",
+        ) as events:
+            async for event in events:
+                if not event.data or event.data.startswith("[DONE]"):
+                    continue
+                try:
+                    payload = json.loads(event.data)
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):
                     raise ProviderError(
-                        FailureClass.SERVER_ERROR,
-                        f"Cohere answered a stream request with {content_type or 'no type'!r}, "
-                        "not text/event-stream",
+                        FailureClass.SERVER_ERROR, "Cohere sent an event that is not JSON"
                     )
-                events = cast(
-                    AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
-                )
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        if not event.data or event.data.startswith("[DONE]"):
-                            continue
-                        try:
-                            payload = json.loads(event.data)
-                        except ValueError:
-                            payload = None
-                        if not isinstance(payload, dict):
-                            raise ProviderError(
-                                FailureClass.SERVER_ERROR, "Cohere sent an event that is not JSON"
-                            )
-                        try:
-                            chunks = translator.feed(payload, event.event)
-                        except wire.GenerationFailed as exc:
-                            raise ProviderError(exc.failure, exc.message) from None
-                        for chunk in chunks:
-                            yield chunk
-                        if translator.finished:
-                            break
-                if not translator.finished:
-                    raise ProviderError(
-                        FailureClass.CONNECTION, "stream ended before Cohere's message-end"
-                    )
-                usage = translator.usage_chunk()
-                if usage is not None:
-                    yield usage
-        except httpx.SSEError as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"Cohere sent a malformed event stream ({exc})"
-            ) from exc
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
+                try:
+                    chunks = translator.feed(payload, event.event)
+                except wire.GenerationFailed as exc:
+                    raise ProviderError(exc.failure, exc.message) from None
+                for chunk in chunks:
+                    yield chunk
+                if translator.finished:
+                    break
+        if not translator.finished:
+            raise ProviderError(FailureClass.CONNECTION, "stream ended before Cohere's message-end")
+        usage = translator.usage_chunk()
+        if usage is not None:
+            yield usage
 
 
 def _error(status: int, headers: Any, content: bytes, secret: str | None) -> ProviderError:

@@ -12,13 +12,12 @@ failure; a reply it stops for safety is a normal response whose
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx2 as httpx
 import pydantic_core
@@ -125,50 +124,36 @@ class GeminiProvider(Provider):
             model=call.model, created=int(time.time()), fallback_id=_fallback_id()
         )
         url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
-        try:
-            async with call.client.stream(
-                "POST", url, content=content, headers=headers, timeout=_http.attempt_timeout(call)
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _error_from_response(response, secret)
-                content_type = response.headers.get("content-type", "")
-                if not content_type.lower().startswith("text/event-stream"):
-                    await response.aread()
-                    raise _not_a_stream(content_type, response.content, secret)
-                events = cast(
-                    AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
-                )
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        if not event.data:
-                            continue
-                        try:
-                            payload = json.loads(event.data)
-                        except ValueError:
-                            raise ProviderError(
-                                FailureClass.SERVER_ERROR, "Gemini sent an event that is not JSON"
-                            ) from None
-                        if not isinstance(payload, dict):
-                            raise ProviderError(
-                                FailureClass.SERVER_ERROR, "Gemini sent an event that is not JSON"
-                            )
-                        _check_payload(payload, secret)
-                        for chunk in translator.feed(payload):
-                            yield chunk
-                if not translator.finished:
+        async with _http.event_stream(
+            call,
+            url,
+            content=content,
+            headers=headers,
+            on_status=lambda response: _error_from_response(response, secret),
+            on_not_sse=lambda content_type, body: _not_a_stream(content_type, body, secret),
+            vendor="Gemini",
+        ) as events:
+            async for event in events:
+                if not event.data:
+                    continue
+                try:
+                    payload = json.loads(event.data)
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):
                     raise ProviderError(
-                        FailureClass.CONNECTION, "stream ended before Gemini sent a finishReason"
+                        FailureClass.SERVER_ERROR, "Gemini sent an event that is not JSON"
                     )
-                usage = translator.usage_chunk()
-                if usage is not None:
-                    yield usage
-        except httpx.SSEError as exc:
+                _check_payload(payload, secret)
+                for chunk in translator.feed(payload):
+                    yield chunk
+        if not translator.finished:
             raise ProviderError(
-                FailureClass.SERVER_ERROR, f"Gemini sent a malformed event stream ({exc})"
-            ) from exc
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
+                FailureClass.CONNECTION, "stream ended before Gemini sent a finishReason"
+            )
+        usage = translator.usage_chunk()
+        if usage is not None:
+            yield usage
 
 
 def _fallback_id() -> str:

@@ -11,10 +11,9 @@ always ask the upstream for a final usage chunk (unless the caller chose
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2 as httpx
 import pydantic_core
@@ -147,57 +146,40 @@ class OpenAIProvider(Provider):
             elif "include_usage" not in stream_options:
                 stream_options["include_usage"] = True
         secret = call.api_key
-        try:
-            async with call.client.stream(
-                "POST",
-                self.request_url(call),
-                content=pydantic_core.to_json(self.adapt_body(body)),
-                headers=self.request_headers(call, stream=True),
-                timeout=_http.attempt_timeout(call),
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _http.error_from_response(
-                        response.status_code,
-                        response.headers,
-                        response.content,
-                        reason=response.reason_phrase,
-                        secret=secret,
-                    )
-                content_type = response.headers.get("content-type", "")
-                if not content_type.lower().startswith("text/event-stream"):
-                    await response.aread()
-                    raise _not_a_stream(content_type, response.content, secret)
-                events = cast(
-                    AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
-                )
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        data = event.data
-                        if data.startswith("[DONE]"):
-                            await _http.drain(events)
-                            return
-                        if event.event == "error":
-                            raise _error_event(data, secret)
-                        if not data:
-                            continue
-                        try:
-                            chunk = ChatChunk.model_validate_json(data)
-                        except ValidationError as exc:
-                            raise _malformed(data, exc, "a chat completion chunk", secret) from None
-                        extra = chunk.model_extra
-                        if extra and extra.get("error"):
-                            raise _embedded_error(extra, secret)
-                        if chunk.extra_fields is not None:
-                            chunk.extra_fields = None
-                        yield chunk
-                raise ProviderError(FailureClass.CONNECTION, "stream ended before [DONE]")
-        except httpx.SSEError as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"upstream sent a malformed event stream ({exc})"
-            ) from exc
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
+        async with _http.event_stream(
+            call,
+            self.request_url(call),
+            content=pydantic_core.to_json(self.adapt_body(body)),
+            headers=self.request_headers(call, stream=True),
+            on_status=lambda response: _http.error_from_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                reason=response.reason_phrase,
+                secret=secret,
+            ),
+            on_not_sse=lambda content_type, content: _not_a_stream(content_type, content, secret),
+        ) as events:
+            async for event in events:
+                data = event.data
+                if data.startswith("[DONE]"):
+                    await _http.drain(events)
+                    return
+                if event.event == "error":
+                    raise _error_event(data, secret)
+                if not data:
+                    continue
+                try:
+                    chunk = ChatChunk.model_validate_json(data)
+                except ValidationError as exc:
+                    raise _malformed(data, exc, "a chat completion chunk", secret) from None
+                extra = chunk.model_extra
+                if extra and extra.get("error"):
+                    raise _embedded_error(extra, secret)
+                if chunk.extra_fields is not None:
+                    chunk.extra_fields = None
+                yield chunk
+        raise ProviderError(FailureClass.CONNECTION, "stream ended before [DONE]")
 
 
 def _with_key(headers: dict[str, str], api_key: str | None) -> dict[str, str]:
