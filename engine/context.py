@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from .schema import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
+    from .account import RequestAccount
     from .compile import CompiledRoute, RoutingTable
     from .errors import TurnoutError
-    from .ledger import RequestAccount
     from .limits import ApiKeyInfo
     from .plan import Attempt, Plan
 
