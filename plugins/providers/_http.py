@@ -36,6 +36,7 @@ __all__ = [
     "error_object",
     "event_stream",
     "parse_retry_after",
+    "post_json",
 ]
 
 _MAX_MESSAGE = 500
@@ -268,6 +269,37 @@ async def drain(events: AsyncIterator[Any]) -> None:
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in events:
                 pass
+
+
+async def post_json(
+    call: ProviderCall,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    on_status: Callable[[httpx.Response], ProviderError],
+    vendor: str = "upstream",
+) -> Any:
+    """POST ``content`` to ``url`` and return the parsed JSON answer.
+
+    A non-2xx answer raises ``on_status(response)``; a body that is not JSON is
+    a SERVER_ERROR; a transport failure is classified by ``error_from_transport``.
+    What the JSON must look like is the caller's to check.
+    """
+    try:
+        response = await call.client.post(
+            url, content=content, headers=headers, timeout=attempt_timeout(call)
+        )
+    except httpx.RequestError as exc:
+        raise error_from_transport(exc, secret=call.api_key) from exc
+    if not response.is_success:
+        raise on_status(response)
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise ProviderError(
+            FailureClass.SERVER_ERROR, f"{vendor} answered with invalid JSON"
+        ) from None
 
 
 @contextlib.asynccontextmanager

@@ -102,23 +102,13 @@ class AnthropicProvider(Provider):
         """
         content = self._body(call, stream=False)
         secret = call.api_key
-        try:
-            response = await call.client.post(
-                self._url,
-                content=content,
-                headers=_with_key(self._headers, secret),
-                timeout=_http.attempt_timeout(call),
-            )
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
-        if not response.is_success:
-            raise _error_from_response(response, secret)
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, "upstream answered with invalid JSON, not a message"
-            ) from None
+        payload = await _http.post_json(
+            call,
+            self._url,
+            content=content,
+            headers=_with_key(self._headers, secret),
+            on_status=lambda response: _error_from_response(response, secret),
+        )
         error = _http.error_object(payload)
         if error is not None:
             raise _error_from_payload(error, None, None, secret)

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2 as httpx
 import pydantic_core
 
 from engine.errors import FailureClass, ProviderError
@@ -59,18 +58,14 @@ class CohereProvider(Provider):
         """Send one non-streaming request and translate its answer."""
         content, headers = self._prepare(call, stream=False)
         secret = call.api_key
-        try:
-            response = await call.client.post(
-                self._url, content=content, headers=headers, timeout=_http.attempt_timeout(call)
-            )
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
-        if not response.is_success:
-            raise _error(response.status_code, response.headers, response.content, secret)
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            payload = None
+        payload = await _http.post_json(
+            call,
+            self._url,
+            content=content,
+            headers=headers,
+            on_status=lambda r: _error(r.status_code, r.headers, r.content, secret),
+            vendor="Cohere",
+        )
         if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
             raise ProviderError(FailureClass.SERVER_ERROR, "Cohere answered with no chat message")
         try:

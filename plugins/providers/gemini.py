@@ -82,23 +82,14 @@ class GeminiProvider(Provider):
         """Send one ``generateContent`` request and translate its answer."""
         content, headers = self._prepare(call)
         secret = call.api_key
-        try:
-            response = await call.client.post(
-                self._url(call.model, "generateContent"),
-                content=content,
-                headers=headers,
-                timeout=_http.attempt_timeout(call),
-            )
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=secret) from exc
-        if not response.is_success:
-            raise _error_from_response(response, secret)
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, "Gemini answered with invalid JSON"
-            ) from None
+        payload = await _http.post_json(
+            call,
+            self._url(call.model, "generateContent"),
+            content=content,
+            headers=headers,
+            on_status=lambda response: _error_from_response(response, secret),
+            vendor="Gemini",
+        )
         if not isinstance(payload, dict):
             raise ProviderError(FailureClass.SERVER_ERROR, "Gemini answered with a non-object")
         _check_payload(payload, secret)
