@@ -44,6 +44,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PACERS = 4
 BODY = {"model": "MODEL", "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}
 
 POLICY = """\
@@ -81,21 +82,43 @@ def wait_http(url: str, timeout: float = 15) -> None:
             time.sleep(0.1)
 
 
-def hey(url: str, body: Path, duration: float, rate: int | None, core: int | None) -> dict:
-    """One hey run; latencies in ms from its CSV output."""
-    # Fixed rates use 2 workers: hey's workers tick in step, so N workers send
-    # bursts of N requests, and the queueing that causes is the load tool's.
-    concurrency = 2 if rate else 64
-    cmd = [*pin(core), "hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST",
-           "-T", "application/json", "-D", str(body), "-o", "csv"]  # fmt: skip
-    if rate:
-        cmd += ["-q", str(rate / concurrency)]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rows = list(csv.DictReader(io.StringIO(out)))
+def _hey_cmd(body: Path, duration: float, concurrency: int, core: int | None) -> list[str]:
+    return [*pin(core), "hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST",
+            "-T", "application/json", "-D", str(body), "-o", "csv"]  # fmt: skip
+
+
+def hey(url: str, body: Path, duration: float, rate: int | None, core: int | None,
+        pacing: str = "staggered") -> dict:  # fmt: skip
+    """One load run; latencies in ms from hey's CSV output.
+
+    A fixed rate is sent by ``PACERS`` hey processes of one worker each, started
+    1/rate apart: hey's workers tick in step, so one hey with N workers sends
+    bursts of N simultaneous requests, and the queueing that causes is the
+    load tool's, not the server's. ``pacing="hey"`` uses one hey with 2 workers
+    (the earlier method, for comparison with older results).
+    """
+    if rate is None:
+        runs = [subprocess.Popen([*_hey_cmd(body, duration, 64, core), url],
+                                 stdout=subprocess.PIPE, text=True)]  # fmt: skip
+    elif pacing == "hey":
+        cmd = [*_hey_cmd(body, duration, 2, core), "-q", str(rate / 2), url]
+        runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)]
+    else:
+        runs = []
+        for _ in range(PACERS):
+            cmd = [*_hey_cmd(body, duration, 1, core), "-q", str(rate / PACERS), url]
+            runs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+            time.sleep(1 / rate)
+    rows = []
+    for run in runs:
+        out = run.communicate()[0]
+        if run.returncode:
+            raise RuntimeError(f"hey failed: {out[:500]}")
+        rows += list(csv.DictReader(io.StringIO(out)))
     ok = [r for r in rows if r["status-code"] == "200"]
     lat = sorted(float(r["response-time"]) * 1000 for r in ok)
     if not lat:
-        raise RuntimeError(f"no successful request: {out[:500]}")
+        raise RuntimeError(f"no successful request: {rows[:5]}")
     span = max(float(r["offset"]) for r in rows) or duration
     return {
         "count": len(rows),
@@ -240,6 +263,13 @@ def main() -> int:
         default="aiohttp",
         help="upstream transports to run a gateway with, comma-separated",
     )
+    parser.add_argument(
+        "--pacing",
+        choices=("staggered", "hey"),
+        default="staggered",
+        help="fixed rates: staggered single-worker hey processes (default), or one hey "
+        "with 2 workers that send in bursts of two (the method of older results)",
+    )
     parser.add_argument("--floor", action="store_true", help="also measure the minimal proxy")
     parser.add_argument(
         "--baseline",
@@ -331,7 +361,7 @@ def main() -> int:
             for _ in range(args.repeats):
                 for name, (url, body, proc) in targets.items():
                     before = cpu_seconds(proc.pid) if proc else 0.0
-                    run = hey(url, body, args.duration, rate, load_core)
+                    run = hey(url, body, args.duration, rate, load_core, args.pacing)
                     if proc:
                         run["cpu_us"] = (cpu_seconds(proc.pid) - before) * 1e6 / run["count"]
                     runs[name].append(run)
