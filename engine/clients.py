@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 
 import httpx2 as httpx
 
 from .compile import CompiledProvider
-from .transport import AiohttpTransport
+from .transport import AiohttpTransport, Reply
 
-__all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "TransportName"]
+__all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "Reply", "TransportName", "post_bytes"]
 
 _MAX_KEEPALIVE = 20
 
@@ -59,10 +60,40 @@ class PooledClient(httpx.AsyncClient):
 
     _MAX_CACHED = 256
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+        super().__init__(transport=transport, **kwargs)
         self._urls: dict[str, httpx.URL] = {}
         self._merged_headers: dict[tuple[object, ...], Any] = {}
+        self._header_items: dict[tuple[object, ...], list[tuple[str, str]]] = {}
+        self._aiohttp = transport if isinstance(transport, AiohttpTransport) else None
+
+    async def post_bytes(
+        self, url: str, *, content: bytes, headers: dict[str, str], timeout: Any
+    ) -> Reply:
+        """POST and read the whole answer. Over the aiohttp transport this skips
+        httpx2's request and response objects; the bytes sent (the client's
+        headers merged with ``headers``), the timeouts and the exceptions
+        raised are those of ``self.post``."""
+        transport = self._aiohttp
+        hooks = self._event_hooks
+        if transport is None or self._mounts or any(hooks.values()) or self.auth is not None:
+            return _reply(await self.post(url, content=content, headers=headers, timeout=timeout))
+        key = (url, *self.headers.raw, *headers.items())
+        items = self._header_items.get(key)
+        if items is None:
+            if len(self._header_items) >= self._MAX_CACHED:
+                self._header_items.clear()
+            merged = self._merge_headers(headers)
+            request = httpx.Request("POST", url, headers=merged, content=content)
+            # what httpx2 would send but the body's length, which aiohttp sets
+            items = self._header_items[key] = [
+                (name, value)
+                for name, value in request.headers.multi_items()
+                if name != "content-length"
+            ]
+        if timeout is httpx.USE_CLIENT_DEFAULT:
+            timeout = self.timeout
+        return await transport.post(url, content, items, timeout.as_dict())
 
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         if type(url) is not str:
@@ -89,6 +120,25 @@ class PooledClient(httpx.AsyncClient):
                 self._merged_headers.clear()
             self._merged_headers[key] = merged
         return merged
+
+
+def _reply(response: httpx.Response) -> Reply:
+    return Reply(response.status_code, response.headers, response.content, response.reason_phrase)
+
+
+async def post_bytes(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    timeout: Any = httpx.USE_CLIENT_DEFAULT,
+) -> Reply:
+    """POST ``content`` with ``client`` and read the whole answer: the pooled
+    clients' fast path, or ``client.post`` for any other client."""
+    if isinstance(client, PooledClient):
+        return await client.post_bytes(url, content=content, headers=headers, timeout=timeout)
+    return _reply(await client.post(url, content=content, headers=headers, timeout=timeout))
 
 
 class ClientPool:
@@ -138,6 +188,8 @@ class ClientPool:
             timeout=httpx.Timeout(c.timeout.read, connect=c.timeout.connect),
             limits=limits,
             follow_redirects=False,
+            # API clients shared by every caller: no cookie is kept or sent
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
         )
 
     async def aclose(self) -> None:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import httpx2 as httpx
 
-__all__ = ["AiohttpTransport", "map_exception"]
+__all__ = ["AiohttpTransport", "Reply", "map_exception"]
 
 
 @functools.cache
@@ -65,6 +66,23 @@ def map_exception(exc: BaseException, request: httpx.Request | None = None) -> h
     else:
         kind = httpx.TransportError
     return kind(message, request=request)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole upstream answer: what providers read of a non-streaming response.
+
+    ``headers`` is case-insensitive, like ``httpx2.Response.headers``.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    reason_phrase: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -181,6 +199,41 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             stream=_ResponseStream(response, request),
             extensions=extensions,
         )
+
+    async def post(
+        self,
+        url: str,
+        content: bytes,
+        headers: Sequence[tuple[str, str]],
+        timeouts: dict[str, float | None],
+    ) -> Reply:
+        """POST ``content`` and read the whole answer, without httpx2's request and
+        response objects (the hot path of a non-streaming completion; about a
+        tenth of a millisecond less per request, benchmarks/RESULTS.md).
+
+        Failures raise the same ``httpx2`` exceptions as ``handle_async_request``;
+        ``headers`` are sent as given (the caller merged the client's own in).
+        """
+        session = self._session or self._open()
+        try:
+            async with session.request(
+                "POST",
+                url,
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                timeout=self._timeout(timeouts),
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise map_exception(exc, httpx.Request("POST", url)) from exc
+        coding = response.headers.get("content-encoding")
+        if coding is not None and coding.strip().lower() != "identity":
+            # decoded as httpx2 would (the session itself never decompresses)
+            body = httpx.Response(
+                response.status, headers=response.raw_headers, content=body
+            ).content
+        return Reply(response.status, response.headers, body, response.reason or "")
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

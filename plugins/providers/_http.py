@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import httpx2 as httpx
 
+from engine.clients import Reply, post_bytes
 from engine.errors import FailureClass, ProviderError
 from engine.provider import ProviderCall
 
@@ -276,8 +277,8 @@ async def post_json(
     url: str,
     *,
     content: bytes,
-    headers: Mapping[str, str],
-    on_status: Callable[[httpx.Response], ProviderError],
+    headers: dict[str, str],
+    on_status: Callable[[Reply], ProviderError],
     vendor: str = "upstream",
 ) -> Any:
     """POST ``content`` to ``url`` and return the parsed JSON answer.
@@ -287,8 +288,8 @@ async def post_json(
     What the JSON must look like is the caller's to check.
     """
     try:
-        response = await call.client.post(
-            url, content=content, headers=headers, timeout=attempt_timeout(call)
+        response = await post_bytes(
+            call.client, url, content=content, headers=headers, timeout=attempt_timeout(call)
         )
     except httpx.RequestError as exc:
         raise error_from_transport(exc, secret=call.api_key) from exc

@@ -26,6 +26,7 @@ import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.clients import Reply
 from engine.errors import FailureClass, ProviderError
 from engine.hookspecs import hookimpl
 from engine.provider import Provider, ProviderCall, ProviderSettings
@@ -174,7 +175,7 @@ def _error_from_payload(
     return exc
 
 
-def _error_from_response(response: httpx.Response, secret: str | None) -> ProviderError:
+def _error_from_response(response: httpx.Response | Reply, secret: str | None) -> ProviderError:
     """Anthropic's ``{"type": "error", "error": {"type", "message"}}`` for a non-2xx."""
     status = response.status_code
     try:

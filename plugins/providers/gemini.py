@@ -23,6 +23,7 @@ import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict
 
+from engine.clients import Reply
 from engine.errors import FailureClass, ProviderError
 from engine.hookspecs import hookimpl
 from engine.provider import Provider, ProviderCall, ProviderSettings
@@ -182,7 +183,7 @@ def _error_from_object(
     )
 
 
-def _error_from_response(response: httpx.Response, secret: str | None) -> ProviderError:
+def _error_from_response(response: httpx.Response | Reply, secret: str | None) -> ProviderError:
     status = response.status_code
     retry_after = _http.parse_retry_after(response.headers)
     try:

@@ -19,6 +19,7 @@ import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from engine.clients import post_bytes
 from engine.errors import FailureClass, ProviderError
 from engine.hookspecs import hookimpl
 from engine.provider import Provider, ProviderCall, ProviderSettings
@@ -93,7 +94,8 @@ class OpenAIProvider(Provider):
         body.pop("stream", None)
         body.pop("stream_options", None)  # OpenAI rejects it without stream
         try:
-            response = await call.client.post(
+            response = await post_bytes(
+                call.client,
                 self.request_url(call),
                 content=pydantic_core.to_json(self.adapt_body(body)),
                 headers=self.request_headers(call, stream=False),

@@ -8,6 +8,7 @@ classes, same connection reuse.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,7 +16,7 @@ import aiohttp
 import httpx2 as httpx
 import pytest
 
-from engine.clients import TRANSPORT_ENV, ClientPool, PooledClient
+from engine.clients import TRANSPORT_ENV, ClientPool, PooledClient, post_bytes
 from engine.errors import FailureClass, ProviderError
 from engine.provider import ProviderCall, ProviderSettings
 from engine.schema import ChatRequest
@@ -43,8 +44,11 @@ def make_transport(name: str, limits: httpx.Limits | None = None) -> httpx.Async
 
 @pytest.fixture(params=["aiohttp", "httpx2"])
 async def client(request, fake: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
+    """The engine's pooled client over each transport: over aiohttp, providers'
+    non-streaming calls take ``post_bytes``' fast path, so the fault matrix
+    holds that path to what httpx2's own transport does."""
     fake.reset()
-    async with httpx.AsyncClient(
+    async with PooledClient(
         transport=make_transport(request.param), timeout=httpx.Timeout(5.0)
     ) as pooled:
         yield pooled
@@ -327,3 +331,82 @@ async def test_stream_chunks_arrive_as_the_upstream_sends_them(client, fake) -> 
     ]
     assert len(arrivals) >= 3
     assert arrivals[0] < arrivals[-1] - 0.08  # not buffered until the end
+
+
+async def test_the_fast_post_sends_what_httpx2_sends_and_skips_its_objects(
+    fake, monkeypatch
+) -> None:
+    fake.reset()
+    url = f"{fake.base_url}/chat/completions"
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    async with PooledClient(transport=httpx.AsyncHTTPTransport()) as reference:
+        await reference.post(url, content=body, headers=headers)
+    async with PooledClient(transport=AiohttpTransport(), timeout=5.0) as pooled:
+
+        def no_httpx2_objects(*args, **kwargs):
+            raise AssertionError("the fast path built an httpx2 request")
+
+        for _ in range(2):  # the second call uses the cached header list
+            reply = await post_bytes(pooled, url, content=body, headers=headers)
+            monkeypatch.setattr(httpx.AsyncClient, "send", no_httpx2_objects)
+        assert reply.is_success and reply.status_code == 200
+        assert b"echo: hi" in reply.content
+        assert reply.headers["Content-Type"] == reply.headers["content-type"]
+    first, fast, again = fake.requests
+    assert fast.headers == first.headers == again.headers
+    assert fast.body == first.body
+
+
+async def test_the_fast_post_decodes_a_compressed_answer_as_httpx2_does() -> None:
+    answer = gzip.compress(b'{"ok": true}')
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        await reader.readexactly(2)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(answer) + answer
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, PooledClient(transport=AiohttpTransport()) as pooled:
+        reply = await pooled.post_bytes(
+            f"http://127.0.0.1:{port}/", content=b"{}", headers={}, timeout=httpx.Timeout(5.0)
+        )
+    assert reply.content == b'{"ok": true}'
+
+
+async def test_clients_with_hooks_or_a_plain_client_take_httpx2s_path(fake) -> None:
+    fake.reset()
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    url = f"{fake.base_url}/chat/completions"
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    hooked = PooledClient(transport=AiohttpTransport(), event_hooks={"request": [hook]})
+    async with hooked, httpx.AsyncClient() as plain:
+        for client in (hooked, plain):
+            reply = await post_bytes(client, url, content=body, headers={})
+            assert reply.status_code == 200 and reply.reason_phrase == "OK"
+    assert seen == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx2"])
+async def test_pooled_clients_neither_keep_nor_send_cookies(make_engine, fake, backend) -> None:
+    engine = make_engine(POLICY.format(url=fake.base_url))
+    engine.clients.backend = backend
+    client = engine.clients.client(engine.table.providers["up"])
+    answer = httpx.Response(
+        200,
+        headers={"set-cookie": "__cf_bm=abc; path=/"},
+        request=httpx.Request("POST", f"{fake.base_url}/chat/completions"),
+    )
+    client.cookies.extract_cookies(answer)  # what httpx2 does with every answer
+    assert not client.cookies
