@@ -44,6 +44,8 @@ class RequestContext:
     """The caller's gateway API key (never the key itself), when ``keys:`` is on."""
     account: RequestAccount | None = None
     """The request's budget holds, when budgets, rate limits or breakers apply."""
+    finished: bool = False
+    """True once the ``turnout_request_finished`` observers have been called."""
 
     @property
     def route(self) -> CompiledRoute:

@@ -20,7 +20,7 @@ from .compile import RoutingTable, compile_policy
 from .config import Document, load_document, parse_document
 from .context import RequestContext
 from .errors import TurnoutError
-from .executor import Executor
+from .executor import Executor, Respond
 from .ledger import BudgetLedger, make_backend
 from .plan import Plan
 from .planner import plan_request
@@ -210,10 +210,17 @@ class Engine:
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        respond: Respond | None = None,
     ) -> ChatResponse:
-        """Route one non-streaming request; raise TurnoutError when it cannot be served."""
+        """Route one non-streaming request; raise TurnoutError when it cannot be served.
+
+        :param respond: awaited with the response as soon as it is served,
+            before the ``turnout_request_finished`` observers (request log,
+            metrics) run; the gateway writes its answer there so they do not
+            delay it. ``chat`` still returns the response, after the observers.
+        """
         ctx = self._context(request, headers, request_id, stream=False)
-        return await self.executor.chat(ctx)
+        return await self.executor.chat(ctx, respond)
 
     def stream(
         self,

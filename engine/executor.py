@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, cast
 
@@ -60,6 +60,9 @@ _MODEL_PARAMS = (
     "response_format",
 )
 
+Respond = Callable[[ChatResponse], Awaitable[None]]
+"""Receives a served response before the request's observers run."""
+
 
 class Executor:
     """Runs plans. One per engine; holds no per-request state."""
@@ -86,9 +89,11 @@ class Executor:
 
     # -- non-streaming -------------------------------------------------------
 
-    async def chat(self, ctx: RequestContext) -> ChatResponse:
+    async def chat(self, ctx: RequestContext, respond: Respond | None = None) -> ChatResponse:
+        """Serve ``ctx``; ``respond`` (if given) gets the response before the
+        ``turnout_request_finished`` observers run (see ``Engine.chat``)."""
         try:
-            response = await self._chat(ctx)
+            response = await self._chat(ctx, respond)
         except TurnoutError as exc:
             await self._finish(
                 ctx, RequestOutcome("error", exc.status_code, self._ms(ctx), error=exc)
@@ -101,16 +106,15 @@ class Executor:
             raise
         return response
 
-    async def _chat(self, ctx: RequestContext) -> ChatResponse:
+    async def _chat(self, ctx: RequestContext, respond: Respond | None) -> ChatResponse:
         hook = self.hook
         limits = ctx.table.limits
         if limits is not None and limits.metered and self.ledger is not None:
             await self.ledger.open(ctx, limits)  # may restrict ctx.plan, or refuse (429)
         short = await self._pre_request(ctx)
         if short is not None:
-            await self._finish(
-                ctx, RequestOutcome("ok", 200, self._ms(ctx), response=short, short_circuit=True)
-            )
+            outcome = RequestOutcome("ok", 200, self._ms(ctx), response=short, short_circuit=True)
+            await self._deliver(ctx, short, outcome, respond)
             return short
         if not ctx.plan.attempts:
             raise empty_plan_error(ctx.plan)
@@ -150,17 +154,15 @@ class Executor:
                         ctx.trail.pop()
                         await attempts.failed(attempt, exc, started)
                         continue
-                    await self._finish(
-                        ctx,
-                        RequestOutcome(
-                            "ok",
-                            200,
-                            self._ms(ctx),
-                            response=response,
-                            usage=response.usage,
-                            cost=fields.cost,
-                        ),
+                    outcome = RequestOutcome(
+                        "ok",
+                        200,
+                        self._ms(ctx),
+                        response=response,
+                        usage=response.usage,
+                        cost=fields.cost,
                     )
+                    await self._deliver(ctx, response, outcome, respond)
                     if ctx.route.shadow is not None:
                         self._shadow(ctx)
                     return response
@@ -441,7 +443,27 @@ class Executor:
     def _ms(self, ctx: RequestContext) -> float:
         return (self.clock() - ctx.started) * 1000
 
+    async def _deliver(
+        self,
+        ctx: RequestContext,
+        response: ChatResponse,
+        outcome: RequestOutcome,
+        respond: Respond | None,
+    ) -> None:
+        """Hand the response to ``respond``, then tell the observers."""
+        if respond is None:
+            await self._finish(ctx, outcome)
+            return
+        try:
+            await respond(response)
+        finally:
+            await self._finish(ctx, outcome)
+
     async def _finish(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
+        """Call the ``turnout_request_finished`` observers, once per request."""
+        if ctx.finished:
+            return
+        ctx.finished = True
         await call_observers(self.hook.turnout_request_finished, ctx=ctx, outcome=outcome)
 
 

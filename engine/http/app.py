@@ -23,7 +23,7 @@ from .. import metrics
 from ..engine import Engine, parse_request
 from ..errors import TurnoutError
 from ..planner import NoRouteError
-from ..schema import AttemptRecord, ChatChunk
+from ..schema import AttemptRecord, ChatChunk, ChatResponse
 from ..state import StateUnavailable
 from ..streams import ChatStream
 from . import sse
@@ -208,28 +208,32 @@ class Gateway:
             stream = engine.stream(request, headers=headers, request_id=rid)
             gone = await sse.run_until_disconnect(self._stream(stream, started, rid, send), receive)
             return 499 if gone else 200
-        response = await engine.chat(request, headers=headers, request_id=rid)
-        payload = response.model_dump_json().encode()
-        fields = response.extra_fields
-        attempts = fields.attempts if fields is not None else []
-        overhead = (time.perf_counter() - started) * 1000 - _ms(attempts)
-        metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
-        served = attempts[-1] if attempts else None
-        await send_json(
-            send,
-            200,
-            payload,
-            [
-                (b"x-request-id", rid.encode()),
-                (b"x-turnout-route", (fields.route or "").encode() if fields else b""),
-                (b"x-turnout-provider", (served.provider if served else "").encode()),
-                (b"x-turnout-model", (served.model if served else "").encode()),
-                (b"x-turnout-attempts", str(len(attempts)).encode()),
-                (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
-                *_CACHE_HEADERS.get(fields.cache if fields else None, ()),  # type: ignore[arg-type]
-                *_cost_header(fields.cost if fields else None),
-            ],
-        )
+
+        async def respond(response: ChatResponse) -> None:
+            """Write the answer; the request log and metrics run after it (Engine.chat)."""
+            payload = response.model_dump_json().encode()
+            fields = response.extra_fields
+            attempts = fields.attempts if fields is not None else []
+            overhead = (time.perf_counter() - started) * 1000 - _ms(attempts)
+            served = attempts[-1] if attempts else None
+            await send_json(
+                send,
+                200,
+                payload,
+                [
+                    (b"x-request-id", rid.encode()),
+                    (b"x-turnout-route", (fields.route or "").encode() if fields else b""),
+                    (b"x-turnout-provider", (served.provider if served else "").encode()),
+                    (b"x-turnout-model", (served.model if served else "").encode()),
+                    (b"x-turnout-attempts", str(len(attempts)).encode()),
+                    (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
+                    *_CACHE_HEADERS.get(fields.cache if fields else None, ()),  # type: ignore[arg-type]
+                    *_cost_header(fields.cost if fields else None),
+                ],
+            )
+            metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
+
+        await engine.chat(request, headers=headers, request_id=rid, respond=respond)
         return 200
 
     async def _stream(self, stream: ChatStream, started: float, rid: str, send: Send) -> None:

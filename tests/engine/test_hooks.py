@@ -218,6 +218,39 @@ async def test_turnout_request_finished_fires_once_whatever_happens(engine, plug
     assert seen == [("ok", 200, ["overloaded", "ok"]), ("ok", 200, ["ok"])]
 
 
+async def test_respond_gets_the_answer_before_the_observers_run(engine, plugin) -> None:
+    events = []
+
+    class Observer:
+        @hookimpl
+        def turnout_request_finished(self, outcome):
+            events.append(("finished", outcome.status))
+
+    async def respond(response):
+        events.append(("respond", response.choices[0].message.content))
+
+    plugin(Observer())
+    response = await engine.chat(user("first", model="r"), respond=respond)
+    assert events == [("respond", response.choices[0].message.content), ("finished", "ok")]
+
+
+async def test_observers_run_once_when_respond_fails(engine, plugin) -> None:
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def turnout_request_finished(self, outcome):
+            seen.append(outcome.status)
+
+    async def respond(response):
+        raise TurnoutError("the client cannot take it", status_code=502)
+
+    plugin(Observer())
+    with pytest.raises(TurnoutError, match="cannot take it"):
+        await engine.chat(user(model="r"), respond=respond)
+    assert seen == ["ok"]  # served, then the writer failed: one outcome, not two
+
+
 async def test_an_observer_that_raises_never_fails_the_request(engine, plugin) -> None:
     class Broken:
         @hookimpl
