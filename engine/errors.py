@@ -35,6 +35,9 @@ class FailureClass(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     CONTEXT_LENGTH = "context_length"
     CONTENT_FILTER = "content_filter"
+    NOT_FOUND = "not_found"
+    """The upstream does not have the model (or endpoint): this target is
+    misconfigured, another may serve the request, so it falls back."""
     CANCELLED = "cancelled"
 
     @classmethod
@@ -50,6 +53,8 @@ class FailureClass(enum.StrEnum):
             return cls.AUTH
         if status == 413:
             return cls.CONTEXT_LENGTH
+        if status == 404:
+            return cls.NOT_FOUND
         if status >= 500:
             return cls.SERVER_ERROR
         return cls.BAD_REQUEST
@@ -68,6 +73,7 @@ _STATUS_FOR_CLASS = {
     FailureClass.BAD_REQUEST: 400,
     FailureClass.CONTEXT_LENGTH: 400,
     FailureClass.CONTENT_FILTER: 400,
+    FailureClass.NOT_FOUND: 404,
     FailureClass.CANCELLED: 499,
 }
 

@@ -289,7 +289,7 @@ _ERROR_TYPES: Mapping[str, FailureClass] = {
     "authentication_error": FailureClass.AUTH,
     "permission_error": FailureClass.AUTH,
     "billing_error": FailureClass.AUTH,  # out of credit: unusable until someone pays
-    "not_found_error": FailureClass.BAD_REQUEST,
+    "not_found_error": FailureClass.NOT_FOUND,
     "request_too_large": FailureClass.CONTEXT_LENGTH,
     "rate_limit_error": FailureClass.RATE_LIMITED,
     "timeout_error": FailureClass.TIMEOUT,

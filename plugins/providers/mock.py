@@ -50,6 +50,7 @@ _STATUS = {
     FailureClass.BAD_REQUEST: 400,
     FailureClass.CONTEXT_LENGTH: 400,
     FailureClass.CONTENT_FILTER: 400,
+    FailureClass.NOT_FOUND: 404,
 }
 
 

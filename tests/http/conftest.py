@@ -58,6 +58,10 @@ routes:
     match: {{model: rescued}}
     targets: [broken/a]
     fallbacks: [mock/rescuer]
+  - name: misnamed
+    match: {{model: misnamed}}
+    targets: [fake/gpt-nope]
+    fallbacks: [mock/rescuer]
   - name: midway
     match: {{model: midway}}
     targets: [midway/a]

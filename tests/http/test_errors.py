@@ -65,6 +65,39 @@ def test_an_upstream_400_is_returned_as_400(client: openai.OpenAI, fake: FakeOpe
     assert len(fake.requests) == 1
 
 
+NO_SUCH_MODEL = {
+    "error": {
+        "message": "The model `gpt-nope` does not exist or you do not have access to it.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
+    }
+}
+
+
+def test_a_target_whose_upstream_lacks_the_model_falls_back(
+    client: openai.OpenAI, fake: FakeOpenAI
+) -> None:
+    fake.script(Fault.status(404, body=NO_SUCH_MODEL))
+    raw = client.chat.completions.with_raw_response.create(model="misnamed", messages=HELLO)
+    reply = raw.parse()
+    attempts = reply.model_extra["extra_fields"]["attempts"]
+    assert [(a["provider"], a["outcome"]) for a in attempts] == [
+        ("fake", "not_found"),
+        ("mock", "ok"),
+    ]
+    assert raw.headers["x-turnout-provider"] == "mock"
+    assert len(fake.requests) == 1  # not retried: a missing model stays missing
+
+
+def test_an_upstream_404_with_no_fallback_is_a_404(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    fake.script(Fault.status(404, body=NO_SUCH_MODEL))
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="upstream", messages=HELLO)
+    assert caught.value.code == "model_not_found"
+    assert "gpt-nope" in caught.value.message
+
+
 def test_invalid_field_is_422(client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as caught:
         client.chat.completions.create(model="smart", messages=HELLO, temperature=5)

@@ -516,7 +516,7 @@ def test_error_events_raise_the_mapped_class(kind, failure):
          FailureClass.CONTEXT_LENGTH),
         (413, "request_too_large", "Request exceeds the maximum allowed number of bytes.",
          FailureClass.CONTEXT_LENGTH),
-        (404, "not_found_error", "model: claude-nope", FailureClass.BAD_REQUEST),
+        (404, "not_found_error", "model: claude-nope", FailureClass.NOT_FOUND),
         (504, "timeout_error", "Request timed out", FailureClass.TIMEOUT),
     ],
 )  # fmt: skip

@@ -529,7 +529,7 @@ ERRORS = [
             "model_not_found",
         ),
         {},
-        FailureClass.BAD_REQUEST,
+        FailureClass.NOT_FOUND,
         "model_not_found",
         id="404",
     ),
