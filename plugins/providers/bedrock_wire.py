@@ -70,7 +70,7 @@ _EXCEPTION_CLASS: dict[str, FailureClass] = {
     "missingauthenticationtokenexception": FailureClass.AUTH,
     "expiredtokenexception": FailureClass.AUTH,
     "validationexception": FailureClass.BAD_REQUEST,
-    "resourcenotfoundexception": FailureClass.BAD_REQUEST,
+    "resourcenotfoundexception": FailureClass.NOT_FOUND,  # no such model ID in this region
 }
 _TOO_LONG = re.compile(
     r"too long|context length|context window|too many (input )?tokens|max(imum)? input tokens",

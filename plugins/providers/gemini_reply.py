@@ -58,7 +58,7 @@ _STATUS_CLASS = {
     # "user location is not supported": this key cannot be used, another target can.
     "FAILED_PRECONDITION": FailureClass.AUTH,
     "INVALID_ARGUMENT": FailureClass.BAD_REQUEST,
-    "NOT_FOUND": FailureClass.BAD_REQUEST,
+    "NOT_FOUND": FailureClass.NOT_FOUND,  # models/x is not found for API version v1beta
     "OUT_OF_RANGE": FailureClass.BAD_REQUEST,
     "UNIMPLEMENTED": FailureClass.BAD_REQUEST,
 }

@@ -339,7 +339,7 @@ def test_a_stream_of_several_candidates() -> None:
          FailureClass.CONTEXT_LENGTH),
         (400, {"code": 400, "status": "INVALID_ARGUMENT", "message": "Please use a valid role: user, model."},
          FailureClass.BAD_REQUEST),
-        (404, {"code": 404, "status": "NOT_FOUND", "message": "models/x is not found"}, FailureClass.BAD_REQUEST),
+        (404, {"code": 404, "status": "NOT_FOUND", "message": "models/x is not found"}, FailureClass.NOT_FOUND),
         (None, {"code": 503, "message": "later"}, FailureClass.OVERLOADED),
         (None, {"message": "??"}, FailureClass.SERVER_ERROR),
         (502, {"message": "bad gateway"}, FailureClass.SERVER_ERROR),
