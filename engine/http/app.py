@@ -208,7 +208,15 @@ class Gateway:
             stream = engine.stream(request, headers=headers, request_id=rid)
             gone = await sse.run_until_disconnect(self._stream(stream, started, rid, send), receive)
             return 499 if gone else 200
-        response = await engine.chat(request, headers=headers, request_id=rid)
+        watcher = sse.cancel_on_disconnect(receive)
+        try:
+            response = await engine.chat(request, headers=headers, request_id=rid)
+        except asyncio.CancelledError:
+            if sse.client_left(watcher):
+                return 499  # the engine logged it as cancelled; nobody to answer
+            raise
+        finally:
+            watcher.cancel()
         payload = response.model_dump_json().encode()
         fields = response.extra_fields
         attempts = fields.attempts if fields is not None else []
