@@ -158,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             watch=None if args.no_watch else args.watch_interval,
             drain_timeout=args.drain_timeout,
+            shutdown_delay=args.shutdown_delay,
             log_format=args.log_format,
         )
     )
@@ -225,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=30,
         help="seconds to let in-flight requests finish on SIGTERM (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        help="seconds to keep serving after SIGTERM while /ready answers 503, so load "
+        "balancers stop sending traffic before connections are refused (default: %(default)s)",
     )
     serve.add_argument(
         "--log-format",

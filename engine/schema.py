@@ -148,11 +148,18 @@ class ChatResponse(_Open):
     extra_fields: ExtraFields | None = None
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Delta(_Open):
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    """What one chunk adds. Fields it does not carry are left out of the JSON, as
+    OpenAI's own chunks do (``{"content": "Hi"}``, and ``{}`` with the finish reason)."""
+
+    role: str | None = Field(None, exclude_if=_is_none)
+    content: str | None = Field(None, exclude_if=_is_none)
+    refusal: str | None = Field(None, exclude_if=_is_none)
+    tool_calls: list[dict[str, Any]] | None = Field(None, exclude_if=_is_none)
 
 
 class ChunkChoice(_Open):

@@ -7,7 +7,8 @@ uvicorn. See ``engine.http.app`` for the endpoints.
 from __future__ import annotations
 
 from .app import Gateway
+from .drain import Drain
 from .reload import PolicyReloader
 from .server import ServeOptions, build_app, serve
 
-__all__ = ["Gateway", "PolicyReloader", "ServeOptions", "build_app", "serve"]
+__all__ = ["Drain", "Gateway", "PolicyReloader", "ServeOptions", "build_app", "serve"]

@@ -29,6 +29,7 @@ from ..streams import ChatStream
 from . import sse
 from .asgi import Receive, Scope, Send
 from .catalog import model_list
+from .drain import Drain
 from .openapi import openapi_json
 from .reload import PolicyReloader
 from .wire import (
@@ -92,6 +93,8 @@ class Gateway:
         with the ASGI lifespan. None: no hot reload.
     :param body_timeout: seconds a client may take to send its request body
         (slow clients get 408).
+    :param drain: notices SIGTERM / SIGINT (from the lifespan on), after which
+        ``/ready`` answers 503. None: ``/ready`` never reports draining.
     """
 
     def __init__(
@@ -100,10 +103,12 @@ class Gateway:
         reloader: PolicyReloader | None = None,
         *,
         body_timeout: float = 30.0,
+        drain: Drain | None = None,
     ) -> None:
         self.engine = engine
         self.reloader = reloader
         self.body_timeout = body_timeout
+        self.drain = drain
         self._routes: dict[str, tuple[str, Handler]] = {
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
@@ -211,6 +216,7 @@ class Gateway:
 
         async def respond(response: ChatResponse) -> None:
             """Write the answer; the request log and metrics run after it (Engine.chat)."""
+            watcher.cancel()  # answered: a disconnect from now on is uvicorn's end of response
             payload = response.model_dump_json().encode()
             fields = response.extra_fields
             attempts = fields.attempts if fields is not None else []
@@ -233,7 +239,15 @@ class Gateway:
             )
             metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
 
-        await engine.chat(request, headers=headers, request_id=rid, respond=respond)
+        watcher = sse.cancel_on_disconnect(receive)
+        try:
+            await engine.chat(request, headers=headers, request_id=rid, respond=respond)
+        except asyncio.CancelledError:
+            if sse.client_left(watcher):
+                return 499  # the engine logged it as cancelled; nobody to answer
+            raise
+        finally:
+            watcher.cancel()
         return 200
 
     async def _stream(self, stream: ChatStream, started: float, rid: str, send: Send) -> None:
@@ -336,10 +350,15 @@ class Gateway:
         await send_json(send, 200, b'{"status":"ok"}')
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """200 while the gateway wants traffic; 503 when no provider is enabled or
+        it is shutting down (``/health`` stays 200 meanwhile: it is alive)."""
         table = self.engine.table
         enabled = sorted(name for name, p in table.providers.items() if not p.disabled)
         body: dict[str, Any] = {"policy": table.file, "providers_enabled": enabled}
-        if enabled:
+        if self.drain is not None and self.drain.draining:
+            reason = "shutting down: finishing the requests in flight"
+            await send_json(send, 503, json_bytes({"status": "draining", "reason": reason, **body}))
+        elif enabled:
             await send_json(send, 200, json_bytes({"status": "ready", **body}))
         else:
             reason = "no provider is enabled (are their API keys set?)"
@@ -376,6 +395,8 @@ class Gateway:
                 try:
                     if self.reloader is not None:
                         self.reloader.start()
+                    if self.drain is not None:
+                        self.drain.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -383,6 +404,8 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 if self.reloader is not None:
                     await self.reloader.stop()
+                if self.drain is not None:
+                    self.drain.stop()
                 with contextlib.suppress(Exception):
                     await self.engine.aclose()
                 if metrics.multiprocess_dir():

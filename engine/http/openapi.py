@@ -253,10 +253,12 @@ OPENAPI: dict[str, Any] = {
         "/ready": {
             "get": {
                 "operationId": "ready",
-                "summary": "Readiness: at least one provider is enabled",
+                "summary": "Readiness: at least one provider is enabled, not shutting down",
                 "responses": {
                     "200": _json(_ref("Status"), "Ready"),
-                    "503": _json(_ref("Status"), "No provider is enabled"),
+                    "503": _json(
+                        _ref("Status"), "No provider is enabled, or draining after SIGTERM"
+                    ),
                 },
             }
         },

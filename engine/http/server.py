@@ -8,9 +8,12 @@ directory so ``/metrics`` on any worker reports all of them, and SIGHUP to the
 supervisor is forwarded to every worker (each reloads its policy) instead of
 uvicorn's default of restarting them.
 
-SIGTERM / SIGINT: uvicorn stops accepting connections and waits up to
-``drain_timeout`` seconds for in-flight requests (streams included) before
-cancelling them.
+SIGTERM / SIGINT: ``/ready`` answers 503 from then on; after
+``shutdown_delay`` seconds of serving as usual (so load balancers polling
+``/ready`` stop sending traffic), uvicorn stops accepting connections and
+waits up to ``drain_timeout`` seconds for in-flight requests (streams
+included) before cancelling them. With workers, each one drains on the
+SIGTERM the supervisor forwards.
 """
 
 from __future__ import annotations
@@ -35,17 +38,23 @@ class ServeOptions:
     workers: int = 1
     watch: float | None = 1.0
     drain_timeout: int = 30
+    shutdown_delay: float = 0.0
     log_format: str = "auto"
 
 
-def build_app(config: str, watch: float | None = 1.0, *, sighup: bool = True) -> object:
-    """The gateway app for policy file ``config`` with hot reload (raises PolicyError)."""
+def build_app(
+    config: str, watch: float | None = 1.0, *, sighup: bool = True, shutdown_delay: float = 0.0
+) -> object:
+    """The gateway app for policy file ``config`` with hot reload and draining on
+    SIGTERM (raises PolicyError)."""
     from ..engine import Engine
     from .app import Gateway
+    from .drain import Drain
     from .reload import PolicyReloader
 
     engine = Engine.from_file(config)
-    return Gateway(engine, PolicyReloader(engine, config, interval=watch, sighup=sighup))
+    reloader = PolicyReloader(engine, config, interval=watch, sighup=sighup)
+    return Gateway(engine, reloader, drain=Drain(shutdown_delay))
 
 
 def app_from_env() -> object:
@@ -54,7 +63,10 @@ def app_from_env() -> object:
 
     configure_logging(os.environ.get(_ENV + "LOG_FORMAT", "auto"))  # type: ignore[arg-type]
     watch = os.environ.get(_ENV + "WATCH", "")
-    return build_app(os.environ[_ENV + "CONFIG"], float(watch) if watch else None)
+    delay = float(os.environ.get(_ENV + "SHUTDOWN_DELAY") or 0)
+    return build_app(
+        os.environ[_ENV + "CONFIG"], float(watch) if watch else None, shutdown_delay=delay
+    )
 
 
 def serve(options: ServeOptions) -> int:
@@ -66,7 +78,7 @@ def serve(options: ServeOptions) -> int:
     from .logs import configure_logging
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
-    app = build_app(options.config, options.watch)
+    app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=options.host,
@@ -108,6 +120,7 @@ def _serve_workers(options: ServeOptions) -> int:
     os.environ[_ENV + "CONFIG"] = os.path.abspath(options.config)
     os.environ[_ENV + "WATCH"] = "" if options.watch is None else str(options.watch)
     os.environ[_ENV + "LOG_FORMAT"] = options.log_format
+    os.environ[_ENV + "SHUTDOWN_DELAY"] = str(options.shutdown_delay)
     config = uvicorn.Config(
         "engine.http.server:app_from_env",
         factory=True,

@@ -28,7 +28,16 @@ from ..streams import ChatStream
 from .asgi import Receive, Send
 from .wire import internal_error, json_bytes
 
-__all__ = ["DONE", "error_event", "event", "is_tail", "run_until_disconnect", "write_chunks"]
+__all__ = [
+    "DONE",
+    "cancel_on_disconnect",
+    "client_left",
+    "error_event",
+    "event",
+    "is_tail",
+    "run_until_disconnect",
+    "write_chunks",
+]
 
 log = structlog.get_logger("turnout.http")
 
@@ -106,6 +115,36 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
+
+
+def cancel_on_disconnect(receive: Receive) -> asyncio.Task[None]:
+    """Cancel the current task if the client disconnects; returns the watcher.
+
+    The caller cancels the watcher as soon as its work is done, before it
+    awaits anything else, so a disconnect can only cancel unfinished work (a
+    server's ``http.disconnect`` after the response is never seen). One task
+    per request, not two and ``asyncio.wait``: this is the non-streaming hot
+    path. The request body must have been read already.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    return asyncio.get_running_loop().create_task(_cancel_when_gone(receive, task))
+
+
+def client_left(watcher: asyncio.Task[None]) -> bool:
+    """On a ``CancelledError``: True if ``watcher`` caused it and nothing else
+    asked to cancel this task, so the request may end as a 499; False when it
+    must propagate (a server shutting down cancelled the request)."""
+    if not watcher.done() or watcher.cancelled() or watcher.exception() is not None:
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.uncancel() == 0
 
 
 async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> bool:

@@ -84,6 +84,7 @@ class _Upstream:
         self.requests: list[RecordedRequest] = []
         self.connections: set[_Connection] = set()
         self.connection_count = 0
+        self.abandoned = 0
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
 
@@ -160,6 +161,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.upstream.connections.discard(self)
+        if self.reply is not None and not self.closing:
+            self.upstream.abandoned += 1
         if self.timer is not None:
             self.timer.cancel()
         self.closing = True
@@ -174,6 +177,7 @@ class _Connection(asyncio.Protocol):
         return None  # close our side too
 
     def abort(self) -> None:
+        self.closing = True
         if self.timer is not None:
             self.timer.cancel()
         if self.transport is not None:
@@ -382,15 +386,22 @@ class FakeOpenAI:
         """TCP connections accepted so far (shows whether clients keep them alive)."""
         return self._upstream.connection_count
 
+    @property
+    def abandoned(self) -> int:
+        """Requests whose client closed the connection before the whole reply was
+        sent (a delayed or stalled reply the client gave up on)."""
+        return self._upstream.abandoned
+
     def script(self, *faults: Fault | str) -> None:
         """Queue behaviours, FIFO: each is used by one request, then the default."""
         self._upstream.script.extend(f if isinstance(f, Fault) else Fault.parse(f) for f in faults)
 
     def reset(self) -> None:
-        """Forget the script, the recorded requests and the connection count."""
+        """Forget the script, the recorded requests and the connection counts."""
         self._upstream.script.clear()
         self._upstream.requests.clear()
         self._upstream.connection_count = 0
+        self._upstream.abandoned = 0
 
     def start(self) -> FakeOpenAI:
         if self._thread is not None:

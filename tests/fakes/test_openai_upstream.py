@@ -339,6 +339,20 @@ async def test_delay(fake: FakeOpenAI, aclient: openai.AsyncOpenAI) -> None:
         )
 
 
+def test_a_client_giving_up_on_a_delayed_reply_is_counted(
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    client.chat.completions.create(model="m", messages=MESSAGES)
+    fake.script(Fault.delay(5))
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="m", messages=MESSAGES, timeout=0.2)
+    deadline = time.monotonic() + 2
+    while fake.abandoned < 1:
+        assert time.monotonic() < deadline, "the closed connection was not noticed"
+        time.sleep(0.01)
+    assert fake.abandoned == 1  # the answered request is not counted
+
+
 async def test_chunk_delay_paces_the_stream(fake: FakeOpenAI, http: httpx2.AsyncClient) -> None:
     fake.script(Fault.chunk_delay("40ms"))
     arrivals = []

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from engine import ChatResponse, Provider, ProviderCall, hookimpl
 from engine.schema import Choice, ResponseMessage, Usage
@@ -97,6 +98,36 @@ TOOLS: list[Any] = [
         },
     }
 ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "smart", "messages": HELLO},
+        {"model": "upstream", "messages": HELLO},  # OpenAI's first chunk has "refusal": null
+        {
+            "model": "upstream",
+            "messages": [{"role": "user", "content": "call_tool"}],
+            "tools": TOOLS,
+        },
+    ],
+    ids=["mock", "openai", "openai-tool-call"],
+)
+def test_sse_chunks_leave_out_what_the_delta_does_not_carry(
+    gateway: RunningGateway, body: dict[str, Any]
+) -> None:
+    response = httpx.post(gateway.url + "/v1/chat/completions", json={**body, "stream": True})
+    events = [e[len(b"data: ") :] for e in response.content.split(b"\n\n") if e][:-1]
+    assert len(events) >= 3
+    for data in events:
+        assert b'"refusal":null' not in data and b'"tool_calls":null' not in data
+        for choice in json.loads(data)["choices"]:
+            assert {"index", "finish_reason", "logprobs", "delta"} <= choice.keys()
+            assert None not in choice["delta"].values()
+    first = json.loads(events[0])["choices"][0]
+    assert first["finish_reason"] is None and first["delta"]["role"] == "assistant"
+    last = json.loads(events[-1])["choices"][0]
+    assert last["delta"] == {} and last["finish_reason"] in ("stop", "tool_calls")
 
 
 def test_tool_calls_pass_through_an_openai_upstream(

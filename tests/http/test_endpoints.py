@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
+import logging
+import time
 from pathlib import Path
 
 import httpx
 import openai
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from engine import Engine, hookimpl
+from engine.http import Gateway
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 from .conftest import RunningGateway, start_gateway
 
@@ -122,3 +132,142 @@ def test_client_disconnect_cancels_the_stream(gateway: RunningGateway) -> None:
     gateway.wait_for(
         lambda: gateway.metric("turnout_requests_in_flight") == 0, "no request in flight"
     )
+
+
+HOLD = 5.0  # seconds the fake upstream holds a reply
+
+
+def test_client_disconnect_cancels_a_plain_completion(
+    gateway: RunningGateway, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="turnout.request")
+    # the abandoned attempt leaves no record, so no provider is named
+    labels = {"route": "upstream", "provider": "none", "model": "none", "status": "499"}
+    before = gateway.metric("turnout_requests_total", **labels)
+    answered = {"endpoint": "/v1/chat/completions", "status": "499"}
+    before_http = gateway.metric("turnout_http_responses_total", **answered)
+    fake.script(Fault.delay(HOLD))
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):  # httpx closes the connection on a timeout
+        httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "upstream", "messages": HELLO},
+            headers={"x-request-id": "leaves-early"},
+            timeout=httpx.Timeout(5, read=0.3),
+        )
+    gateway.wait_for(lambda: fake.abandoned == 1, "the upstream request to be dropped", HOLD)
+    assert time.monotonic() - started < HOLD / 3
+    gateway.wait_for(
+        lambda: gateway.metric("turnout_requests_total", **labels) == before + 1,
+        "the request to be recorded as cancelled",
+    )
+    assert gateway.metric("turnout_http_responses_total", **answered) == before_http + 1
+    assert gateway.metric("turnout_requests_in_flight") == 0
+    logged = [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("request_id") == "leaves-early"
+    ]
+    assert len(logged) == 1
+    assert logged[0]["status"] == "cancelled" and logged[0]["status_code"] == 499
+
+
+def _watchers() -> list[asyncio.Task[object]]:
+    return [
+        t
+        for t in gc.get_objects()
+        if isinstance(t, asyncio.Task)
+        and not t.done()
+        and getattr(t.get_coro(), "__qualname__", "") == "_cancel_when_gone"
+    ]
+
+
+def test_plain_completions_leave_no_watcher_behind(gateway: RunningGateway) -> None:
+    with gateway.client() as client:
+        for i in range(200):
+            reply = client.chat.completions.create(
+                model="smart", messages=[{"role": "user", "content": f"n{i}"}]
+            )
+            assert reply.choices[0].message.content == f"n{i}"
+    gateway.wait_for(lambda: not _watchers(), "every disconnect watcher to finish", 2)
+    assert gateway.metric("turnout_requests_in_flight") == 0
+
+
+def test_observers_that_await_after_the_answer_are_not_cancelled(tmp_path: Path) -> None:
+    """The answer is written before the request_finished observers run; the end of
+    the response (which uvicorn reports as a disconnect) must not cancel them."""
+    seen: list[tuple[str, int]] = []
+
+    class SlowObserver:
+        @hookimpl
+        async def turnout_request_finished(self, outcome):
+            await asyncio.sleep(0.05)  # e.g. writing to a remote log sink
+            seen.append((outcome.status, outcome.status_code))
+
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(
+        "providers: {mock: {type: mock}}\n"
+        "routes: [{name: r, match: {model: r}, targets: [mock/echo]}]\n"
+    )
+    running = start_gateway(policy, plugins=(SlowObserver(),))
+    labels = {"endpoint": "/v1/chat/completions", "status": "499"}
+    cancelled = running.metric("turnout_http_responses_total", **labels)  # process-wide
+    try:
+        with running.client() as client:
+            for i in range(3):
+                client.chat.completions.create(model="r", messages=HELLO)
+                running.wait_for(lambda i=i: len(seen) == i + 1, "the observer to finish", 2)
+        assert seen == [("ok", 200)] * 3
+        assert running.metric("turnout_http_responses_total", **labels) == cancelled
+    finally:
+        running.stop()
+
+
+async def _interrupted(
+    policy: Path, fake: FakeOpenAI, *, client_leaves: bool, shutdown: bool
+) -> bool:
+    """Call the app directly, as a server would, and interrupt it while the upstream
+    holds the reply; True if the CancelledError reached the server."""
+    app = Gateway(Engine.from_file(policy, autoload=False))
+    gone = asyncio.Event()
+    body = json.dumps({"model": "upstream", "messages": HELLO}).encode()
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if pending:
+            return pending.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[object] = []
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    fake.reset()
+    fake.script(Fault.delay(HOLD))
+    task = asyncio.create_task(app(scope, receive, send))  # type: ignore[arg-type]
+    try:
+        while not fake.requests:
+            await asyncio.sleep(0.01)
+        if client_leaves:
+            gone.set()
+        if shutdown:
+            task.cancel()
+        async with asyncio.timeout(HOLD / 2):
+            await asyncio.wait([task])
+        assert sent == []  # nobody to answer either way
+        return task.cancelled()
+    finally:
+        await app.engine.aclose()
+
+
+async def test_only_a_server_shutdown_propagates_the_cancellation(
+    tmp_path: Path, policy_text: str, fake: FakeOpenAI
+) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(policy_text)
+    assert not await _interrupted(policy, fake, client_leaves=True, shutdown=False)
+    assert await _interrupted(policy, fake, client_leaves=False, shutdown=True)
+    assert await _interrupted(policy, fake, client_leaves=True, shutdown=True)

@@ -158,3 +158,67 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
         assert total == 20
     finally:
         assert serve.stop()
+
+
+def _post_in_background(url: str, result: list[httpx.Response]) -> threading.Thread:
+    body = {"model": "slow/a", "messages": [{"role": "user", "content": "drained"}]}
+    thread = threading.Thread(
+        target=lambda: result.append(
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        )
+    )
+    thread.start()
+    return thread
+
+
+def _wait_in_flight(serve: Serve) -> None:
+    deadline = time.monotonic() + 10
+    while serve.metric("turnout_requests_in_flight") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_ready_answers_503_while_draining(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(SLOW_POLICY.replace("1s", "2s"))
+    serve = Serve("--config", str(policy), "--shutdown-delay", "1")
+    result: list[httpx.Response] = []
+    with httpx.Client(base_url=serve.url) as client:  # one keep-alive connection
+        assert client.get("/ready").status_code == 200
+        in_flight = _post_in_background(serve.url, result)
+        _wait_in_flight(serve)
+        signalled = time.monotonic()
+        serve.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "draining"
+        assert client.get("/health").status_code == 200  # alive, just not taking traffic
+        answer = httpx.post(  # new connections are still served during the delay
+            serve.url + "/v1/chat/completions",
+            json={"model": "mock/a", "messages": [{"role": "user", "content": "late"}]},
+        )
+        assert answer.status_code == 200
+    assert serve.proc.wait(30) in (0, -signal.SIGTERM)
+    assert time.monotonic() - signalled >= 1  # the delay, then the drain
+    in_flight.join(30)
+    assert result and result[0].status_code == 200
+    assert result[0].json()["choices"][0]["message"]["content"] == "drained"
+
+
+def test_a_second_sigterm_ends_the_shutdown_delay(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(SLOW_POLICY)
+    serve = Serve("--config", str(policy), "--shutdown-delay", "60")
+    result: list[httpx.Response] = []
+    in_flight = _post_in_background(serve.url, result)
+    _wait_in_flight(serve)
+    signalled = time.monotonic()
+    serve.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert httpx.get(serve.url + "/ready").json()["status"] == "draining"
+    serve.proc.send_signal(signal.SIGTERM)
+    assert serve.proc.wait(30) in (0, -signal.SIGTERM)
+    assert time.monotonic() - signalled < 10
+    in_flight.join(30)
+    assert result and result[0].status_code == 200  # drained, not cut off
