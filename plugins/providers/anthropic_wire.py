@@ -20,6 +20,13 @@ Translation decisions (also in the provider's docs):
   ``response_format`` becomes ``output_config.format``. Sampling fields Anthropic
   has no equivalent for (``seed``, penalties, ``logit_bias``, ``logprobs``) are
   dropped; ``n > 1`` is refused.
+- ``reasoning_effort`` becomes ``thinking`` (see ``reasoning``): a budget,
+  with ``max_tokens`` raised when it leaves no room, or adaptive thinking with
+  ``output_config.effort`` on Claude 4.6 and later. A ``thinking`` the caller
+  sent wins. It is left off where Anthropic would refuse it (a forced
+  ``tool_choice``; answering tool calls whose thinking blocks were not sent
+  back). With thinking on, ``temperature`` and ``top_k`` are dropped, and
+  ``top_p`` below 0.95 (Anthropic rejects them).
 - Replies: text blocks join into ``content``; ``thinking`` blocks into
   ``reasoning_content``, and every thinking / redacted_thinking block, with its
   signature, into ``thinking_blocks`` (send them back on the assistant message
@@ -43,6 +50,7 @@ from typing import Any
 from engine.errors import FailureClass, ProviderError
 from engine.schema import ChatRequest, Message
 
+from . import reasoning
 from .anthropic_reply import (
     FINISH_REASONS,
     StreamTranslator,
@@ -62,6 +70,7 @@ __all__ = [
     "default_max_tokens",
     "finish_reason",
     "messages_body",
+    "model_output_limit",
     "usage",
 ]
 
@@ -128,12 +137,18 @@ def default_max_tokens(model: str, *, stream: bool, configured: int | None = Non
     """
     if configured is not None:
         return configured
-    limit = _EXACT_MAX_OUTPUT.get(model)
-    if limit is None:
-        limit = next((n for prefix, n in _MAX_OUTPUT if model.startswith(prefix)), None)
+    limit = model_output_limit(model)
     if limit is None:
         return DEFAULT_MAX_TOKENS
     return limit if stream else min(limit, NON_STREAMING_MAX_TOKENS)
+
+
+def model_output_limit(model: str) -> int | None:
+    """The largest output of a Claude model family, or None for one not known here."""
+    limit = _EXACT_MAX_OUTPUT.get(model)
+    if limit is None:
+        limit = next((n for prefix, n in _MAX_OUTPUT if model.startswith(prefix)), None)
+    return limit
 
 
 def messages_body(
@@ -206,9 +221,51 @@ def messages_body(
     output_format = _output_format(request.response_format)
     if output_format is not None:
         body["output_config"] = {"format": output_format}
+    _think(body, extra, model)
     if stream:
         body["stream"] = True
     return body
+
+
+def _think(body: dict[str, Any], extra: Mapping[str, Any], model: str) -> None:
+    """``reasoning_effort`` as thinking, unless the caller sent ``thinking`` itself;
+    then the sampling fields thinking rejects are dropped."""
+    try:
+        effort = reasoning.requested_effort(dict(extra))
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if effort is not None and "thinking" not in body and not _thinking_refused(body):
+        plan = reasoning.claude_thinking(
+            effort, model, max_tokens=body["max_tokens"], model_limit=model_output_limit(model)
+        )
+        if plan is not None:
+            body["thinking"] = plan.thinking
+            body["max_tokens"] = plan.max_tokens
+            if plan.effort is not None:
+                body.setdefault("output_config", {})["effort"] = plan.effort
+    thinking = body.get("thinking")
+    if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
+        body.pop("temperature", None)
+        body.pop("top_k", None)
+        if body.get("top_p", 1.0) < 0.95:
+            del body["top_p"]
+
+
+def _thinking_refused(body: Mapping[str, Any]) -> bool:
+    """Whether Anthropic would refuse thinking here: a forced tool choice, or a
+    tool-use turn being answered whose assistant message has no thinking block
+    (an OpenAI client does not send ``thinking_blocks`` back)."""
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return True
+    turns = body["messages"]
+    last = turns[-1]["content"]
+    if len(turns) < 2 or isinstance(last, str):
+        return False
+    if not any(block.get("type") == "tool_result" for block in last):
+        return False
+    answered = turns[-2]["content"]
+    first = answered[0] if isinstance(answered, list) and answered else {}
+    return first.get("type") not in ("thinking", "redacted_thinking")
 
 
 def _turn(message: Message, position: int) -> tuple[str, list[dict[str, Any]]]:

@@ -124,7 +124,9 @@ class BedrockProvider(Provider):
 
     def _request(self, call: ProviderCall, *, stream: bool) -> tuple[str, bytes, dict[str, str]]:
         try:
-            body = wire.to_converse(call.request, default_max_tokens=self._options.max_tokens)
+            body = wire.to_converse(
+                call.request, default_max_tokens=self._options.max_tokens, model=call.model
+            )
         except wire.TranslationError as exc:
             raise ProviderError(FailureClass.BAD_REQUEST, str(exc)) from None
         content = pydantic_core.to_json(body)

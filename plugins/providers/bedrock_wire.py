@@ -29,6 +29,9 @@ from typing import Any
 from engine.errors import FailureClass
 from engine.schema import ChatRequest, Message
 
+from . import reasoning
+from .anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
+
 __all__ = [
     "FINISH_REASONS",
     "ConverseStreamState",
@@ -87,12 +90,16 @@ class TranslationError(ValueError):
 # --------------------------------------------------------------------------
 
 
-def to_converse(request: ChatRequest, *, default_max_tokens: int | None = None) -> dict[str, Any]:
+def to_converse(
+    request: ChatRequest, *, default_max_tokens: int | None = None, model: str = ""
+) -> dict[str, Any]:
     """The Converse body (without ``modelId``, which goes in the path).
 
     System and developer messages, wherever they are, become ``system``;
     ``tool`` messages become ``toolResult`` blocks of a user turn; consecutive
-    turns of one role are merged, as Converse requires alternation.
+    turns of one role are merged, as Converse requires alternation. For a
+    Claude ``model``, ``reasoning_effort`` becomes Anthropic's ``thinking`` in
+    ``additionalModelRequestFields`` (see ``_think``); other models ignore it.
     """
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
@@ -132,7 +139,50 @@ def to_converse(request: ChatRequest, *, default_max_tokens: int | None = None) 
     tool_config = _tool_config(request, used_tools)
     if tool_config is not None:
         body["toolConfig"] = tool_config
+    _think(body, request, model)
     return body
+
+
+def _think(body: dict[str, Any], request: ChatRequest, model: str) -> None:
+    """``reasoning_effort`` as Claude thinking, as the Anthropic provider does it.
+
+    Left off where Claude would refuse it: a forced tool choice, or a turn that
+    answers tool calls (Converse replies' reasoning blocks are not kept, so they
+    cannot be sent back as Claude requires). With thinking on, ``temperature``
+    and a ``topP`` below 0.95 are dropped.
+    """
+    try:
+        effort = reasoning.requested_effort(request.model_extra)
+    except ValueError as exc:
+        raise TranslationError(f"bedrock: {exc}") from None
+    name = reasoning.claude_in_bedrock_id(model)
+    if effort is None or name is None:
+        return
+    choice = (body.get("toolConfig") or {}).get("toolChoice") or {}
+    last = body["messages"][-1] if body["messages"] else {}
+    answering = last.get("role") == "user" and any("toolResult" in b for b in last["content"])
+    if "any" in choice or "tool" in choice or answering:
+        return
+    inference = body.get("inferenceConfig") or {}
+    limit = inference.get("maxTokens") or DEFAULT_MAX_TOKENS
+    plan = reasoning.claude_thinking(
+        effort, name, max_tokens=limit, model_limit=model_output_limit(name)
+    )
+    if plan is None:
+        return
+    fields: dict[str, Any] = {"thinking": plan.thinking}
+    if plan.effort is not None:
+        fields["output_config"] = {"effort": plan.effort}
+    else:  # a budget: maxTokens must exceed it
+        inference["maxTokens"] = plan.max_tokens
+    body["additionalModelRequestFields"] = fields
+    inference.pop("temperature", None)
+    if inference.get("topP", 1.0) < 0.95:
+        del inference["topP"]
+    if inference:
+        body["inferenceConfig"] = inference
+    else:
+        body.pop("inferenceConfig", None)
 
 
 def _text_of(content: str | list[dict[str, Any]] | None) -> str:

@@ -71,7 +71,7 @@ class GeminiProvider(Provider):
 
     def _prepare(self, call: ProviderCall) -> tuple[bytes, dict[str, str]]:
         try:
-            body = wire.request_body(call.request)
+            body = wire.request_body(call.request, call.model)
         except wire.TranslationError as exc:
             raise ProviderError(FailureClass.BAD_REQUEST, str(exc)) from None
         headers = self._headers

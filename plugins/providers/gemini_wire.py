@@ -23,6 +23,10 @@ Choices made where the two formats differ:
   ``parametersJsonSchema`` / ``responseJsonSchema`` (full JSON Schema), not the
   OpenAPI-subset ``parameters`` / ``responseSchema`` that reject
   ``additionalProperties`` and ``$ref``, which OpenAI-style schemas use.
+- ``reasoning_effort`` becomes ``thinkingConfig``: a ``thinkingBudget`` on
+  Gemini 2.5, a ``thinkingLevel`` on Gemini 3 and later, with thought
+  summaries asked for (they come back as ``reasoning_content``); see
+  ``reasoning.gemini_thinking_config``.
 - ``usage.prompt_tokens`` includes cached tokens (as Gemini's
   ``promptTokenCount`` and OpenAI's ``prompt_tokens`` both do), reported again
   only in ``prompt_tokens_details.cached_tokens``; thinking tokens count as
@@ -43,6 +47,7 @@ from engine.schema import (
     Message,
 )
 
+from . import reasoning
 from .gemini_reply import (
     GeminiStream,
     block_reason,
@@ -81,8 +86,12 @@ class TranslationError(ValueError):
 # --------------------------------------------------------------------------
 
 
-def request_body(request: ChatRequest) -> dict[str, Any]:
-    """The ``generateContent`` body for ``request`` (the model goes in the URL)."""
+def request_body(request: ChatRequest, model: str = "") -> dict[str, Any]:
+    """The ``generateContent`` body for ``request``.
+
+    :param model: the upstream model (it goes in the URL); it decides how
+        ``reasoning_effort`` is expressed (see ``reasoning.gemini_thinking_config``).
+    """
     system, contents = contents_from_messages(request.messages)
     body: dict[str, Any] = {"contents": contents}
     if system:
@@ -99,14 +108,14 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
             if allowed is not None:
                 config["allowedFunctionNames"] = allowed
             body["toolConfig"] = {"functionCallingConfig": config}
-    config = generation_config(request)
+    config = generation_config(request, model)
     if config:
         body["generationConfig"] = config
     return body
 
 
-def generation_config(request: ChatRequest) -> dict[str, Any]:
-    """``generationConfig`` from the request's sampling and format fields."""
+def generation_config(request: ChatRequest, model: str = "") -> dict[str, Any]:
+    """``generationConfig`` from the request's sampling, format and reasoning fields."""
     config: dict[str, Any] = {}
     if request.temperature is not None:
         config["temperature"] = request.temperature
@@ -139,6 +148,13 @@ def generation_config(request: ChatRequest) -> dict[str, Any]:
             config["responseJsonSchema"] = schema
     elif kind not in (None, "text"):
         raise TranslationError(f"response_format type {kind!r} is not supported by Gemini")
+    try:
+        effort = reasoning.requested_effort(extra)
+    except ValueError as exc:
+        raise TranslationError(str(exc)) from None
+    thinking = reasoning.gemini_thinking_config(effort, model) if effort else None
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     return config
 
 

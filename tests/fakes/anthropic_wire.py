@@ -118,7 +118,44 @@ def validate_messages_request(body: Any) -> None:
         raise _invalid("metadata: Extra inputs are not permitted")
     _validate_system(body.get("system"))
     _validate_tools(body.get("tools"), body.get("tool_choice"))
+    _validate_thinking(body)
     _validate_messages(body["messages"])
+
+
+def _validate_thinking(body: dict[str, Any]) -> None:
+    """Extended and adaptive thinking's constraints (Anthropic's thinking docs)."""
+    thinking = body.get("thinking")
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in ("low", "medium", "high", "xhigh", "max"):
+        raise _invalid("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")  # fmt: skip
+    if thinking is None:
+        return
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind not in ("enabled", "adaptive", "disabled"):
+        raise _invalid("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'")
+    if kind == "disabled":
+        return
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise _invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")  # fmt: skip
+        if budget >= body["max_tokens"]:
+            raise _invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    if body.get("temperature", 1) != 1:
+        raise _invalid("`temperature` may only be set to 1 when thinking is enabled")
+    if body.get("top_k") is not None:
+        raise _invalid("`top_k` may not be set when thinking is enabled")
+    if body.get("top_p", 1) < 0.95:
+        raise _invalid("`top_p` must be greater than or equal to 0.95 when thinking is enabled")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
+    messages = body.get("messages") or []
+    if len(messages) >= 2 and isinstance(messages[-1].get("content"), list):
+        results = any(b.get("type") == "tool_result" for b in messages[-1]["content"])
+        answered = messages[-2].get("content")
+        first = answered[0] if isinstance(answered, list) and answered else {}
+        if results and first.get("type") not in ("thinking", "redacted_thinking"):
+            raise _invalid("Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block.")  # fmt: skip
 
 
 def _validate_system(system: Any) -> None:

@@ -20,7 +20,8 @@ function call turn that follows no user turn, function responses that do not
 answer the function call turn before them one for one, bad base64, both
 ``parameters`` and ``parametersJsonSchema``, and, for ``gemini-3*`` models,
 function calls replayed without a thought signature it issued (or Google's
-``skip_thought_signature_validator`` sentinel).
+``skip_thought_signature_validator`` sentinel), and a ``thinkingConfig`` outside
+Gemini's ranges (a ``thinkingLevel`` before Gemini 3, both a budget and a level).
 
 Replies echo the last user turn ("echo: <text>"); "call_tool" in it (with
 tools) makes the model call the first allowed function, "call_two_tools" call
@@ -298,7 +299,7 @@ def _validate(body: Any, model: str, signatures: set[str]) -> None:
     _validate_system(body.get("systemInstruction"))
     names = _validate_tools(body.get("tools"))
     _validate_tool_config(body.get("toolConfig"), names)
-    _validate_generation(body.get("generationConfig"))
+    _validate_generation(body.get("generationConfig"), model)
 
 
 def _validate_part(part: Any, where: str, role: str) -> None:
@@ -456,7 +457,28 @@ def _validate_tool_config(config: Any, names: set[str]) -> None:
                 )
 
 
-def _validate_generation(config: Any) -> None:
+def _validate_thinking(config: Any, model: str) -> None:
+    """thinkingConfig: a budget (Gemini 2.5's ranges) or a level (Gemini 3), not both."""
+    if config is None:
+        return
+    _unknown(config, {"thinkingBudget", "thinkingLevel", "includeThoughts"}, "thinking_config")
+    budget, level = config.get("thinkingBudget"), config.get("thinkingLevel")
+    where = "* GenerateContentRequest.generation_config.thinking_config"
+    if budget is not None and level is not None:
+        raise _Invalid(f"{where}: thinking_budget and thinking_level are mutually exclusive\n")
+    if level is not None and not model.startswith("gemini-3"):
+        raise _Invalid(f"{where}.thinking_level: not supported by this model\n")
+    if level is not None and level.lower() not in ("minimal", "low", "medium", "high"):
+        raise _Invalid(f"{where}.thinking_level: invalid value {level!r}\n")
+    ranges = {"gemini-2.5-pro": (128, 32768), "gemini-2.5-flash-lite": (512, 24576)}
+    low, high = next((r for p, r in ranges.items() if model.startswith(p)), (1, 24576))
+    if budget is not None and budget not in (0, -1) and not low <= budget <= high:
+        raise _Invalid(f"{where}.thinking_budget: must be in [{low}, {high}]\n")
+    if budget == 0 and model.startswith("gemini-2.5-pro"):
+        raise _Invalid("Budget 0 is invalid. This model only works in thinking mode.")
+
+
+def _validate_generation(config: Any, model: str) -> None:
     if config is None:
         return
     _unknown(config, _GENERATION, "generation_config")
@@ -471,6 +493,7 @@ def _validate_generation(config: Any) -> None:
         raise _Invalid(
             "* GenerateContentRequest.generation_config.candidate_count: must be in [1, 8]\n"
         )
+    _validate_thinking(config.get("thinkingConfig"), model)
     if len(config.get("stopSequences") or []) > 5:
         raise _Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5\n")
     if "responseSchema" in config and "responseJsonSchema" in config:

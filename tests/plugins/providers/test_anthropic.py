@@ -267,6 +267,21 @@ async def test_thinking_is_surfaced_and_can_be_sent_back(engine, fake):
     assert reasoning == "The user said think."
 
 
+async def test_reasoning_effort_becomes_a_thinking_budget(engine, fake):
+    asked = ask("think hard", reasoning_effort="medium", max_tokens=500, temperature=0.2)
+    response = await engine.chat(asked)
+    assert sent(fake)["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    assert sent(fake)["max_tokens"] == 8692 and "temperature" not in sent(fake)
+    message = response.choices[0].message
+    assert message.content == "echo: think hard" and response.choices[0].finish_reason == "stop"
+    assert message.reasoning_content == "The user said think hard."
+
+    chunks, text, _, finish = await collect(engine.stream(asked))  # thinking_delta events
+    assert text == "echo: think hard" and finish == "stop" and sent(fake)["thinking"]
+    extras = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    assert "".join(e.get("reasoning_content", "") for e in extras) == message.reasoning_content
+
+
 @pytest.mark.parametrize(
     ("extra", "finish", "content"),
     [

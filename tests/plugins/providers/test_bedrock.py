@@ -650,3 +650,18 @@ def test_stream_events_rebuild_the_same_message_as_converse(blocks):
         for c in message.get("tool_calls") or []
     ]
     assert state.finished and chunks[-1]["usage"] == expected["usage"]
+
+
+async def test_reasoning_effort_becomes_claude_thinking(engine, fake):
+    model = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    asked = user("think", model=f"br/{model}", reasoning_effort="high", temperature=0.3)
+    response = await engine().chat(asked)
+    sent = fake.requests[-1].body
+    assert sent["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 16_384}
+    }
+    assert (
+        sent["inferenceConfig"]["maxTokens"] > 16_384
+        and "temperature" not in sent["inferenceConfig"]
+    )
+    assert response.choices[0].message.content == "echo: think"

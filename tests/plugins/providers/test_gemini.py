@@ -446,3 +446,12 @@ async def test_a_bad_request_is_not_retried_elsewhere(make_engine, fake, fake_op
         await engine.chat(body("gemini-first", "x"))
     assert info.value.status_code == 400
     assert fake_openai.requests == []
+
+
+async def test_reasoning_effort_becomes_a_thinking_budget(make_engine, fake, fake_openai):
+    engine = engine_for(make_engine, fake, fake_openai)
+    response = await engine.chat(body("gemini-first", "think", reasoning_effort="low"))
+    config = fake.requests[-1].body["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 2048, "includeThoughts": True}
+    assert response.choices[0].message.content == "echo: think"
+    assert response.extra_fields.provider == "gemini"
