@@ -61,7 +61,8 @@ class Guardrail:
         self.options = options
 
     def scan(self, text: str) -> list[Finding]:
-        """Spans of ``text`` (one message's text) that violate the guardrail."""
+        """Spans of ``text`` that violate the guardrail: one message's content, or
+        one tool call's arguments (JSON text) or function name."""
         return []
 
     def check_request(self, request: ChatRequest) -> str | None:

@@ -24,14 +24,18 @@ window can start leaking before it is complete; whole-output checks
 (``json_schema``) run at the end, when the text has gone out, so their
 failure ends the stream with an error event. Held text goes out with the
 chunk that carries the choice's ``finish_reason``.
+
+Tool calls are scanned like text: the arguments (and names) of the calls in
+a response and in the request's assistant history, the results in ``tool``
+messages, and streamed arguments, held back per call like streamed text.
+Redacting arguments keeps their JSON valid (``arguments.py``); a finding a
+placeholder cannot replace safely (a function name, or one spanning JSON
+structure) is blocked instead. Names are not held back on streams.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
-
-import structlog
 
 from engine import (
     ChatChunk,
@@ -41,18 +45,31 @@ from engine import (
     Finding,
     ProviderError,
     RequestContext,
-    TurnoutError,
     hookimpl,
 )
 from engine.guardrail import CompiledGuardrail
 from engine.hookspecs import RegisterGuardrail
-from engine.metrics import GUARDRAIL_ACTIONS
+from engine.schema import ChunkChoice
 
+from .acting import (
+    Held,
+    Place,
+    Redact,
+    State,
+    blocked,
+    call_place,
+    failed,
+    report,
+    scan_text,
+    state_of,
+    text_place,
+    unredactable,
+)
+from .arguments import redact_arguments
 from .deny import Deny
 from .json_schema import JsonSchema
 from .limits import Limits
 from .pii import Pii
-from .redact import Redactor, without_overlaps
 from .secrets import Secrets
 
 __all__ = [
@@ -63,14 +80,8 @@ __all__ = [
     "turnout_stream_chunk",
 ]
 
-log = structlog.get_logger("turnout.guardrails")
-
 HOLD_BACK = 64
 """Characters of streamed output held back for output guardrails."""
-
-SCRATCH = "plugins.guardrails"
-REPORT = "guardrail"
-"""``ctx.scratch["guardrail"]``: what guardrails did to this request (a list)."""
 
 BUILT_INS = {
     "pii": Pii,
@@ -87,119 +98,41 @@ def turnout_register_guardrails(register: RegisterGuardrail) -> None:
         register(name, cls)
 
 
-# -- acting on findings --------------------------------------------------------
+def _arguments_redactor(ctx: RequestContext) -> Redact:
+    placeholder = state_of(ctx).redactor.placeholder
+
+    def redact(text: str, findings: list[Finding]) -> tuple[str, list[Finding]]:
+        return redact_arguments(text, findings, placeholder)
+
+    return redact
 
 
-def _count(ctx: RequestContext, rail: CompiledGuardrail, direction: str, action: str) -> None:
-    key = (ctx.route.name, rail.name, direction, action)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = GUARDRAIL_ACTIONS.labels(*key)
-    child.inc()
-
-
-_children: dict[tuple[str, str, str, str], Any] = {}
-
-
-def _report(
-    ctx: RequestContext, rail: CompiledGuardrail, direction: str, action: str, what: list[str]
-) -> None:
-    entry = {"guardrail": rail.name, "on": direction, "action": action, "found": what}
-    ctx.scratch.setdefault(REPORT, []).append(entry)
-    _count(ctx, rail, direction, action)
-    if action in ("log", "retry", "fallback"):
-        log.warning(
-            "guardrail finding",
-            request_id=ctx.request_id,
-            route=ctx.route.name,
-            **entry,
-        )
-
-
-def _blocked(rail: CompiledGuardrail, direction: str, what: str) -> TurnoutError:
-    subject = "request" if direction == "input" else "response"
-    return TurnoutError(
-        f"the {subject} was blocked by guardrail {rail.name!r}: {what}",
-        status_code=400,
-        code="guardrail_blocked",
-        param="messages" if direction == "input" else None,
-    )
-
-
-def _failed(
-    ctx: RequestContext, rail: CompiledGuardrail, direction: str, exc: Exception
-) -> TurnoutError:
-    log.error(
-        "guardrail raised",
-        request_id=ctx.request_id,
-        route=ctx.route.name,
-        guardrail=rail.name,
-        exc_info=exc,
-    )
-    _count(ctx, rail, direction, "error")
-    return TurnoutError(
-        f"guardrail {rail.name!r} failed ({type(exc).__name__}), so the request was refused: "
-        "guardrails fail closed",
-        status_code=500,
-        type="api_error",
-        code="guardrail_error",
-    )
-
-
-def _kinds(findings: list[Finding]) -> list[str]:
-    return sorted({f.kind for f in findings})
-
-
-@dataclass(slots=True)
-class _State:
-    redactor: Redactor = field(default_factory=Redactor)
-    held: dict[int, _Held] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Held:
-    pending: str = ""
-    parts: list[str] = field(default_factory=list)
-
-
-def _state(ctx: RequestContext) -> _State:
-    state = ctx.scratch.get(SCRATCH)
-    if state is None:
-        state = ctx.scratch[SCRATCH] = _State()
-    return state  # type: ignore[no-any-return]
-
-
-def _scan_text(
+def _scan_calls(
     ctx: RequestContext,
     rails: list[CompiledGuardrail],
-    text: str,
+    calls: list[dict[str, Any]],
     direction: str,
-    findings_of: dict[str, list[Finding]] | None = None,
-) -> str:
-    """Run text guardrails over ``text``; block, or return it redacted as configured."""
-    redact: list[Finding] = []
-    for rail in rails:
-        if findings_of is not None:
-            found = findings_of.get(rail.name, [])
-        else:
-            try:
-                found = rail.guardrail.scan(text)
-            except Exception as exc:
-                raise _failed(ctx, rail, direction, exc) from exc
-        if not found:
+    path: str,
+) -> list[dict[str, Any]] | None:
+    """Scan the names and arguments of complete tool calls; the calls redacted, or None."""
+    changed: list[dict[str, Any]] | None = None
+    for k, call in enumerate(calls):
+        function = call.get("function")
+        if not isinstance(function, dict):
             continue
-        kinds = _kinds(found)
-        if rail.action == "block":
-            _report(ctx, rail, direction, "block", kinds)
-            raise _blocked(rail, direction, f"found {', '.join(kinds)}")
-        if rail.action == "redact":
-            _report(ctx, rail, direction, "redact", kinds)
-            redact += found
-        else:
-            _report(ctx, rail, direction, "log", kinds)
-    if not redact:
-        return text
-    return _state(ctx).redactor.redact(text, without_overlaps(redact))
+        name, arguments = function.get("name"), function.get("arguments")
+        here = f"{path}.tool_calls[{k}].function"
+        if isinstance(name, str) and name:
+            place = call_place(f"{here}.name", call, name)
+            scan_text(ctx, rails, name, direction, place, redact=unredactable)
+        if isinstance(arguments, str) and arguments:
+            place = call_place(f"{here}.arguments", call, name)
+            redact = _arguments_redactor(ctx)
+            out = scan_text(ctx, rails, arguments, direction, place, redact=redact)
+            if out is not arguments:
+                changed = changed or list(calls)
+                changed[k] = {**call, "function": {**function, "arguments": out}}
+    return changed
 
 
 # -- input ---------------------------------------------------------------------
@@ -215,32 +148,45 @@ def turnout_pre_request(ctx: RequestContext) -> None:
         try:
             violation = rail.guardrail.check_request(request)
         except Exception as exc:
-            raise _failed(ctx, rail, "input", exc) from exc
+            raise failed(ctx, rail, "input", exc) from exc
         if violation is not None:
-            _report(ctx, rail, "input", "block" if rail.action == "block" else "log", [violation])
+            report(ctx, rail, "input", "block" if rail.action == "block" else "log", [violation])
             if rail.action == "block":
-                raise _blocked(rail, "input", violation)
+                raise blocked(rail, "input", violation)
     changed = False
     messages = []
-    for message in request.messages:
+    for i, message in enumerate(request.messages):
         content = message.content
-        new: Any = content
+        about = f"result of call {message.tool_call_id}" if message.tool_call_id else ""
+        update: dict[str, Any] = {}
         if isinstance(content, str):
-            new = _scan_text(ctx, rails, content, "input")
+            place = (
+                Place(f"messages[{i}].content", about)
+                if about
+                else text_place("messages", i, "content")
+            )
+            new = scan_text(ctx, rails, content, "input", place)
+            if new is not content:
+                update["content"] = new
         elif content:
             parts = []
-            for part in content:
+            for j, part in enumerate(content):
                 text = part.get("text")
                 if isinstance(text, str):
-                    redacted = _scan_text(ctx, rails, text, "input")
+                    place = Place(f"messages[{i}].content[{j}].text", about)
+                    redacted = scan_text(ctx, rails, text, "input", place)
                     if redacted is not text:
                         part = {**part, "text": redacted}
                 parts.append(part)
             if any(p is not q for p, q in zip(parts, content, strict=True)):
-                new = parts
-        if new is not content:
+                update["content"] = parts
+        if message.tool_calls:
+            calls = _scan_calls(ctx, rails, message.tool_calls, "input", f"messages[{i}]")
+            if calls is not None:
+                update["tool_calls"] = calls
+        if update:
             changed = True
-            message = message.model_copy(update={"content": new})
+            message = message.model_copy(update=update)
         messages.append(message)
     if changed:
         ctx.request = request.model_copy(update={"messages": messages})
@@ -257,22 +203,22 @@ def _check_output(
         try:
             violation = rail.guardrail.check_output(text, request)
         except Exception as exc:
-            raise _failed(ctx, rail, "output", exc) from exc
+            raise failed(ctx, rail, "output", exc) from exc
         if violation is None:
             continue
         action = rail.action
         if action == "log":
-            _report(ctx, rail, "output", "log", [violation])
+            report(ctx, rail, "output", "log", [violation])
             continue
         if action in ("retry", "fallback") and not stream:
-            _report(ctx, rail, "output", action, [violation])
+            report(ctx, rail, "output", action, [violation])
             raise ProviderError(
                 FailureClass.SERVER_ERROR if action == "retry" else FailureClass.CONTENT_FILTER,
                 f"guardrail {rail.name!r}: {violation}",
                 code="guardrail_rejected_output",
             )
-        _report(ctx, rail, "output", "block", [violation])
-        raise _blocked(rail, "output", violation)
+        report(ctx, rail, "output", "block", [violation])
+        raise blocked(rail, "output", violation)
 
 
 @hookimpl(tryfirst=True)
@@ -282,18 +228,31 @@ def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatRe
         return None
     changed = False
     for choice in response.choices:
-        text = choice.message.content
-        if not text:
-            continue
-        _check_output(ctx, rails, text, stream=False)
-        redacted = _scan_text(ctx, rails, text, "output")
-        if redacted is not text:
-            choice.message.content = redacted
-            changed = True
+        message = choice.message
+        text = message.content
+        if text:
+            _check_output(ctx, rails, text, stream=False)
+            place = text_place("choices", choice.index, "message.content")
+            redacted = scan_text(ctx, rails, text, "output", place)
+            if redacted is not text:
+                message.content = redacted
+                changed = True
+        if message.tool_calls:
+            path = f"choices[{choice.index}].message"
+            calls = _scan_calls(ctx, rails, message.tool_calls, "output", path)
+            if calls is not None:
+                message.tool_calls = calls
+                changed = True
     return response if changed else None
 
 
-def _release(ctx: RequestContext, rails: list[CompiledGuardrail], held: _Held, final: bool) -> str:
+def _release(
+    ctx: RequestContext,
+    rails: list[CompiledGuardrail],
+    held: Held,
+    final: bool,
+    arguments: bool = False,
+) -> str:
     """The part of ``held.pending`` that may go out now, guardrails applied."""
     pending = held.pending
     findings_of: dict[str, list[Finding]] = {}
@@ -302,7 +261,7 @@ def _release(ctx: RequestContext, rails: list[CompiledGuardrail], held: _Held, f
         try:
             found = rail.guardrail.scan(pending)
         except Exception as exc:
-            raise _failed(ctx, rail, "output", exc) from exc
+            raise failed(ctx, rail, "output", exc) from exc
         findings_of[rail.name] = found
         spans += found
     if final:
@@ -324,7 +283,62 @@ def _release(ctx: RequestContext, rails: list[CompiledGuardrail], held: _Held, f
     head_findings = {
         name: [f for f in found if f.end <= cut] for name, found in findings_of.items()
     }
-    return _scan_text(ctx, rails, head, "output", head_findings)
+    redact = None
+    if arguments:
+        # what went out before ``head`` says where its string literals are
+        sent = "".join(held.parts)
+        sent = sent[: len(sent) - len(pending)]
+        placeholder = state_of(ctx).redactor.placeholder
+
+        def redact(text: str, findings: list[Finding]) -> tuple[str, list[Finding]]:
+            return redact_arguments(
+                sent + text, findings, placeholder, start=len(sent), complete=final
+            )
+
+    return scan_text(ctx, rails, head, "output", held.place, head_findings, redact)
+
+
+def _stream_calls(
+    ctx: RequestContext,
+    rails: list[CompiledGuardrail],
+    state: State,
+    choice: ChunkChoice,
+    final: bool,
+) -> None:
+    """Hold back and scan the tool-call arguments of one choice's delta, like its text."""
+    delta = choice.delta
+    seen = set()
+    for call in delta.tool_calls or ():
+        k = int(call.get("index", 0))
+        seen.add(k)
+        function = call.get("function")
+        if not isinstance(function, dict):
+            continue
+        name, arguments = function.get("name"), function.get("arguments")
+        here = f"choices[{choice.index}].delta.tool_calls[{k}].function"
+        held = state.calls.get((choice.index, k))
+        if held is None:
+            place = call_place(f"{here}.arguments", call, name)
+            held = state.calls[(choice.index, k)] = Held(place)
+        if isinstance(name, str) and name:
+            # not held back: clients expect the name with a call's first delta
+            held.name += name
+            place = Place(f"{here}.name", held.place.about)
+            scan_text(ctx, rails, held.name, "output", place, redact=unredactable)
+        if isinstance(arguments, str) and arguments:
+            held.pending += arguments
+            held.parts.append(arguments)
+        out = _release(ctx, rails, held, final, arguments=True)
+        if arguments is not None or out:
+            call["function"] = {**function, "arguments": out}
+    if not final:
+        return
+    for (i, k), held in state.calls.items():
+        if i == choice.index and k not in seen and held.pending:
+            out = _release(ctx, rails, held, final, arguments=True)
+            if out:
+                tail = {"index": k, "function": {"arguments": out}}
+                delta.tool_calls = [*(delta.tool_calls or ()), tail]
 
 
 @hookimpl(tryfirst=True)
@@ -332,11 +346,12 @@ def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | N
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails or not chunk.choices:
         return None
-    state = _state(ctx)
+    state = state_of(ctx)
     for choice in chunk.choices:
         held = state.held.get(choice.index)
         if held is None:
-            held = state.held[choice.index] = _Held()
+            place = text_place("choices", choice.index, "delta.content")
+            held = state.held[choice.index] = Held(place)
         delta = choice.delta
         if delta.content:
             held.pending += delta.content
@@ -345,6 +360,8 @@ def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | N
         out = _release(ctx, rails, held, final)
         if delta.content is not None or out:
             delta.content = out
+        if delta.tool_calls or (final and state.calls):
+            _stream_calls(ctx, rails, state, choice, final)
         if final:
             _check_output(ctx, rails, "".join(held.parts), stream=True)
     return chunk

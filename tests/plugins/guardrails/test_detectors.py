@@ -1,13 +1,18 @@
-"""The built-in detectors on their own: what they find, and what they leave alone."""
+"""The built-in detectors on their own: what they find, and what they leave alone;
+and redacting what they find inside tool-call arguments."""
 
 from __future__ import annotations
 
+import json
 import random
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import Finding
+from plugins.guardrails.arguments import redact_arguments
 from plugins.guardrails.pii import Pii, PiiOptions, iban_valid, luhn_valid
+from plugins.guardrails.redact import Redactor, without_overlaps
 from plugins.guardrails.secrets import Secrets
 
 PII = Pii()
@@ -105,3 +110,69 @@ def test_the_aws_secret_is_found_by_its_label_and_only_the_value_is_reported() -
     [found] = SECRETS.scan(text)
     assert text[found.start : found.end] == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     assert SECRETS.scan("a sha1 like 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12 is fine") == []
+
+
+PLANTED = [
+    "sk-proj-" + "Ab3dE" * 10,
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_" + "a1B2c3D4e5" * 4,
+    "https://hooks.slack.com/services/T000/B000/" + "x" * 24,
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+    "jane.doe@example.com",
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *strings(v)]]
+    if isinstance(value, list):
+        return [s for item in value for s in strings(item)]
+    return []
+
+
+@given(
+    st.dictionaries(st.text(), json_values, max_size=4),
+    st.sampled_from(PLANTED),
+    st.sampled_from(["value", "key", "nested"]),
+    st.text(),
+    st.text(),
+    st.sampled_from([{}, {"ensure_ascii": False}, {"indent": 2}, {"separators": (",", ":")}]),
+)
+def test_redacted_tool_call_arguments_still_parse_and_hold_no_secret(
+    value: dict[str, object], secret: str, where: str, before: str, after: str, dumps: dict
+) -> None:
+    planted = f"{before} {secret} {after}"
+    if where == "value":
+        value = {**value, "planted": planted}
+    elif where == "key":
+        value = {**value, planted: 1}
+    else:
+        value = {**value, "nested": [{"deeper": [planted]}]}
+    arguments = json.dumps(value, **dumps)
+    findings = without_overlaps([*SECRETS.scan(arguments), *PII.scan(arguments)])
+    redacted, unsafe = redact_arguments(arguments, findings, Redactor().placeholder)
+    assert unsafe == []
+    assert not any(secret in s for s in strings(json.loads(redacted)))
+
+
+def test_a_card_written_as_a_number_becomes_a_string() -> None:
+    arguments = '{"card": 4111111111111111, "n": 4}'
+    findings = PII.scan(arguments)
+    redacted, unsafe = redact_arguments(arguments, findings, Redactor().placeholder)
+    assert (json.loads(redacted), unsafe) == ({"card": "[CREDIT_CARD_1]", "n": 4}, [])
+
+
+def test_a_redaction_grows_to_whole_escape_sequences() -> None:
+    arguments = json.dumps({"k": "\u00e9-abc"})  # written as \\u00e9
+    escape = arguments.index("\\u00e9")
+    finding = Finding("X", escape + 3, arguments.index("-abc") + 2)  # from inside the escape
+    redacted, unsafe = redact_arguments(arguments, [finding], Redactor().placeholder)
+    assert (json.loads(redacted), unsafe) == ({"k": "[X_1]bc"}, [])

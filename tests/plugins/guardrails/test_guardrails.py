@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from engine import Guardrail, PolicyError, TurnoutError, hookimpl
+from engine import ChatChunk, ChatResponse, Guardrail, PolicyError, TurnoutError, hookimpl
 from engine.metrics import GUARDRAIL_ACTIONS
+from engine.provider import Provider, ProviderCall
 from tests.conftest import user
 
 CARD = "4111 1111 1111 1111"
@@ -125,8 +129,20 @@ async def test_log_only_lets_the_request_through_and_reports_it(engine) -> None:
     assert response.choices[0].message.content == "mail a@b.io"
     assert seen == [
         [
-            {"guardrail": "pii", "on": "input", "action": "log", "found": ["EMAIL"]},
-            {"guardrail": "pii", "on": "output", "action": "log", "found": ["EMAIL"]},
+            {
+                "guardrail": "pii",
+                "on": "input",
+                "action": "log",
+                "found": ["EMAIL"],
+                "where": "messages[0].content",
+            },
+            {
+                "guardrail": "pii",
+                "on": "output",
+                "action": "log",
+                "found": ["EMAIL"],
+                "where": "choices[0].message.content",
+            },
         ]
     ]
 
@@ -202,3 +218,195 @@ def test_guardrail_mistakes_name_their_line(make_engine) -> None:
     assert "routes.yaml:8:" in text and "guardrail 'limits' cannot redact" in text
     assert "routes.yaml:9:" in text and "invalid regex '(unclosed'" in text
     assert "routes.yaml:10:" in text and "kinds" in text
+
+
+# -- tool calls ------------------------------------------------------------------
+
+TOKEN = "ghp_" + "a1B2c3D4e5" * 4
+"""A GitHub token shape the ``secrets`` guardrail blocks."""
+
+
+class ToolCallerOptions(BaseModel):
+    calls: list[dict[str, Any]]
+    piece: int = 5
+
+
+class ToolCaller(Provider):
+    """Answers with ``options.calls`` as tool calls; a stream sends the arguments
+    ``piece`` characters a chunk, so findings straddle chunk boundaries."""
+
+    Options = ToolCallerOptions
+    free = True
+
+    def _calls(self) -> list[dict[str, Any]]:
+        return [
+            {"id": f"call_{k}", "type": "function", "function": dict(call)}
+            for k, call in enumerate(self.settings.options.calls)
+        ]
+
+    async def chat(self, call: ProviderCall) -> ChatResponse:
+        message = {"role": "assistant", "content": None, "tool_calls": self._calls()}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return ChatResponse.model_validate({"id": "t", "model": call.model, "choices": [choice]})
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return ChatChunk.model_validate({"id": "t", "model": call.model, "choices": [choice]})
+
+        yield chunk({"role": "assistant"})
+        piece = self.settings.options.piece
+        for k, tool_call in enumerate(self._calls()):
+            arguments = tool_call["function"]["arguments"]
+            first = {
+                **tool_call,
+                "index": k,
+                "function": {**tool_call["function"], "arguments": ""},
+            }
+            yield chunk({"tool_calls": [first]})
+            for i in range(0, len(arguments), piece):
+                fragment = {"index": k, "function": {"arguments": arguments[i : i + piece]}}
+                yield chunk({"tool_calls": [fragment]})
+        yield chunk({}, finish="tool_calls")
+
+
+class ToolCallerPlugin:
+    @hookimpl
+    def turnout_register_providers(self, register):
+        register("tool_caller", ToolCaller)
+
+
+def tool_engine(make_engine, guardrails: str, *calls: tuple[str, Any]):
+    """An engine whose route ``t`` answers with the tool calls ``(name, arguments)``."""
+    options = {
+        "calls": [
+            {"name": name, "arguments": a if isinstance(a, str) else json.dumps(a)}
+            for name, a in calls
+        ]
+    }
+    return make_engine(
+        f"""
+        providers: {{tools: {{type: tool_caller, options: {json.dumps(options)}}}}}
+        routes: [{{name: t, match: {{model: t}}, targets: [tools/m], guardrails: {guardrails}}}]
+        """,
+        plugins=[ToolCallerPlugin()],
+    )
+
+
+async def streamed_calls(engine, request) -> tuple[dict[int, str], TurnoutError | None]:
+    """The arguments a stream sent per tool call, and the error that ended it, if any."""
+    sent: dict[int, str] = {}
+    try:
+        async for chunk in engine.stream(request):
+            for choice in chunk.choices:
+                for call in choice.delta.tool_calls or ():
+                    fragment = call.get("function", {}).get("arguments") or ""
+                    sent[call["index"]] = sent.get(call["index"], "") + fragment
+    except TurnoutError as error:
+        return sent, error
+    return sent, None
+
+
+async def test_a_secret_in_tool_call_arguments_blocks_the_response(make_engine) -> None:
+    engine = tool_engine(make_engine, "[secrets]", ("deploy", {"token": TOKEN}))
+    with pytest.raises(TurnoutError) as caught:
+        await engine.chat(user("go", model="t"))
+    error = caught.value
+    assert error.status_code == 400 and error.code == "guardrail_blocked"
+    assert "GITHUB_TOKEN in choices[0].message.tool_calls[0].function.arguments" in error.message
+    assert "(call call_0, function deploy)" in error.message
+    assert TOKEN not in error.message
+
+
+async def test_personal_data_in_tool_call_arguments_is_redacted_as_valid_json(
+    make_engine,
+) -> None:
+    arguments = {"to": "bob@example.com", "card": 4111111111111111, "note": "mail bob@example.com"}
+    engine = tool_engine(make_engine, "[pii]", ("send", arguments), ("noop", "{}"))
+    response = await engine.chat(user("write to bob@example.com", model="t"))
+    [call, noop] = response.choices[0].message.tool_calls
+    assert json.loads(call["function"]["arguments"]) == {
+        "to": "[EMAIL_1]",  # the same placeholder as in the input
+        "card": "[CREDIT_CARD_1]",
+        "note": "mail [EMAIL_1]",
+    }
+    assert call["function"]["name"] == "send" and call["id"] == "call_0"
+    assert noop["function"]["arguments"] == "{}"
+
+
+async def test_a_secret_split_across_streamed_argument_chunks_never_leaves(make_engine) -> None:
+    arguments = {"repo": "turnout", "token": TOKEN, "ref": "main"}
+    engine = tool_engine(make_engine, "[secrets]", ("deploy", arguments))
+    sent, error = await streamed_calls(engine, user("go", model="t", stream=True))
+    assert error is not None and error.code == "guardrail_blocked"
+    assert "choices[0].delta.tool_calls[0].function.arguments" in error.message
+    assert "ghp_" not in sent.get(0, "")
+
+
+async def test_streamed_arguments_are_redacted_and_still_parse(make_engine) -> None:
+    padding = "x" * 100  # long enough that the start goes out before the end
+    arguments = {"to": "bob@example.com", "body": f"{padding} call +1 415-555-0132 {padding}"}
+    engine = tool_engine(make_engine, "[pii]", ("send", arguments), ("noop", {"to": "a@b.io"}))
+    sent, error = await streamed_calls(engine, user("go", model="t", stream=True))
+    assert error is None
+    assert json.loads(sent[0]) == {"to": "[EMAIL_1]", "body": f"{padding} call [PHONE_1] {padding}"}
+    assert json.loads(sent[1]) == {"to": "[EMAIL_2]"}
+
+
+async def test_a_finding_a_placeholder_cannot_replace_blocks_instead(make_engine) -> None:
+    # a pattern over a key and its value: no placeholder keeps the JSON an object
+    deny = """[{type: deny, action: redact, patterns: ['"password": "[^"]*"']}]"""
+    engine = tool_engine(make_engine, deny, ("login", {"password": "hunter2"}))
+    with pytest.raises(TurnoutError, match="where a placeholder would break the tool call"):
+        await engine.chat(user("go", model="t"))
+    # nor can a function name be renamed
+    named = tool_engine(
+        make_engine, "[{type: deny, keywords: [rm-rf], action: redact}]", ("rm-rf", "{}")
+    )
+    with pytest.raises(TurnoutError, match=r"tool_calls\[0\]\.function\.name"):
+        await named.chat(user("go", model="t"))
+    _, error = await streamed_calls(named, user("go", model="t", stream=True))
+    assert error is not None and "function.name" in error.message
+
+
+def history(arguments: str, result: str) -> dict[str, Any]:
+    """A request whose history holds a tool call and its result."""
+    call = {
+        "id": "call_9",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": arguments},
+    }
+    return {
+        "model": "r",
+        "messages": [
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_9", "content": result},
+            {"role": "user", "content": "thanks"},
+        ],
+    }
+
+
+async def test_tool_calls_and_results_in_the_request_history_are_scanned(engine) -> None:
+    with pytest.raises(TurnoutError) as caught:
+        await engine.chat(history(json.dumps({"key": TOKEN}), "ok"))
+    assert "messages[1].tool_calls[0].function.arguments" in caught.value.message
+    assert "(call call_9, function lookup)" in caught.value.message
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
+    with pytest.raises(TurnoutError) as caught:
+        await engine.chat(history("{}", f"found {TOKEN}"))
+    assert "messages[2].content (result of call call_9)" in caught.value.message
+
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def turnout_request_finished(self, ctx):
+            seen.append(ctx.request)
+
+    engine.plugin_manager.register(Observer())
+    await engine.chat(history(json.dumps({"email": "a@b.io"}), "a@b.io is on file"))
+    [request] = seen
+    arguments = request.messages[1].tool_calls[0]["function"]["arguments"]
+    assert json.loads(arguments) == {"email": "[EMAIL_1]"}
+    assert request.messages[2].content == "[EMAIL_1] is on file"

@@ -1,0 +1,229 @@
+"""Acting on what guardrails found: block, redact or log, and say where.
+
+Every action is reported in ``ctx.scratch["guardrail"]`` (the request log
+shows it) with the place it was found (``messages[2].tool_calls[0].function.arguments
+(call call_1, function send_email)``), counted in ``turnout_guardrail_actions``,
+and a block names that place in its error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import structlog
+
+from engine import Finding, RequestContext, TurnoutError
+from engine.guardrail import CompiledGuardrail
+from engine.metrics import GUARDRAIL_ACTIONS
+
+from .redact import Redactor, without_overlaps
+
+__all__ = [
+    "REPORT",
+    "Held",
+    "Place",
+    "Redact",
+    "State",
+    "blocked",
+    "call_place",
+    "failed",
+    "report",
+    "scan_text",
+    "state_of",
+    "text_place",
+    "unredactable",
+]
+
+log = structlog.get_logger("turnout.guardrails")
+
+SCRATCH = "plugins.guardrails"
+REPORT = "guardrail"
+"""``ctx.scratch["guardrail"]``: what guardrails did to this request (a list)."""
+
+
+def count(ctx: RequestContext, rail: CompiledGuardrail, direction: str, action: str) -> None:
+    key = (ctx.route.name, rail.name, direction, action)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = GUARDRAIL_ACTIONS.labels(*key)
+    child.inc()
+
+
+_children: dict[tuple[str, str, str, str], Any] = {}
+
+
+def report(
+    ctx: RequestContext,
+    rail: CompiledGuardrail,
+    direction: str,
+    action: str,
+    what: list[str],
+    where: str | None = None,
+) -> None:
+    entry: dict[str, Any] = {
+        "guardrail": rail.name,
+        "on": direction,
+        "action": action,
+        "found": what,
+    }
+    if where is not None:
+        entry["where"] = where
+    ctx.scratch.setdefault(REPORT, []).append(entry)
+    count(ctx, rail, direction, action)
+    if action in ("log", "retry", "fallback"):
+        log.warning(
+            "guardrail finding",
+            request_id=ctx.request_id,
+            route=ctx.route.name,
+            **entry,
+        )
+
+
+def blocked(
+    rail: CompiledGuardrail, direction: str, what: str, where: Place | None = None, why: str = ""
+) -> TurnoutError:
+    subject = "request" if direction == "input" else "response"
+    param = None
+    if where is not None:
+        what = f"{what} in {where}{why}"
+        param = where.path if direction == "input" else None
+    elif direction == "input":
+        param = "messages"
+    return TurnoutError(
+        f"the {subject} was blocked by guardrail {rail.name!r}: {what}",
+        status_code=400,
+        code="guardrail_blocked",
+        param=param,
+    )
+
+
+def failed(
+    ctx: RequestContext, rail: CompiledGuardrail, direction: str, exc: Exception
+) -> TurnoutError:
+    log.error(
+        "guardrail raised",
+        request_id=ctx.request_id,
+        route=ctx.route.name,
+        guardrail=rail.name,
+        exc_info=exc,
+    )
+    count(ctx, rail, direction, "error")
+    return TurnoutError(
+        f"guardrail {rail.name!r} failed ({type(exc).__name__}), so the request was refused: "
+        "guardrails fail closed",
+        status_code=500,
+        type="api_error",
+        code="guardrail_error",
+    )
+
+
+def kinds_of(findings: list[Finding]) -> list[str]:
+    return sorted({f.kind for f in findings})
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a finding was: a path in the request or response, and what is there."""
+
+    path: str
+    about: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.about})" if self.about else self.path
+
+
+@lru_cache(maxsize=512)
+def text_place(where: str, index: int, what: str) -> Place:
+    """``where[index].what``: built once, as every request scans its texts."""
+    return Place(f"{where}[{index}].{what}")
+
+
+def call_place(path: str, call: dict[str, Any], name: Any) -> Place:
+    about = [f"call {call['id']}"] if call.get("id") else []
+    if isinstance(name, str) and name:
+        about.append(f"function {name}")
+    return Place(path, ", ".join(about))
+
+
+Redact = Callable[[str, list[Finding]], tuple[str, list[Finding]]]
+"""``(text, findings) -> (redacted text, findings it could not redact)``."""
+
+
+def unredactable(text: str, findings: list[Finding]) -> tuple[str, list[Finding]]:
+    return text, findings
+
+
+@dataclass(slots=True)
+class Held:
+    place: Place
+    pending: str = ""
+    parts: list[str] = field(default_factory=list)
+    name: str = ""
+
+
+@dataclass(slots=True)
+class State:
+    redactor: Redactor = field(default_factory=Redactor)
+    held: dict[int, Held] = field(default_factory=dict)
+    calls: dict[tuple[int, int], Held] = field(default_factory=dict)
+
+
+def state_of(ctx: RequestContext) -> State:
+    state = ctx.scratch.get(SCRATCH)
+    if state is None:
+        state = ctx.scratch[SCRATCH] = State()
+    return state
+
+
+def scan_text(
+    ctx: RequestContext,
+    rails: list[CompiledGuardrail],
+    text: str,
+    direction: str,
+    place: Place,
+    findings_of: dict[str, list[Finding]] | None = None,
+    redact: Redact | None = None,
+) -> str:
+    """Run text guardrails over ``text``; block, or return it redacted as configured.
+
+    ``redact`` rewrites the findings where plain replacement is not safe (tool-call
+    arguments); a finding it cannot rewrite blocks instead.
+    """
+    redacting: list[tuple[CompiledGuardrail, list[Finding]]] = []
+    for rail in rails:
+        if findings_of is not None:
+            found = findings_of.get(rail.name, [])
+        else:
+            try:
+                found = rail.guardrail.scan(text)
+            except Exception as exc:
+                raise failed(ctx, rail, direction, exc) from exc
+        if not found:
+            continue
+        if rail.action == "block":
+            kinds = kinds_of(found)
+            report(ctx, rail, direction, "block", kinds, str(place))
+            raise blocked(rail, direction, f"found {', '.join(kinds)}", place)
+        if rail.action == "redact":
+            redacting.append((rail, found))
+        else:
+            report(ctx, rail, direction, "log", kinds_of(found), str(place))
+    if not redacting:
+        return text
+    spans = without_overlaps(f for _, found in redacting for f in found)
+    if redact is None:
+        out = state_of(ctx).redactor.redact(text, spans)
+    else:
+        out, unsafe = redact(text, spans)
+        if unsafe:
+            rail = next(r for r, found in redacting if any(f in found for f in unsafe))
+            kinds = kinds_of(unsafe)
+            report(ctx, rail, direction, "block", kinds, str(place))
+            why = ", where a placeholder would break the tool call"
+            raise blocked(rail, direction, f"found {', '.join(kinds)}", place, why)
+    for rail, found in redacting:
+        report(ctx, rail, direction, "redact", kinds_of(found), str(place))
+    return out
