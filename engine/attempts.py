@@ -90,6 +90,7 @@ class Attempts:
         self._index = 0
         self._tries = 0
         self._open: Attempt | None = None
+        self._calling: tuple[Attempt, float] | None = None  # the call in flight, and since when
         self.account = ctx.account
 
     def remaining(self) -> float | None:
@@ -151,6 +152,7 @@ class Attempts:
             return None
         self._tries += 1
         self.ctx.attempt = attempt
+        self._calling = (attempt, self.executor.clock())
         stats = self.executor.stats
         if stats is not None:
             stats.started(attempt.name)
@@ -167,13 +169,29 @@ class Attempts:
         return attempt, call
 
     def _settle(self, latency: float | None) -> None:
+        self._calling = None
         stats = self.executor.stats
         if self._open is not None and stats is not None:
             stats.finished(self._open.name, latency)
             self._open = None
 
     def abandon(self) -> None:
-        """The request ended (cancelled, or a hook refused it) with a call open."""
+        """The request ended; a call still in flight was cut short (the caller went
+        away, or the server is shutting down) and goes on the trail as cancelled,
+        so logs and metrics name the provider that was being called."""
+        calling, self._calling = self._calling, None
+        if calling is not None:
+            attempt, started = calling
+            self.ctx.trail.append(
+                AttemptRecord(
+                    provider=attempt.provider,
+                    model=attempt.model,
+                    outcome=FailureClass.CANCELLED.value,
+                    latency_ms=round((self.executor.clock() - started) * 1000, 3),
+                    message="cut short before the upstream answered",
+                    why=attempt.why(self.ctx.route),
+                )
+            )
         self._unopen()
 
     def _unopen(self) -> None:

@@ -201,9 +201,11 @@ async def test_cancelling_the_caller_cancels_the_upstream_call(make_engine) -> N
 
     class Observer:
         @hookimpl
-        def turnout_request_finished(self, outcome):
+        def turnout_request_finished(self, ctx, outcome):
             finished.append(outcome.status)
+            trails.append([(r.provider, r.model, r.outcome) for r in ctx.trail])
 
+    trails: list[list[tuple[str, str, str]]] = []
     engine = make_engine(
         """
         providers: {slow: {type: mock, options: {latency: 30s}}}
@@ -216,6 +218,8 @@ async def test_cancelling_the_caller_cancels_the_upstream_call(make_engine) -> N
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished == ["cancelled"]
+    # the call cut short is on the trail, so logs and metrics name its provider
+    assert trails == [[("slow", "x", "cancelled")]]
 
 
 def test_chat_sync_works_without_an_event_loop() -> None:

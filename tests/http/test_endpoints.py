@@ -141,8 +141,8 @@ def test_client_disconnect_cancels_a_plain_completion(
     gateway: RunningGateway, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="turnout.request")
-    # the abandoned attempt leaves no record, so no provider is named
-    labels = {"route": "upstream", "provider": "none", "model": "none", "status": "499"}
+    # the call cut short is on the trail as cancelled, so the provider is named
+    labels = {"route": "upstream", "provider": "fake", "model": "gpt-4o", "status": "499"}
     before = gateway.metric("turnout_requests_total", **labels)
     answered = {"endpoint": "/v1/chat/completions", "status": "499"}
     before_http = gateway.metric("turnout_http_responses_total", **answered)
@@ -170,6 +170,7 @@ def test_client_disconnect_cancels_a_plain_completion(
     ]
     assert len(logged) == 1
     assert logged[0]["status"] == "cancelled" and logged[0]["status_code"] == 499
+    assert logged[0]["attempts"] == ["fake/gpt-4o:cancelled"]
 
 
 def _watchers() -> list[asyncio.Task[object]]:
