@@ -109,9 +109,10 @@ def parse_document(
         raise PolicyError([_unmarked_problem(exc, text, file)]) from None
     reader = _Reader(os.environ if env is None else env)
     data = reader.convert(raw, ())
-    if raw is not None and hasattr(raw, "lc"):
-        reader.positions[()] = (raw.lc.line + 1, raw.lc.col + 1)
-    else:
+    lc = getattr(raw, "lc", None)
+    if lc is not None and lc.line is not None and lc.col is not None:
+        reader.positions[()] = (lc.line + 1, lc.col + 1)
+    else:  # a bare tagged scalar (``!0``) has an lc without a position
         reader.positions[()] = (1, 1)
     return Document(data, file, reader.positions, reader.missing_env)
 
