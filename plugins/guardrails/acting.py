@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from engine import Finding, RequestContext, TurnoutError
+from engine import ChatRequest, FailureClass, Finding, ProviderError, RequestContext, TurnoutError
 from engine.guardrail import CompiledGuardrail
 from engine.metrics import GUARDRAIL_ACTIONS
 
@@ -29,9 +29,11 @@ __all__ = [
     "State",
     "blocked",
     "call_place",
+    "check_output",
     "failed",
     "report",
     "scan_text",
+    "scan_thinking",
     "state_of",
     "text_place",
     "unredactable",
@@ -167,7 +169,10 @@ class Held:
 @dataclass(slots=True)
 class State:
     redactor: Redactor = field(default_factory=Redactor)
-    held: dict[int, Held] = field(default_factory=dict)
+    held: dict[tuple[int, str], Held] = field(default_factory=dict)
+    """Streamed text held back per choice and field (``content``, ``reasoning_content``, ...)."""
+    beyond_content: bool = False
+    """``held`` has a field other than ``content`` (most streams never do)."""
     calls: dict[tuple[int, int], Held] = field(default_factory=dict)
 
 
@@ -227,3 +232,58 @@ def scan_text(
     for rail, found in redacting:
         report(ctx, rail, direction, "redact", kinds_of(found), str(place))
     return out
+
+
+def check_output(
+    ctx: RequestContext, rails: list[CompiledGuardrail], text: str, stream: bool
+) -> None:
+    """Run whole-output checks (``check_output``) over one choice's complete content."""
+    request: ChatRequest = ctx.request
+    for rail in rails:
+        try:
+            violation = rail.guardrail.check_output(text, request)
+        except Exception as exc:
+            raise failed(ctx, rail, "output", exc) from exc
+        if violation is None:
+            continue
+        action = rail.action
+        if action == "log":
+            report(ctx, rail, "output", "log", [violation])
+            continue
+        if action in ("retry", "fallback") and not stream:
+            report(ctx, rail, "output", action, [violation])
+            raise ProviderError(
+                FailureClass.SERVER_ERROR if action == "retry" else FailureClass.CONTENT_FILTER,
+                f"guardrail {rail.name!r}: {violation}",
+                code="guardrail_rejected_output",
+            )
+        report(ctx, rail, "output", "block", [violation])
+        raise blocked(rail, "output", violation)
+
+
+def _dropped(text: str, findings: list[Finding]) -> tuple[str, list[Finding]]:
+    return "", []
+
+
+def scan_thinking(
+    ctx: RequestContext, rails: list[CompiledGuardrail], blocks: list[Any], path: str
+) -> list[Any] | None:
+    """Scan the text of signed thinking blocks (Anthropic's ``thinking_blocks``);
+    the blocks to keep, or None when all stay.
+
+    A block's signature covers its text, so no placeholder can go in it: a block
+    with a finding to redact is dropped instead (its text is also the message's
+    ``reasoning_content``, redacted there). A follow-up tool turn sent without
+    the block runs without thinking, as it does for any OpenAI client.
+    """
+    kept: list[Any] | None = None
+    for k, block in enumerate(blocks):
+        text = block.get("thinking") if isinstance(block, dict) else None
+        if isinstance(text, str) and text:
+            place = Place(f"{path}.thinking_blocks[{k}].thinking")
+            if scan_text(ctx, rails, text, "output", place, redact=_dropped) is not text:
+                kept = list(blocks[:k]) if kept is None else kept
+                continue
+        if kept is not None:
+            kept.append(block)
+    return kept

@@ -31,6 +31,13 @@ messages, and streamed arguments, held back per call like streamed text.
 Redacting arguments keeps their JSON valid (``arguments.py``); a finding a
 placeholder cannot replace safely (a function name, or one spanning JSON
 structure) is blocked instead. Names are not held back on streams.
+
+Output is more than ``content``: a response message's (or delta's)
+``reasoning_content`` / ``reasoning`` (the model's thinking) and ``refusal``
+are scanned and redacted like content, the legacy ``function_call`` like one
+tool call, and Anthropic's signed ``thinking_blocks`` too (``scan_thinking``:
+a block whose text would need redacting is dropped). On streams each of these
+has its own hold-back buffer per choice (``streaming.py``).
 """
 
 from __future__ import annotations
@@ -39,28 +46,24 @@ from typing import Any
 
 from engine import (
     ChatChunk,
-    ChatRequest,
     ChatResponse,
-    FailureClass,
     Finding,
-    ProviderError,
     RequestContext,
     hookimpl,
 )
 from engine.guardrail import CompiledGuardrail
 from engine.hookspecs import RegisterGuardrail
-from engine.schema import ChunkChoice
 
 from .acting import (
-    Held,
     Place,
     Redact,
-    State,
     blocked,
     call_place,
+    check_output,
     failed,
     report,
     scan_text,
+    scan_thinking,
     state_of,
     text_place,
     unredactable,
@@ -71,6 +74,7 @@ from .json_schema import JsonSchema
 from .limits import Limits
 from .pii import Pii
 from .secrets import Secrets
+from .streaming import HOLD_BACK, REASONING, stream_chunk
 
 __all__ = [
     "HOLD_BACK",
@@ -79,9 +83,6 @@ __all__ = [
     "turnout_register_guardrails",
     "turnout_stream_chunk",
 ]
-
-HOLD_BACK = 64
-"""Characters of streamed output held back for output guardrails."""
 
 BUILT_INS = {
     "pii": Pii,
@@ -107,6 +108,28 @@ def _arguments_redactor(ctx: RequestContext) -> Redact:
     return redact
 
 
+def _scan_function(
+    ctx: RequestContext,
+    rails: list[CompiledGuardrail],
+    function: dict[str, Any],
+    direction: str,
+    here: str,
+    call: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Scan a call's ``{"name", "arguments"}``; ``function`` redacted, or None."""
+    name, arguments = function.get("name"), function.get("arguments")
+    if isinstance(name, str) and name:
+        place = call_place(f"{here}.name", call, name)
+        scan_text(ctx, rails, name, direction, place, redact=unredactable)
+    if isinstance(arguments, str) and arguments:
+        place = call_place(f"{here}.arguments", call, name)
+        redact = _arguments_redactor(ctx)
+        out = scan_text(ctx, rails, arguments, direction, place, redact=redact)
+        if out is not arguments:
+            return {**function, "arguments": out}
+    return None
+
+
 def _scan_calls(
     ctx: RequestContext,
     rails: list[CompiledGuardrail],
@@ -120,18 +143,11 @@ def _scan_calls(
         function = call.get("function")
         if not isinstance(function, dict):
             continue
-        name, arguments = function.get("name"), function.get("arguments")
         here = f"{path}.tool_calls[{k}].function"
-        if isinstance(name, str) and name:
-            place = call_place(f"{here}.name", call, name)
-            scan_text(ctx, rails, name, direction, place, redact=unredactable)
-        if isinstance(arguments, str) and arguments:
-            place = call_place(f"{here}.arguments", call, name)
-            redact = _arguments_redactor(ctx)
-            out = scan_text(ctx, rails, arguments, direction, place, redact=redact)
-            if out is not arguments:
-                changed = changed or list(calls)
-                changed[k] = {**call, "function": {**function, "arguments": out}}
+        redacted = _scan_function(ctx, rails, function, direction, here, call)
+        if redacted is not None:
+            changed = changed or list(calls)
+            changed[k] = {**call, "function": redacted}
     return changed
 
 
@@ -195,30 +211,37 @@ def turnout_pre_request(ctx: RequestContext) -> None:
 # -- output --------------------------------------------------------------------
 
 
-def _check_output(
-    ctx: RequestContext, rails: list[CompiledGuardrail], text: str, stream: bool
-) -> None:
-    request: ChatRequest = ctx.request
-    for rail in rails:
-        try:
-            violation = rail.guardrail.check_output(text, request)
-        except Exception as exc:
-            raise failed(ctx, rail, "output", exc) from exc
-        if violation is None:
-            continue
-        action = rail.action
-        if action == "log":
-            report(ctx, rail, "output", "log", [violation])
-            continue
-        if action in ("retry", "fallback") and not stream:
-            report(ctx, rail, "output", action, [violation])
-            raise ProviderError(
-                FailureClass.SERVER_ERROR if action == "retry" else FailureClass.CONTENT_FILTER,
-                f"guardrail {rail.name!r}: {violation}",
-                code="guardrail_rejected_output",
-            )
-        report(ctx, rail, "output", "block", [violation])
-        raise blocked(rail, "output", violation)
+def _scan_extra(
+    ctx: RequestContext,
+    rails: list[CompiledGuardrail],
+    extra: dict[str, Any],
+    index: int,
+) -> bool:
+    """Scan a response message's reasoning, thinking blocks and legacy
+    ``function_call`` (extra fields); whether any was redacted."""
+    changed = False
+    for name in REASONING:
+        text = extra.get(name)
+        if isinstance(text, str) and text:
+            place = text_place("choices", index, f"message.{name}")
+            redacted = scan_text(ctx, rails, text, "output", place)
+            if redacted is not text:
+                extra[name] = redacted
+                changed = True
+    blocks = extra.get("thinking_blocks")
+    if isinstance(blocks, list) and blocks:
+        kept = scan_thinking(ctx, rails, blocks, f"choices[{index}].message")
+        if kept is not None:
+            extra["thinking_blocks"] = kept
+            changed = True
+    function = extra.get("function_call")
+    if isinstance(function, dict):
+        here = f"choices[{index}].message.function_call"
+        redacted_call = _scan_function(ctx, rails, function, "output", here, {})
+        if redacted_call is not None:
+            extra["function_call"] = redacted_call
+            changed = True
+    return changed
 
 
 @hookimpl(tryfirst=True)
@@ -229,13 +252,23 @@ def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatRe
     changed = False
     for choice in response.choices:
         message = choice.message
+        extra = message.__pydantic_extra__
+        if extra and _scan_extra(ctx, rails, extra, choice.index):
+            changed = True
         text = message.content
         if text:
-            _check_output(ctx, rails, text, stream=False)
+            check_output(ctx, rails, text, stream=False)
             place = text_place("choices", choice.index, "message.content")
             redacted = scan_text(ctx, rails, text, "output", place)
             if redacted is not text:
                 message.content = redacted
+                changed = True
+        refusal = message.refusal
+        if refusal:
+            place = text_place("choices", choice.index, "message.refusal")
+            redacted = scan_text(ctx, rails, refusal, "output", place)
+            if redacted is not refusal:
+                message.refusal = redacted
                 changed = True
         if message.tool_calls:
             path = f"choices[{choice.index}].message"
@@ -246,122 +279,10 @@ def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatRe
     return response if changed else None
 
 
-def _release(
-    ctx: RequestContext,
-    rails: list[CompiledGuardrail],
-    held: Held,
-    final: bool,
-    arguments: bool = False,
-) -> str:
-    """The part of ``held.pending`` that may go out now, guardrails applied."""
-    pending = held.pending
-    findings_of: dict[str, list[Finding]] = {}
-    spans: list[Finding] = []
-    for rail in rails:
-        try:
-            found = rail.guardrail.scan(pending)
-        except Exception as exc:
-            raise failed(ctx, rail, "output", exc) from exc
-        findings_of[rail.name] = found
-        spans += found
-    if final:
-        cut = len(pending)
-    else:
-        cut = len(pending) - HOLD_BACK
-        if cut <= 0:
-            return ""
-        space = max(pending.rfind(" ", 0, cut), pending.rfind("\n", 0, cut))
-        if space >= 0:
-            cut = space + 1
-        for span in sorted(spans, key=lambda f: f.start):
-            if span.start < cut < span.end:
-                cut = span.start
-        if cut <= 0:
-            return ""
-    head = pending[:cut]
-    held.pending = pending[cut:]
-    head_findings = {
-        name: [f for f in found if f.end <= cut] for name, found in findings_of.items()
-    }
-    redact = None
-    if arguments:
-        # what went out before ``head`` says where its string literals are
-        sent = "".join(held.parts)
-        sent = sent[: len(sent) - len(pending)]
-        placeholder = state_of(ctx).redactor.placeholder
-
-        def redact(text: str, findings: list[Finding]) -> tuple[str, list[Finding]]:
-            return redact_arguments(
-                sent + text, findings, placeholder, start=len(sent), complete=final
-            )
-
-    return scan_text(ctx, rails, head, "output", held.place, head_findings, redact)
-
-
-def _stream_calls(
-    ctx: RequestContext,
-    rails: list[CompiledGuardrail],
-    state: State,
-    choice: ChunkChoice,
-    final: bool,
-) -> None:
-    """Hold back and scan the tool-call arguments of one choice's delta, like its text."""
-    delta = choice.delta
-    seen = set()
-    for call in delta.tool_calls or ():
-        k = int(call.get("index", 0))
-        seen.add(k)
-        function = call.get("function")
-        if not isinstance(function, dict):
-            continue
-        name, arguments = function.get("name"), function.get("arguments")
-        here = f"choices[{choice.index}].delta.tool_calls[{k}].function"
-        held = state.calls.get((choice.index, k))
-        if held is None:
-            place = call_place(f"{here}.arguments", call, name)
-            held = state.calls[(choice.index, k)] = Held(place)
-        if isinstance(name, str) and name:
-            # not held back: clients expect the name with a call's first delta
-            held.name += name
-            place = Place(f"{here}.name", held.place.about)
-            scan_text(ctx, rails, held.name, "output", place, redact=unredactable)
-        if isinstance(arguments, str) and arguments:
-            held.pending += arguments
-            held.parts.append(arguments)
-        out = _release(ctx, rails, held, final, arguments=True)
-        if arguments is not None or out:
-            call["function"] = {**function, "arguments": out}
-    if not final:
-        return
-    for (i, k), held in state.calls.items():
-        if i == choice.index and k not in seen and held.pending:
-            out = _release(ctx, rails, held, final, arguments=True)
-            if out:
-                tail = {"index": k, "function": {"arguments": out}}
-                delta.tool_calls = [*(delta.tool_calls or ()), tail]
-
-
 @hookimpl(tryfirst=True)
 def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails or not chunk.choices:
         return None
-    state = state_of(ctx)
-    for choice in chunk.choices:
-        held = state.held.get(choice.index)
-        if held is None:
-            place = text_place("choices", choice.index, "delta.content")
-            held = state.held[choice.index] = Held(place)
-        delta = choice.delta
-        if delta.content:
-            held.pending += delta.content
-            held.parts.append(delta.content)
-        final = choice.finish_reason is not None
-        out = _release(ctx, rails, held, final)
-        if delta.content is not None or out:
-            delta.content = out
-        if delta.tool_calls or (final and state.calls):
-            _stream_calls(ctx, rails, state, choice, final)
-        if final:
-            _check_output(ctx, rails, "".join(held.parts), stream=True)
+    stream_chunk(ctx, rails, chunk)
     return chunk
