@@ -76,6 +76,7 @@ def serve(options: ServeOptions) -> int:
     import uvicorn
 
     from .logs import configure_logging
+    from .protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
@@ -84,7 +85,7 @@ def serve(options: ServeOptions) -> int:
         host=options.host,
         port=options.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -102,6 +103,7 @@ def _serve_workers(options: ServeOptions) -> int:
 
     from ..engine import Engine
     from .logs import configure_logging
+    from .protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     limits = Engine.from_file(options.config).table.limits  # a broken policy fails here
@@ -128,7 +130,7 @@ def _serve_workers(options: ServeOptions) -> int:
         port=options.port,
         workers=options.workers,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,

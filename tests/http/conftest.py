@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine import Engine
 from engine.http import Gateway, PolicyReloader
+from engine.http.protocol import CoalescingHttpToolsProtocol
 from tests.fakes.openai_upstream import FakeOpenAI
 
 POLICY = """\
@@ -92,7 +93,7 @@ class RunningGateway:
             host="127.0.0.1",
             port=self.port,
             loop="uvloop",
-            http="httptools",
+            http=CoalescingHttpToolsProtocol,
             lifespan="on",
             access_log=False,
             log_level="warning",
