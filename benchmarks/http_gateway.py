@@ -19,8 +19,9 @@ machine). Targets from issue 3: added p50 ≤ 0.5 ms and p99 ≤ 2 ms at 500 req
 `--transports` runs one gateway per upstream transport under the pooled
 clients (`TURNOUT_UPSTREAM_TRANSPORT`; default: aiohttp). `--floor` adds the
 least any Python gateway on this stack can cost: a raw ASGI app on the same
-uvicorn set-up that forwards the body to the upstream with aiohttp and returns
-its answer, no parsing, no engine (`--serve-floor PORT URL` runs it alone).
+uvicorn set-up (the gateway's protocol included) that forwards the body to the
+upstream with aiohttp and returns its answer, no parsing, no engine
+(`--serve-floor PORT URL` runs it alone).
 Repeats are interleaved across targets, so a noisy minute hits all of them.
 """
 
@@ -169,7 +170,10 @@ def serve_floor(port: int, upstream: str) -> None:
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": payload})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    from engine.http.protocol import CoalescingHttpToolsProtocol
+
+    # the gateway's own server set-up (one write per response), so the floor stays a floor
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=CoalescingHttpToolsProtocol,
                 access_log=False, log_level="warning")  # fmt: skip
 
 
