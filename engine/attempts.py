@@ -182,16 +182,8 @@ class Attempts:
         calling, self._calling = self._calling, None
         if calling is not None:
             attempt, started = calling
-            self.ctx.trail.append(
-                AttemptRecord(
-                    provider=attempt.provider,
-                    model=attempt.model,
-                    outcome=FailureClass.CANCELLED.value,
-                    latency_ms=round((self.executor.clock() - started) * 1000, 3),
-                    message="cut short before the upstream answered",
-                    why=attempt.why(self.ctx.route),
-                )
-            )
+            message = "cut short before the upstream answered"
+            self._record(attempt, started, FailureClass.CANCELLED.value, message=message)
         self._unopen()
 
     def _unopen(self) -> None:
@@ -205,17 +197,7 @@ class Attempts:
         self.last_error = error
         if self.account is not None:
             await self.account.settle(attempt, error=error)
-        self.ctx.trail.append(
-            AttemptRecord(
-                provider=attempt.provider,
-                model=attempt.model,
-                outcome=error.failure.value,
-                latency_ms=round((self.executor.clock() - started) * 1000, 3),
-                status_code=error.status_code,
-                message=error.message,
-                why=attempt.why(self.ctx.route),
-            )
-        )
+        self._record(attempt, started, error.failure.value, error.status_code, error.message)
         await call_observers(
             self.executor.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
         )
@@ -223,12 +205,25 @@ class Attempts:
     def succeeded(self, attempt: Attempt, started: float) -> None:
         self._settle(self.executor.clock() - started)
         self.last_error = None
+        self._record(attempt, started, "ok")
+
+    def _record(
+        self,
+        attempt: Attempt,
+        started: float,
+        outcome: str,
+        status_code: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Put one upstream call on the request's attempt trail."""
         self.ctx.trail.append(
             AttemptRecord(
                 provider=attempt.provider,
                 model=attempt.model,
-                outcome="ok",
+                outcome=outcome,
                 latency_ms=round((self.executor.clock() - started) * 1000, 3),
+                status_code=status_code,
+                message=message,
                 why=attempt.why(self.ctx.route),
             )
         )
