@@ -209,10 +209,6 @@ class Gateway:
                 code="too_many_messages",
                 param="messages",
             )
-        if request.stream:
-            stream = engine.stream(request, headers=headers, request_id=rid)
-            gone = await sse.run_until_disconnect(self._stream(stream, started, rid, send), receive)
-            return 499 if gone else 200
 
         async def respond(response: ChatResponse) -> None:
             """Write the answer; the request log and metrics run after it (Engine.chat)."""
@@ -239,9 +235,15 @@ class Gateway:
             )
             metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
 
+        # From here a client that leaves cancels the work (and the upstream call);
+        # the watcher is disarmed as soon as the answer is complete.
         watcher = sse.cancel_on_disconnect(receive)
         try:
-            await engine.chat(request, headers=headers, request_id=rid, respond=respond)
+            if request.stream:
+                stream = engine.stream(request, headers=headers, request_id=rid)
+                await self._stream(stream, started, rid, send, watcher)
+            else:
+                await engine.chat(request, headers=headers, request_id=rid, respond=respond)
         except asyncio.CancelledError:
             if sse.client_left(watcher):
                 return 499  # the engine logged it as cancelled; nobody to answer
@@ -250,7 +252,14 @@ class Gateway:
             watcher.cancel()
         return 200
 
-    async def _stream(self, stream: ChatStream, started: float, rid: str, send: Send) -> None:
+    async def _stream(
+        self,
+        stream: ChatStream,
+        started: float,
+        rid: str,
+        send: Send,
+        watcher: asyncio.Task[None],
+    ) -> None:
         try:
             first: ChatChunk | None = await anext(stream, None)
             if first is None:
@@ -281,6 +290,7 @@ class Gateway:
                 }
             )
             error = await sse.write_chunks(stream, first, send)
+            watcher.cancel()  # the body is complete: a disconnect now is only its end
             if error is not None:
                 log.warning("stream ended by an error", request_id=rid, code=error.code)
         finally:

@@ -16,8 +16,6 @@ the end) delays nothing a user sees.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -35,7 +33,6 @@ __all__ = [
     "error_event",
     "event",
     "is_tail",
-    "run_until_disconnect",
     "write_chunks",
 ]
 
@@ -112,11 +109,6 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
     return None
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def _cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -129,8 +121,8 @@ def cancel_on_disconnect(receive: Receive) -> asyncio.Task[None]:
     The caller cancels the watcher as soon as its work is done, before it
     awaits anything else, so a disconnect can only cancel unfinished work (a
     server's ``http.disconnect`` after the response is never seen). One task
-    per request, not two and ``asyncio.wait``: this is the non-streaming hot
-    path. The request body must have been read already.
+    per request, for plain completions and streams alike. The request body
+    must have been read already.
     """
     task = asyncio.current_task()
     assert task is not None
@@ -145,25 +137,3 @@ def client_left(watcher: asyncio.Task[None]) -> bool:
         return False
     task = asyncio.current_task()
     return task is not None and task.uncancel() == 0
-
-
-async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> bool:
-    """Run ``work``; cancel it if the client disconnects first.
-
-    Returns True if the client went away (``work`` was cancelled). The request
-    body must have been read already.
-    """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone = watcher.done() and not watcher.cancelled() and not task.done()
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if not gone:
-        task.result()
-    return gone
