@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import ChatRequest, Engine  # noqa: E402
-from engine.provider import ProviderCall  # noqa: E402
+from turnout import ChatRequest, Engine  # noqa: E402
+from turnout.contract.provider import ProviderCall  # noqa: E402
 
 BODY = {"model": "smart", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
 DIRECT = {**BODY, "model": "mock/echo"}

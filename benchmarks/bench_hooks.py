@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import Engine  # noqa: E402
+from turnout import Engine  # noqa: E402
 
 PROMPT = (
     "Summarise the attached meeting notes in three bullet points. The team agreed to move "

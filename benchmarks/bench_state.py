@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import Engine  # noqa: E402
-from engine.state import Hold, Release, StateBackend  # noqa: E402
-from engine.state.memory import MemoryState  # noqa: E402
-from engine.state.redis import RedisState  # noqa: E402
-from engine.state.sqlite import SQLiteState  # noqa: E402
+from turnout import Engine  # noqa: E402
+from turnout.state import Hold, Release, StateBackend  # noqa: E402
+from turnout.state.memory import MemoryState  # noqa: E402
+from turnout.state.redis import RedisState  # noqa: E402
+from turnout.state.sqlite import SQLiteState  # noqa: E402
 
 POLICY = """
 version: 1

@@ -170,7 +170,7 @@ def serve_floor(port: int, upstream: str) -> None:
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": payload})
 
-    from engine.http.protocol import CoalescingHttpToolsProtocol
+    from turnout.http.protocol import CoalescingHttpToolsProtocol
 
     # the gateway's own server set-up (one write per response), so the floor stays a floor
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=CoalescingHttpToolsProtocol,
@@ -330,7 +330,7 @@ def main() -> int:
     for name, root, transport in gateways:
         port = free_port()
         proc = subprocess.Popen(
-            [*pin(gw_core), python, "-m", "engine.cli", "serve", "--config", str(policy),
+            [*pin(gw_core), python, "-m", "turnout.cli", "serve", "--config", str(policy),
              "--port", str(port), "--no-watch", "--log-format", "json"],
             cwd=root, stdout=subprocess.DEVNULL,
             env={**env, "PYTHONPATH": str(root), "TURNOUT_UPSTREAM_TRANSPORT": transport},

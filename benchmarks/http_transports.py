@@ -5,8 +5,8 @@
 Client CPU time per request and requests/s against the fake OpenAI upstream,
 one request at a time and 32 in flight, for: httpx2's own transport
 (httpcore2 over anyio), httpx2 over `httpx_aiohttp.httpx2.AiohttpTransport`
-(PyPI `httpx-aiohttp`, if installed), httpx2 over `engine.transport.AiohttpTransport`
-(what `ClientPool` uses by default), each through `engine.clients.PooledClient`
+(PyPI `httpx-aiohttp`, if installed), httpx2 over `turnout.upstream.transport.AiohttpTransport`
+(what `ClientPool` uses by default), each through `turnout.upstream.clients.PooledClient`
 as a provider would use it, and aiohttp's `ClientSession` alone (the floor).
 The upstream runs pinned to core 1, this process to core 0; the rounds are
 interleaved and each cell is the median over them. CPU time is this thread's
@@ -33,9 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import httpx2 as httpx  # noqa: E402
-
-from engine.clients import PooledClient  # noqa: E402
-from engine.transport import AiohttpTransport  # noqa: E402
+from turnout.upstream.clients import PooledClient  # noqa: E402
+from turnout.upstream.transport import AiohttpTransport  # noqa: E402
 
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}'
 HEADERS = {"content-type": "application/json", "authorization": "Bearer bench"}

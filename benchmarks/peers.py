@@ -388,7 +388,7 @@ def make_targets(setup: Setup, args: argparse.Namespace) -> list[Target]:
         "turnout",
         lambda lat, port=port: (f"http://127.0.0.1:{port}/v1/chat/completions", f"bench-{lat}", {}),
         lambda log, port=port: start(
-            [py, "-m", "engine.cli", "serve", "--config", str(policy), "--port", str(port),
+            [py, "-m", "turnout.cli", "serve", "--config", str(policy), "--port", str(port),
              "--no-watch", "--log-format", "json"], log, GW_CORE,
             cwd=setup.turnout_src, env=turnout_env,
         ),

@@ -5,15 +5,17 @@ The public surface is what ``__all__`` lists; everything else may change.
 
 from __future__ import annotations
 
-from .context import RequestContext, RequestOutcome
-from .engine import Engine, parse_request
-from .errors import FailureClass, PolicyError, Problem, ProviderError, TurnoutError
-from .guardrail import Finding, Guardrail
-from .hookspecs import hookimpl
-from .plan import Attempt, Plan, Skip, SkipReason
-from .plugins import PluginError, make_plugin_manager
-from .provider import Provider, ProviderCall, ProviderSettings
-from .schema import (
+from turnout.contract.guardrail import Finding, Guardrail
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.contract.registry import PluginError, make_plugin_manager
+from turnout.contract.strategy import Ranking, Strategy, StrategyInput
+from turnout.engine import Engine, parse_request
+from turnout.errors import FailureClass, PolicyError, Problem, ProviderError, TurnoutError
+from turnout.routing.plan import Attempt, Plan, Skip, SkipReason
+from turnout.run.context import RequestContext, RequestOutcome
+from turnout.run.streams import ChatStream
+from turnout.wire.chat import (
     AttemptRecord,
     ChatChunk,
     ChatRequest,
@@ -21,8 +23,6 @@ from .schema import (
     ExtraFields,
     Usage,
 )
-from .strategy import Ranking, Strategy, StrategyInput
-from .streams import ChatStream
 
 __all__ = [
     "Attempt",

@@ -10,14 +10,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .compile import compile_policy
-from .config import load_document
-from .engine import Engine
-from .errors import PolicyError, TurnoutError
-from .planner import plan_request
-from .plugins import PluginError, collect_registry, make_plugin_manager
-from .policy import Policy
-from .schema import ChatRequest
+from turnout.contract.registry import PluginError, collect_registry, make_plugin_manager
+from turnout.engine import Engine
+from turnout.errors import PolicyError, TurnoutError
+from turnout.policy.compile import compile_policy
+from turnout.policy.loader import load_document
+from turnout.policy.models import Policy
+from turnout.routing.planner import plan_request
+from turnout.wire.chat import ChatRequest
 
 __all__ = ["main"]
 
@@ -121,7 +121,7 @@ def cmd_key_hash(args: argparse.Namespace) -> int:
     """Print the ``hash:`` line of a gateway API key for ``keys: clients:``."""
     import secrets
 
-    from .limits import hash_key
+    from turnout.policy.limits import hash_key
 
     salt = args.salt
     if salt is None:
@@ -146,7 +146,7 @@ def cmd_key_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .http import ServeOptions, serve
+    from turnout.http import ServeOptions, serve
 
     if args.workers < 1:
         raise SystemExit("turnout: --workers must be at least 1")

@@ -14,21 +14,20 @@ from typing import Any
 import httpx2 as httpx
 import pluggy
 from pydantic import ValidationError
-
-from .clients import ClientPool
-from .compile import RoutingTable, compile_policy
-from .config import Document, load_document, parse_document
-from .context import RequestContext
-from .errors import TurnoutError
-from .executor import Executor, Respond
-from .ledger import BudgetLedger, make_backend
-from .plan import Plan
-from .planner import plan_request
-from .plugins import Registry, collect_registry, make_plugin_manager
-from .schema import ChatRequest, ChatResponse
-from .state import StateBackend, StateSnapshot
-from .stats import TargetStats
-from .streams import ChatStream
+from turnout.contract.registry import Registry, collect_registry, make_plugin_manager
+from turnout.errors import TurnoutError
+from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.loader import Document, load_document, parse_document
+from turnout.routing.plan import Plan
+from turnout.routing.planner import plan_request
+from turnout.run.context import RequestContext
+from turnout.run.executor import Executor, Respond
+from turnout.run.ledger import BudgetLedger, make_backend
+from turnout.run.streams import ChatStream
+from turnout.state import StateBackend, StateSnapshot
+from turnout.state.stats import TargetStats
+from turnout.upstream.clients import ClientPool
+from turnout.wire.chat import ChatRequest, ChatResponse
 
 __all__ = ["Engine", "parse_request"]
 

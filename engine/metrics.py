@@ -1,8 +1,8 @@
 """Every Prometheus metric turnout exports, defined in this one module.
 
 Engine-level metrics (requests by route/provider/model, tokens, cost, attempts)
-are recorded by the ``plugins.metrics`` hook plugin; gateway-level ones (HTTP
-responses, in-flight requests, overhead, policy reloads) by ``engine.http``.
+are recorded by the ``turnout.plugins.metrics`` hook plugin; gateway-level ones (HTTP
+responses, in-flight requests, overhead, policy reloads) by ``turnout.http``.
 
 Label values are bounded: routes and providers come from the policy, statuses
 and failure classes from closed sets, and model names — which a caller can
@@ -66,7 +66,7 @@ MODEL_LABEL_LIMIT = 500
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
-# -- engine: one observation per request or attempt (plugins.metrics) ---------
+# -- engine: one observation per request or attempt (turnout.plugins.metrics) ---------
 
 REQUESTS = Counter(
     "turnout_requests",
@@ -117,7 +117,7 @@ FALLBACKS = Counter(
     ["route"],
 )
 
-# -- budgets, rate limits and breakers (engine.ledger) -----------------------
+# -- budgets, rate limits and breakers (turnout.run.ledger) -----------------------
 
 BUDGET_REMAINING = Gauge(
     "turnout_budget_remaining",
@@ -162,7 +162,7 @@ SHADOW_COST = Counter(
     ["route", "provider", "model"],
 )
 
-# -- hook plugins: response cache (plugins.cache), guardrails (plugins.guardrails)
+# -- hook plugins: response cache (turnout.plugins.cache), guardrails (turnout.plugins.guardrails)
 
 CACHE_LOOKUPS = Counter(
     "turnout_cache_lookups",
@@ -183,7 +183,7 @@ GUARDRAIL_ACTIONS = Counter(
     ["route", "guardrail", "direction", "action"],
 )
 
-# -- gateway (engine.http) ---------------------------------------------------
+# -- gateway (turnout.http) ---------------------------------------------------
 
 HTTP_RESPONSES = Counter(
     "turnout_http_responses",

@@ -28,10 +28,9 @@ import logging
 from typing import Any
 
 import structlog
-
-from engine.context import RequestContext, RequestOutcome
-from engine.hookspecs import hookimpl
-from engine.schema import AttemptRecord
+from turnout.contract.hookspecs import hookimpl
+from turnout.run.context import RequestContext, RequestOutcome
+from turnout.wire.chat import AttemptRecord
 
 __all__ = ["LOGGER_NAME", "request_fields", "turnout_request_finished", "turnout_shadow_finished"]
 

@@ -3,7 +3,7 @@
 Records one request's route, serving provider and model, status, latency,
 tokens, cost, and every upstream attempt of its trail (outcome, duration,
 retries, fallbacks) when ``turnout_request_finished`` fires. The metrics
-themselves are defined in ``engine.metrics``; the gateway exposes them at
+themselves are defined in ``turnout.metrics``; the gateway exposes them at
 ``GET /metrics``.
 """
 
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.context import RequestContext, RequestOutcome
-from engine.hookspecs import hookimpl
-from engine.metrics import (
+from turnout.contract.hookspecs import hookimpl
+from turnout.metrics import (
     ATTEMPTS,
     COST,
     FALLBACKS,
@@ -28,7 +27,8 @@ from engine.metrics import (
     UPSTREAM_DURATION,
     bounded_model,
 )
-from engine.schema import AttemptRecord
+from turnout.run.context import RequestContext, RequestOutcome
+from turnout.wire.chat import AttemptRecord
 
 __all__ = ["turnout_request_finished", "turnout_shadow_finished"]
 

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine import Ranking, Strategy, StrategyInput, hookimpl
-from engine.strategy import weighted_order
+from turnout import Ranking, Strategy, StrategyInput, hookimpl
+from turnout.contract.strategy import weighted_order
 
 if TYPE_CHECKING:
-    from engine.compile import CompiledTarget
+    from turnout.policy.compile import CompiledTarget
 
 __all__ = ["Cheapest", "LeastBusy", "LowestLatency", "Ordered", "Sticky"]
 

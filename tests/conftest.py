@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-
-from engine import Engine
+from turnout import Engine
 
 
 def build_engine(policy: str, **kwargs: Any) -> Engine:

@@ -18,21 +18,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-
-from .. import metrics
-from ..engine import Engine, parse_request
-from ..errors import TurnoutError
-from ..planner import NoRouteError
-from ..schema import AttemptRecord, ChatChunk, ChatResponse
-from ..state import StateUnavailable
-from ..streams import ChatStream
-from . import sse
-from .asgi import Receive, Scope, Send
-from .catalog import model_list
-from .drain import Drain
-from .openapi import openapi_json
-from .reload import PolicyReloader
-from .wire import (
+from turnout import metrics
+from turnout.engine import Engine, parse_request
+from turnout.errors import TurnoutError
+from turnout.http import sse
+from turnout.http.asgi import Receive, Scope, Send
+from turnout.http.drain import Drain
+from turnout.http.models import model_list
+from turnout.http.openapi import openapi_json
+from turnout.http.reload import PolicyReloader
+from turnout.http.wire import (
     explain_invalid_json,
     header_dict,
     internal_error,
@@ -42,6 +37,10 @@ from .wire import (
     send_error,
     send_json,
 )
+from turnout.routing.planner import NoRouteError
+from turnout.run.streams import ChatStream
+from turnout.state import StateUnavailable
+from turnout.wire.chat import AttemptRecord, ChatChunk, ChatResponse
 
 __all__ = ["Gateway"]
 

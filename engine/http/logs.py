@@ -1,7 +1,7 @@
 """Log output of ``turnout serve``: JSON lines, or readable lines on a terminal.
 
 Everything goes through the standard library's root logger with one
-structlog ``ProcessorFormatter``, so the request log (``plugins.logging``),
+structlog ``ProcessorFormatter``, so the request log (``turnout.plugins.logging``),
 the engine's own events and uvicorn's messages share one format.
 """
 

@@ -3,14 +3,14 @@
 Written by hand rather than generated, because the gateway is raw ASGI; the
 reliability suite (tests/reliability) checks the live gateway against it with
 schemathesis, so it stays accurate. Request validation itself is
-``engine.schema.ChatRequest``; this document mirrors it.
+``turnout.wire.chat.ChatRequest``; this document mirrors it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .wire import json_bytes
+from turnout.http.wire import json_bytes
 
 __all__ = ["OPENAPI", "openapi_json"]
 

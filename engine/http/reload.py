@@ -15,10 +15,9 @@ import os
 import signal
 
 import structlog
-
-from .. import metrics
-from ..engine import Engine
-from ..errors import PolicyError, Problem
+from turnout import metrics
+from turnout.engine import Engine
+from turnout.errors import PolicyError, Problem
 
 __all__ = ["PolicyReloader"]
 

@@ -47,10 +47,10 @@ def build_app(
 ) -> object:
     """The gateway app for policy file ``config`` with hot reload and draining on
     SIGTERM (raises PolicyError)."""
-    from ..engine import Engine
-    from .app import Gateway
-    from .drain import Drain
-    from .reload import PolicyReloader
+    from turnout.engine import Engine
+    from turnout.http.app import Gateway
+    from turnout.http.drain import Drain
+    from turnout.http.reload import PolicyReloader
 
     engine = Engine.from_file(config)
     reloader = PolicyReloader(engine, config, interval=watch, sighup=sighup)
@@ -59,7 +59,7 @@ def build_app(
 
 def app_from_env() -> object:
     """The app factory each worker process calls (options come from the environment)."""
-    from .logs import configure_logging
+    from turnout.http.logs import configure_logging
 
     configure_logging(os.environ.get(_ENV + "LOG_FORMAT", "auto"))  # type: ignore[arg-type]
     watch = os.environ.get(_ENV + "WATCH", "")
@@ -74,9 +74,8 @@ def serve(options: ServeOptions) -> int:
     if options.workers > 1:
         return _serve_workers(options)
     import uvicorn
-
-    from .logs import configure_logging
-    from .protocol import CoalescingHttpToolsProtocol
+    from turnout.http.logs import configure_logging
+    from turnout.http.protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
@@ -99,11 +98,10 @@ def serve(options: ServeOptions) -> int:
 
 def _serve_workers(options: ServeOptions) -> int:
     import uvicorn
+    from turnout.engine import Engine
+    from turnout.http.logs import configure_logging
+    from turnout.http.protocol import CoalescingHttpToolsProtocol
     from uvicorn.supervisors.multiprocess import Multiprocess
-
-    from ..engine import Engine
-    from .logs import configure_logging
-    from .protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     limits = Engine.from_file(options.config).table.limits  # a broken policy fails here
@@ -124,7 +122,7 @@ def _serve_workers(options: ServeOptions) -> int:
     os.environ[_ENV + "LOG_FORMAT"] = options.log_format
     os.environ[_ENV + "SHUTDOWN_DELAY"] = str(options.shutdown_delay)
     config = uvicorn.Config(
-        "engine.http.server:app_from_env",
+        "turnout.http.server:app_from_env",
         factory=True,
         host=options.host,
         port=options.port,

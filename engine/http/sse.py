@@ -19,12 +19,11 @@ import asyncio
 from typing import Any
 
 import structlog
-
-from ..errors import TurnoutError
-from ..schema import ChatChunk
-from ..streams import ChatStream
-from .asgi import Receive, Send
-from .wire import internal_error, json_bytes
+from turnout.errors import TurnoutError
+from turnout.http.asgi import Receive, Send
+from turnout.http.wire import internal_error, json_bytes
+from turnout.run.streams import ChatStream
+from turnout.wire.chat import ChatChunk
 
 __all__ = [
     "DONE",

@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic_core
-
-from ..errors import TurnoutError
-from .asgi import Receive, Scope, Send
+from turnout.errors import TurnoutError
+from turnout.http.asgi import Receive, Scope, Send
 
 __all__ = [
     "JSON",

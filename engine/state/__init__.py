@@ -2,7 +2,7 @@
 
 ``StateSnapshot`` is what the planner sees: taken once per request, so a plan
 is a pure function of its inputs. The counters behind budgets and rate limits
-and the circuit breakers live behind ``StateBackend`` (``engine.state.base``),
+and the circuit breakers live behind ``StateBackend`` (``turnout.state.base``),
 with three implementations: ``memory`` (default), ``sqlite`` (survives a
 restart) and ``redis`` (shared by every replica).
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .base import (
+from turnout.state.base import (
     BreakerRule,
     BreakerState,
     Counter,
@@ -24,7 +24,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..stats import TargetStats
+    from turnout.state.stats import TargetStats
 
 __all__ = [
     "EMPTY_STATE",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import (
+from turnout.state.base import (
     BreakerEvent,
     BreakerRule,
     BreakerState,

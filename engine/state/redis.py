@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import (
+from turnout.state.base import (
     BreakerEvent,
     BreakerRule,
     BreakerState,

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import (
+from turnout.state.base import (
     BreakerEvent,
     BreakerRule,
     BreakerState,

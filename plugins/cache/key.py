@@ -30,11 +30,11 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from engine import ChatRequest
+from turnout import ChatRequest
 
 if TYPE_CHECKING:
-    from engine import RequestContext
-    from engine.compile import CompiledRoute
+    from turnout import RequestContext
+    from turnout.policy.compile import CompiledRoute
 
 __all__ = [
     "CALLER_SCRATCH_KEY",

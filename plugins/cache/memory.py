@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .store import CacheStore
+from turnout.plugins.cache.store import CacheStore
 
 __all__ = ["MemoryStore"]
 

@@ -37,8 +37,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-
-from engine import (
+from turnout import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -48,15 +47,14 @@ from engine import (
     TurnoutError,
     hookimpl,
 )
-from engine.compile import RoutingTable
-from engine.metrics import CACHE_ERRORS, CACHE_LOOKUPS
-from engine.policy import CacheConfig, parse_duration
-from engine.schema import Choice, ResponseMessage, Usage
-
-from .key import cache_key, caller_id
-from .memory import MemoryStore
-from .redis import RedisStore
-from .store import CacheStore, CacheUnavailable
+from turnout.metrics import CACHE_ERRORS, CACHE_LOOKUPS
+from turnout.plugins.cache.key import cache_key, caller_id
+from turnout.plugins.cache.memory import MemoryStore
+from turnout.plugins.cache.redis import RedisStore
+from turnout.plugins.cache.store import CacheStore, CacheUnavailable
+from turnout.policy.compile import RoutingTable
+from turnout.policy.models import CacheConfig, parse_duration
+from turnout.wire.chat import Choice, ResponseMessage, Usage
 
 __all__ = [
     "turnout_post_response",
@@ -67,7 +65,7 @@ __all__ = [
 
 log = structlog.get_logger("turnout.cache")
 
-SCRATCH = "plugins.cache"
+SCRATCH = "turnout.plugins.cache"
 REPORT = "cache"
 """``ctx.scratch["cache"]``: ``hit``, ``miss`` or ``bypass``."""
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-
-from .store import CacheStore, CacheUnavailable
+from turnout.plugins.cache.store import CacheStore, CacheUnavailable
 
 __all__ = ["RedisStore"]
 

@@ -14,12 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-
-from engine import ChatRequest, FailureClass, Finding, ProviderError, RequestContext, TurnoutError
-from engine.guardrail import CompiledGuardrail
-from engine.metrics import GUARDRAIL_ACTIONS
-
-from .redact import Redactor, without_overlaps
+from turnout import ChatRequest, FailureClass, Finding, ProviderError, RequestContext, TurnoutError
+from turnout.contract.guardrail import CompiledGuardrail
+from turnout.metrics import GUARDRAIL_ACTIONS
+from turnout.plugins.guardrails.redact import Redactor, without_overlaps
 
 __all__ = [
     "REPORT",
@@ -41,7 +39,7 @@ __all__ = [
 
 log = structlog.get_logger("turnout.guardrails")
 
-SCRATCH = "plugins.guardrails"
+SCRATCH = "turnout.plugins.guardrails"
 REPORT = "guardrail"
 """``ctx.scratch["guardrail"]``: what guardrails did to this request (a list)."""
 

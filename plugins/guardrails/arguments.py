@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 
-from engine import Finding
+from turnout import Finding
 
 __all__ = ["redact_arguments", "string_spans"]
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from engine import Finding, Guardrail
-
-from .redact import without_overlaps
+from turnout import Finding, Guardrail
+from turnout.plugins.guardrails.redact import without_overlaps
 
 __all__ = ["Deny"]
 

@@ -22,8 +22,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-from engine import ChatRequest, Guardrail
+from turnout import ChatRequest, Guardrail
 
 __all__ = ["JsonSchema", "schema_errors"]
 

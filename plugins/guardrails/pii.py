@@ -14,10 +14,8 @@ from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine import Finding, Guardrail
-
-from .redact import without_overlaps
+from turnout import Finding, Guardrail
+from turnout.plugins.guardrails.redact import without_overlaps
 
 __all__ = ["KINDS", "Pii", "iban_valid", "luhn_valid"]
 

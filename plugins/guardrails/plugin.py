@@ -44,17 +44,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import (
+from turnout import (
     ChatChunk,
     ChatResponse,
     Finding,
     RequestContext,
     hookimpl,
 )
-from engine.guardrail import CompiledGuardrail
-from engine.hookspecs import RegisterGuardrail
-
-from .acting import (
+from turnout.contract.guardrail import CompiledGuardrail
+from turnout.contract.hookspecs import RegisterGuardrail
+from turnout.plugins.guardrails.acting import (
     Place,
     Redact,
     blocked,
@@ -68,13 +67,13 @@ from .acting import (
     text_place,
     unredactable,
 )
-from .arguments import redact_arguments
-from .deny import Deny
-from .json_schema import JsonSchema
-from .limits import Limits
-from .pii import Pii
-from .secrets import Secrets
-from .streaming import HOLD_BACK, REASONING, stream_chunk
+from turnout.plugins.guardrails.arguments import redact_arguments
+from turnout.plugins.guardrails.deny import Deny
+from turnout.plugins.guardrails.json_schema import JsonSchema
+from turnout.plugins.guardrails.limits import Limits
+from turnout.plugins.guardrails.pii import Pii
+from turnout.plugins.guardrails.secrets import Secrets
+from turnout.plugins.guardrails.streaming import HOLD_BACK, REASONING, stream_chunk
 
 __all__ = [
     "HOLD_BACK",

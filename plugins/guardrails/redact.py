@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine import Finding
+from turnout import Finding
 
 __all__ = ["Redactor", "without_overlaps"]
 

@@ -12,10 +12,8 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine import Finding, Guardrail
-
-from .redact import without_overlaps
+from turnout import Finding, Guardrail
+from turnout.plugins.guardrails.redact import without_overlaps
 
 __all__ = ["PATTERNS", "Secrets"]
 

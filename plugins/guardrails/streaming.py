@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import ChatChunk, Finding, RequestContext
-from engine.guardrail import CompiledGuardrail
-from engine.schema import ChunkChoice, Delta
-
-from .acting import (
+from turnout import ChatChunk, Finding, RequestContext
+from turnout.contract.guardrail import CompiledGuardrail
+from turnout.plugins.guardrails.acting import (
     Held,
     Place,
     State,
@@ -29,7 +27,8 @@ from .acting import (
     text_place,
     unredactable,
 )
-from .arguments import redact_arguments
+from turnout.plugins.guardrails.arguments import redact_arguments
+from turnout.wire.chat import ChunkChoice, Delta
 
 __all__ = ["HOLD_BACK", "REASONING", "stream_chunk"]
 

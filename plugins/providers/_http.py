@@ -21,10 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
 import httpx2 as httpx
-
-from engine.clients import Reply, post_bytes
-from engine.errors import FailureClass, ProviderError
-from engine.provider import ProviderCall
+from turnout.contract.provider import ProviderCall
+from turnout.errors import FailureClass, ProviderError
+from turnout.upstream.clients import Reply, post_bytes
 
 __all__ = [
     "DRAIN_SECONDS",

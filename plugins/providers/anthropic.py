@@ -25,15 +25,13 @@ from typing import Any
 import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine.clients import Reply
-from engine.errors import FailureClass, ProviderError
-from engine.hookspecs import hookimpl
-from engine.provider import Provider, ProviderCall, ProviderSettings
-from engine.schema import ChatChunk, ChatResponse, ExtraFields
-
-from . import _http
-from . import anthropic_wire as wire
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import _http
+from turnout.plugins.providers import anthropic_wire as wire
+from turnout.upstream.clients import Reply
+from turnout.wire.chat import ChatChunk, ChatResponse, ExtraFields
 
 __all__ = ["AnthropicOptions", "AnthropicProvider"]
 

@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import FailureClass, ProviderError
-from engine.schema import (
+from turnout.errors import FailureClass, ProviderError
+from turnout.wire.chat import (
     ChatChunk,
     ChatResponse,
     Choice,

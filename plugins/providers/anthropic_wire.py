@@ -47,11 +47,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import FailureClass, ProviderError
-from engine.schema import ChatRequest, Message
-
-from . import reasoning
-from .anthropic_reply import (
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import reasoning
+from turnout.plugins.providers.anthropic_reply import (
     FINISH_REASONS,
     StreamTranslator,
     chat_response,
@@ -59,6 +57,7 @@ from .anthropic_reply import (
     finish_reason,
     usage,
 )
+from turnout.wire.chat import ChatRequest, Message
 
 __all__ = [
     "API_VERSION",

@@ -24,13 +24,11 @@ import urllib.parse
 from typing import Any, Literal
 
 from pydantic import Field
-
-from engine.errors import FailureClass, ProviderError
-from engine.hookspecs import hookimpl
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatResponse
-
-from .openai import OpenAIOptions, OpenAIProvider
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from turnout.wire.chat import ChatResponse
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOptions", "AzureProvider"]
 

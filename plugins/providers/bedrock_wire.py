@@ -26,11 +26,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import FailureClass
-from engine.schema import ChatRequest, Message
-
-from . import reasoning
-from .anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
+from turnout.errors import FailureClass
+from turnout.plugins.providers import reasoning
+from turnout.plugins.providers.anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
+from turnout.wire.chat import ChatRequest, Message
 
 __all__ = [
     "FINISH_REASONS",

@@ -15,14 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic_core
-
-from engine.errors import FailureClass, ProviderError
-from engine.hookspecs import hookimpl
-from engine.provider import Provider, ProviderCall, ProviderSettings
-from engine.schema import ChatChunk, ChatResponse, ExtraFields
-
-from . import _http
-from . import cohere_wire as wire
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import _http
+from turnout.plugins.providers import cohere_wire as wire
+from turnout.wire.chat import ChatChunk, ChatResponse, ExtraFields
 
 __all__ = ["CohereProvider"]
 

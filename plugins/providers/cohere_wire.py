@@ -31,8 +31,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.errors import FailureClass
-from engine.schema import (
+from turnout.errors import FailureClass
+from turnout.wire.chat import (
     ChatChunk,
     ChatRequest,
     ChatResponse,

@@ -42,13 +42,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from engine.schema import (
-    ChatRequest,
-    Message,
-)
-
-from . import reasoning
-from .gemini_reply import (
+from turnout.plugins.providers import reasoning
+from turnout.plugins.providers.gemini_reply import (
     GeminiStream,
     block_reason,
     failure_class,
@@ -56,6 +51,10 @@ from .gemini_reply import (
     response_from_gemini,
     retry_delay,
     usage_from_gemini,
+)
+from turnout.wire.chat import (
+    ChatRequest,
+    Message,
 )
 
 __all__ = [

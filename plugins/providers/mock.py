@@ -25,12 +25,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine.errors import FailureClass, ProviderError
-from engine.hookspecs import hookimpl
-from engine.policy import Duration
-from engine.provider import Provider, ProviderCall, ProviderSettings
-from engine.schema import (
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.policy.models import Duration
+from turnout.wire.chat import (
     ChatChunk,
     ChatRequest,
     ChatResponse,

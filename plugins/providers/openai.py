@@ -18,14 +18,12 @@ from typing import Any
 import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
-
-from engine.clients import post_bytes
-from engine.errors import FailureClass, ProviderError
-from engine.hookspecs import hookimpl
-from engine.provider import Provider, ProviderCall, ProviderSettings
-from engine.schema import ChatChunk, ChatResponse, ExtraFields
-
-from . import _http
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import _http
+from turnout.upstream.clients import post_bytes
+from turnout.wire.chat import ChatChunk, ChatResponse, ExtraFields
 
 __all__ = ["OpenAIOptions", "OpenAIProvider"]
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from engine.hookspecs import hookimpl
-from engine.provider import ProviderSettings
-
-from .openai import OpenAIOptions, OpenAIProvider
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.provider import ProviderSettings
+from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
 
 __all__ = [
     "PRESETS",

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from turnout import Engine, TurnoutError
+from turnout.policy.limits import NANO
+from turnout.state import StateBackend
+from turnout.state.memory import MemoryState
 
-from engine import Engine, TurnoutError
-from engine.limits import NANO
-from engine.state import StateBackend
-from engine.state.memory import MemoryState
 from tests.conftest import build_engine, user
 from tests.redis_server import redis_server
 
@@ -84,7 +84,7 @@ async def spent(engine: Engine, route: str = "paid") -> tuple[float, float]:
 
 
 def _facts(route: str) -> Any:
-    from engine.limits import RequestFacts
+    from turnout.policy.limits import RequestFacts
 
     return RequestFacts(route)
 
@@ -207,7 +207,7 @@ async def test_stream_settles_to_actual_cost(make_engine: Callable[..., Engine])
 async def test_state_outage_fails_closed_for_budgets(make_engine: Callable[..., Engine]) -> None:
     class Down(MemoryState):
         async def reserve(self, holds: Any) -> int:
-            from engine.state import StateUnavailable
+            from turnout.state import StateUnavailable
 
             raise StateUnavailable("down")
 

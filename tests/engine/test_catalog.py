@@ -6,10 +6,9 @@ import pytest
 from genai_prices import Usage as PriceUsage
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine.catalog import Catalog
-from engine.policy import ModelOverride
-from engine.schema import Usage
+from turnout.policy.catalog import Catalog
+from turnout.policy.models import ModelOverride
+from turnout.wire.chat import Usage
 
 MODELS = [
     ("openai", "gpt-4o"),

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def turnout(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "turnout.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from engine.cli import main
-from engine.limits import KeyRing, hash_key
-from engine.policy_limits import KeyEntry
+from turnout.cli import main
+from turnout.policy.limit_models import KeyEntry
+from turnout.policy.limits import KeyRing, hash_key
 
 SALT = "0123456789abcdef0123"
 

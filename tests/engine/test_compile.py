@@ -3,12 +3,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from engine import PolicyError, Provider
-from engine.compile import compile_policy
-from engine.config import parse_document
-from engine.hookspecs import hookimpl
-from engine.plugins import PluginError, collect_provider_types, make_plugin_manager
+from turnout import PolicyError, Provider
+from turnout.contract.hookspecs import hookimpl
+from turnout.contract.registry import PluginError, collect_provider_types, make_plugin_manager
+from turnout.policy.compile import compile_policy
+from turnout.policy.loader import parse_document
 
 TYPES = collect_provider_types(make_plugin_manager(autoload=False))
 
@@ -206,4 +205,4 @@ def test_two_plugins_registering_one_type_are_both_named() -> None:
         collect_provider_types(pm)
     message = str(info.value)
     assert "provider type 'mock' is registered by both" in message
-    assert "'plugins.providers.mock'" in message and "test_compile._DupPlugin'" in message
+    assert "'turnout.plugins.providers.mock'" in message and "test_compile._DupPlugin'" in message

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from engine.config import load_document, parse_document
-from engine.errors import PolicyError
+from turnout.errors import PolicyError
+from turnout.policy.loader import load_document, parse_document
 
 
 def test_positions_point_at_keys_and_items() -> None:

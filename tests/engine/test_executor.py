@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from turnout import ChatResponse, TurnoutError, hookimpl
 
-from engine import ChatResponse, TurnoutError, hookimpl
 from tests.conftest import user
 
 FLAKY = """

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-
-from engine import (
+from turnout import (
     ChatResponse,
     Engine,
     Finding,
@@ -23,9 +22,10 @@ from engine import (
     Strategy,
     TurnoutError,
     hookimpl,
-    hookspecs,
 )
-from plugins.providers.mock import MockProvider
+from turnout.contract import hookspecs
+from turnout.plugins.providers.mock import MockProvider
+
 from tests.conftest import user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -456,7 +456,7 @@ def test_request_hooks_cannot_be_wrappers() -> None:
 def _install_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "turnout_echo_twice.py").write_text(
         textwrap.dedent("""
-        from engine import hookimpl
+        from turnout import hookimpl
         from tests.engine.test_hooks import EchoTwice
 
         @hookimpl
@@ -491,7 +491,7 @@ def test_autoload_can_be_turned_off(tmp_path, monkeypatch) -> None:
 
 def test_builtin_mock_is_an_ordinary_plugin(engine) -> None:
     assert engine.provider_types["mock"] is MockProvider
-    assert engine.plugin_manager.has_plugin("plugins.providers.mock")
+    assert engine.plugin_manager.has_plugin("turnout.plugins.providers.mock")
 
 
 # -- meta-tests: every hook is tested here and documented ----------------------

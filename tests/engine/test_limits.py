@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from turnout import Engine, TurnoutError, hookimpl
+from turnout.policy.limits import hash_key
+from turnout.routing.plan import Plan
+from turnout.run.context import RequestContext, RequestOutcome
 
-from engine import Engine, TurnoutError, hookimpl
-from engine.context import RequestContext, RequestOutcome
-from engine.limits import hash_key
-from engine.plan import Plan
 from tests.conftest import user
 
 START = 1_764_028_800.0  # 2025-11-25T00:00:00Z, the start of a minute, hour and day

@@ -10,14 +10,13 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from engine import ChatRequest, SkipReason
-from engine.compile import RoutingTable, compile_policy
-from engine.config import parse_document
-from engine.plan import Role
-from engine.planner import NoRouteError, plan_request
-from engine.plugins import collect_provider_types, make_plugin_manager
-from engine.state import StateSnapshot
+from turnout import ChatRequest, SkipReason
+from turnout.contract.registry import collect_provider_types, make_plugin_manager
+from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.loader import parse_document
+from turnout.routing.plan import Role
+from turnout.routing.planner import NoRouteError, plan_request
+from turnout.state import StateSnapshot
 
 TYPES = collect_provider_types(make_plugin_manager(autoload=False))
 

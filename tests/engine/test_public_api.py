@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import engine
+import turnout
 
 
 def test_public_surface_is_explicit() -> None:
-    assert sorted(engine.__all__) == [
+    assert sorted(turnout.__all__) == [
         "Attempt",
         "AttemptRecord",
         "ChatChunk",
@@ -37,12 +37,12 @@ def test_public_surface_is_explicit() -> None:
         "make_plugin_manager",
         "parse_request",
     ]
-    for name in engine.__all__:
-        assert getattr(engine, name) is not None
+    for name in turnout.__all__:
+        assert getattr(turnout, name) is not None
 
 
 def test_the_readme_example_works() -> None:
-    eng = engine.Engine.from_file("routes.yaml", env={}, autoload=False)
+    eng = turnout.Engine.from_file("routes.yaml", env={}, autoload=False)
     try:
         resp = eng.chat_sync({"model": "smart", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.choices[0].message.content == "hi"

@@ -9,14 +9,14 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turnout import ChatRequest
+from turnout.contract.registry import collect_registry, make_plugin_manager
+from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.loader import parse_document
+from turnout.routing.planner import plan_request
+from turnout.state import StateSnapshot
+from turnout.state.stats import TargetStats
 
-from engine import ChatRequest
-from engine.compile import RoutingTable, compile_policy
-from engine.config import parse_document
-from engine.planner import plan_request
-from engine.plugins import collect_registry, make_plugin_manager
-from engine.state import StateSnapshot
-from engine.stats import TargetStats
 from tests.conftest import user
 
 REGISTRY = collect_registry(make_plugin_manager(autoload=False))

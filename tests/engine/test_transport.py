@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import httpx2 as httpx
 import pytest
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers.openai import OpenAIProvider
+from turnout.upstream.clients import TRANSPORT_ENV, ClientPool, PooledClient, post_bytes
+from turnout.upstream.transport import AiohttpTransport, map_exception
+from turnout.wire.chat import ChatRequest
 
-from engine.clients import TRANSPORT_ENV, ClientPool, PooledClient, post_bytes
-from engine.errors import FailureClass, ProviderError
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatRequest
-from engine.transport import AiohttpTransport, map_exception
-from plugins.providers.openai import OpenAIProvider
 from tests.conftest import user
 from tests.fakes.faults import Fault
 from tests.fakes.openai_upstream import FakeOpenAI

@@ -4,8 +4,8 @@ loopback HTTP: the first target misbehaves on the wire, the fallback serves."""
 from __future__ import annotations
 
 import pytest
+from turnout import TurnoutError
 
-from engine import TurnoutError
 from tests.conftest import user
 from tests.fakes.openai_upstream import FakeOpenAI
 

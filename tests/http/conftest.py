@@ -13,10 +13,10 @@ import openai
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from turnout import Engine
+from turnout.http import Gateway, PolicyReloader
+from turnout.http.protocol import CoalescingHttpToolsProtocol
 
-from engine import Engine
-from engine.http import Gateway, PolicyReloader
-from engine.http.protocol import CoalescingHttpToolsProtocol
 from tests.fakes.openai_upstream import FakeOpenAI
 
 POLICY = """\

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
-from engine.limits import hash_key
+from turnout.policy.limits import hash_key
 
 from .conftest import RunningGateway, start_gateway
 

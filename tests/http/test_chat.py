@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from turnout import ChatResponse, Provider, ProviderCall, hookimpl
+from turnout.wire.chat import Choice, ResponseMessage, Usage
 
-from engine import ChatResponse, Provider, ProviderCall, hookimpl
-from engine.schema import Choice, ResponseMessage, Usage
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .conftest import RunningGateway, start_gateway

@@ -13,9 +13,9 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from turnout import Engine, hookimpl
+from turnout.http import Gateway
 
-from engine import Engine, hookimpl
-from engine.http import Gateway
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 from .conftest import RunningGateway, start_gateway

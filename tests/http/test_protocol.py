@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from engine.http.protocol import _HeadHoldingTransport
+from turnout.http.protocol import _HeadHoldingTransport
 
 from .conftest import RunningGateway
 

@@ -35,7 +35,7 @@ class Serve:
         env = {**os.environ, "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ROOT)}
         env.pop("OPENAI_API_KEY", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "turnout.cli", "serve", "--port", str(self.port),
              "--log-format", "json", *args],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip

@@ -79,7 +79,7 @@ def test_workers_refuse_in_memory_state_naming_sqlite_and_redis(tmp_path: Path) 
     policy.write_text(POLICY.format(state="{backend: memory}"))
     env = {**os.environ, "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(policy), "--workers", "2",
+        [sys.executable, "-m", "turnout.cli", "serve", "--config", str(policy), "--workers", "2",
          "--port", "1"],
         capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
     )  # fmt: skip

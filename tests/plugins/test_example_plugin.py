@@ -21,8 +21,7 @@ from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 
 import pytest
-
-from engine import Engine, PolicyError
+from turnout import Engine, PolicyError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "turnout-echo-provider"
 DIST = "turnout-echo-provider"

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-
-from engine import Engine, TurnoutError
-from plugins.logging import LOGGER_NAME
+from turnout import Engine, TurnoutError
+from turnout.plugins.logging import LOGGER_NAME
 
 POLICY = """\
 version: 1

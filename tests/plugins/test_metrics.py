@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
-
-from engine import Engine, TurnoutError
+from turnout import Engine, TurnoutError
 
 POLICY = """\
 version: 1

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from engine.compile import compile_policy
-from engine.config import parse_document
-from engine.errors import PolicyError
-from engine.plugins import collect_registry, make_plugin_manager
+from turnout.contract.registry import collect_registry, make_plugin_manager
+from turnout.errors import PolicyError
+from turnout.policy.compile import compile_policy
+from turnout.policy.loader import parse_document
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTES = (ROOT / "routes.yaml").read_text()

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from turnout.policy.limit_models import KeyEntry
+from turnout.policy.limits import KeyRing, hash_key
 
-from engine.limits import KeyRing, hash_key
-from engine.policy_limits import KeyEntry
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
 from tests.http.conftest import RunningGateway
 from tests.http.test_serve import Serve

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from turnout.state import StateBackend
+from turnout.state.memory import MemoryState
+from turnout.state.redis import RedisState
+from turnout.state.sqlite import SQLiteState
 
-from engine.state import StateBackend
-from engine.state.memory import MemoryState
-from engine.state.redis import RedisState
-from engine.state.sqlite import SQLiteState
 from tests.redis_server import redis_server
 
 

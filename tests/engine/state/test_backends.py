@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.state import BreakerRule, Counter, Hold, Release, StateBackend
+from turnout.state import BreakerRule, Counter, Hold, Release, StateBackend
 
 FAR = 4e9  # expiry far in the future
 

@@ -18,10 +18,9 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-from engine.state import Counter, Hold, Release, StateBackend
-from engine.state.memory import MemoryState
-from engine.state.sqlite import SQLiteState
+from turnout.state import Counter, Hold, Release, StateBackend
+from turnout.state.memory import MemoryState
+from turnout.state.sqlite import SQLiteState
 
 LIMIT = 100
 FAR = 4e9

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from turnout import PolicyError, TurnoutError, hookimpl
+from turnout.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
-from engine import PolicyError, TurnoutError, hookimpl
-from engine.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from tests.conftest import user
 
 POLICY = """

@@ -7,9 +7,9 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from turnout import ChatRequest
+from turnout.plugins.cache.key import cache_key, canonical_json
 
-from engine import ChatRequest
-from plugins.cache.key import cache_key, canonical_json
 from tests.conftest import build_engine
 
 ENGINE = build_engine(

@@ -8,12 +8,11 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from engine import Finding
-from plugins.guardrails.arguments import redact_arguments
-from plugins.guardrails.pii import Pii, PiiOptions, iban_valid, luhn_valid
-from plugins.guardrails.redact import Redactor, without_overlaps
-from plugins.guardrails.secrets import Secrets
+from turnout import Finding
+from turnout.plugins.guardrails.arguments import redact_arguments
+from turnout.plugins.guardrails.pii import Pii, PiiOptions, iban_valid, luhn_valid
+from turnout.plugins.guardrails.redact import Redactor, without_overlaps
+from turnout.plugins.guardrails.secrets import Secrets
 
 PII = Pii()
 SECRETS = Secrets()

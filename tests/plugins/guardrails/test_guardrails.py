@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from turnout import ChatChunk, ChatResponse, Guardrail, PolicyError, TurnoutError, hookimpl
+from turnout.contract.provider import Provider, ProviderCall
+from turnout.metrics import GUARDRAIL_ACTIONS
 
-from engine import ChatChunk, ChatResponse, Guardrail, PolicyError, TurnoutError, hookimpl
-from engine.metrics import GUARDRAIL_ACTIONS
-from engine.provider import Provider, ProviderCall
 from tests.conftest import user
 
 CARD = "4111 1111 1111 1111"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from turnout import ChatChunk, ChatResponse, TurnoutError, hookimpl
+from turnout.contract.provider import Provider, ProviderCall
 
-from engine import ChatChunk, ChatResponse, TurnoutError, hookimpl
-from engine.provider import Provider, ProviderCall
 from tests.conftest import user
 from tests.fakes.anthropic_upstream import FakeAnthropic
 

@@ -11,13 +11,14 @@ from typing import Any
 import httpx2 as httpx
 import pluggy
 import pytest
+import turnout.plugins.providers.anthropic as anthropic_plugin
+from turnout import TurnoutError
+from turnout.contract import hookspecs
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, PolicyError, ProviderError
+from turnout.plugins.providers.anthropic import AnthropicProvider
+from turnout.wire.chat import ChatRequest
 
-import plugins.providers.anthropic as anthropic_plugin
-from engine import TurnoutError, hookspecs
-from engine.errors import FailureClass, PolicyError, ProviderError
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatRequest
-from plugins.providers.anthropic import AnthropicProvider
 from tests.conftest import build_engine
 from tests.fakes.anthropic_upstream import FakeAnthropic, Fault
 from tests.fakes.openai_upstream import FakeOpenAI

@@ -1,4 +1,4 @@
-"""The pure OpenAI ⇄ Anthropic translation (``plugins.providers.anthropic_wire``).
+"""The pure OpenAI ⇄ Anthropic translation (``turnout.plugins.providers.anthropic_wire``).
 
 Anthropic shapes are those of the Messages API reference / the official SDK's
 types; requests built here are checked with the fake upstream's validator,
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import anthropic_wire as wire
+from turnout.wire.chat import ChatRequest
 
-from engine.errors import FailureClass, ProviderError
-from engine.schema import ChatRequest
-from plugins.providers import anthropic_wire as wire
 from tests.fakes.anthropic_wire import Rejection, validate_messages_request
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

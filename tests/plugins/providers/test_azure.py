@@ -9,21 +9,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import turnout.plugins.providers.azure as azure_plugin
+from turnout import PolicyError, TurnoutError
+from turnout.contract.provider import ProviderSettings
+from turnout.contract.registry import DEFAULT_PLUGINS
+from turnout.plugins.providers.azure import DEFAULT_API_VERSION, AzureProvider, _all_filtered
+from turnout.wire.chat import ChatResponse
 
-import plugins.providers.azure as azure_plugin
-from engine import PolicyError, TurnoutError
-from engine.plugins import DEFAULT_PLUGINS
-from engine.provider import ProviderSettings
-from engine.schema import ChatResponse
-from plugins.providers.azure import DEFAULT_API_VERSION, AzureProvider, _all_filtered
 from tests.conftest import user
 from tests.fakes.azure_upstream import FakeAzureOpenAI
 from tests.fakes.faults import Fault
 from tests.fakes.openai_upstream import FakeOpenAI
 
 KEY = "azure-key-0123456789abcdef"
-# passed explicitly until the module is a built-in (engine.plugins.DEFAULT_PLUGINS)
-PLUGINS = [] if "plugins.providers.azure" in DEFAULT_PLUGINS else [azure_plugin]
+# passed explicitly until the module is a built-in (turnout.contract.registry.DEFAULT_PLUGINS)
+PLUGINS = [] if "turnout.plugins.providers.azure" in DEFAULT_PLUGINS else [azure_plugin]
 
 POLICY = """
 providers:

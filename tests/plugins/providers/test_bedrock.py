@@ -18,18 +18,18 @@ import pytest
 pytest.importorskip("botocore", reason="the bedrock provider needs botocore (optional dependency)")
 
 import httpx2 as httpx
+import turnout.plugins.providers.bedrock as bedrock_plugin
 from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turnout import PolicyError, TurnoutError
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.contract.registry import DEFAULT_PLUGINS
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import bedrock_wire as wire
+from turnout.plugins.providers.bedrock import BedrockOptions, BedrockProvider
+from turnout.wire.chat import ChatRequest
 
-import plugins.providers.bedrock as bedrock_plugin
-from engine import PolicyError, TurnoutError
-from engine.errors import FailureClass, ProviderError
-from engine.plugins import DEFAULT_PLUGINS
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatRequest
-from plugins.providers import bedrock_wire as wire
-from plugins.providers.bedrock import BedrockOptions, BedrockProvider
 from tests.conftest import user
 from tests.fakes.bedrock_upstream import (
     AwsCredentials,
@@ -47,8 +47,8 @@ CREDS = AwsCredentials(
 PLAIN = AwsCredentials("AKIAI44QH8DHBEXAMPLE", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY")
 API_KEY = "bedrock-api-key-0123456789"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
-# passed explicitly until the module is a built-in (engine.plugins.DEFAULT_PLUGINS)
-PLUGINS = [] if "plugins.providers.bedrock" in DEFAULT_PLUGINS else [bedrock_plugin]
+# passed explicitly until the module is a built-in (turnout.contract.registry.DEFAULT_PLUGINS)
+PLUGINS = [] if "turnout.plugins.providers.bedrock" in DEFAULT_PLUGINS else [bedrock_plugin]
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 TOOLS = [
     {
@@ -471,8 +471,8 @@ async def test_openai_failure_falls_back_to_bedrock_with_tools(engine, fake_open
 def test_the_module_imports_without_botocore():
     code = (
         "import sys; sys.modules['botocore'] = None\n"
-        "import plugins.providers.bedrock as b\n"
-        "from engine.provider import ProviderSettings\n"
+        "import turnout.plugins.providers.bedrock as b\n"
+        "from turnout.contract.provider import ProviderSettings\n"
         "try:\n"
         "    b.BedrockProvider(ProviderSettings(name='b', type='bedrock', options={'region': 'us-east-1'}))\n"
         "except ValueError as e:\n"

@@ -11,15 +11,15 @@ import httpx2 as httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turnout import TurnoutError
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.contract.registry import DEFAULT_PLUGINS
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import cohere as cohere_plugin
+from turnout.plugins.providers import cohere_wire as wire
+from turnout.plugins.providers.cohere import CohereProvider
+from turnout.wire.chat import ChatRequest
 
-from engine import TurnoutError
-from engine.errors import FailureClass, ProviderError
-from engine.plugins import DEFAULT_PLUGINS
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatRequest
-from plugins.providers import cohere as cohere_plugin
-from plugins.providers import cohere_wire as wire
-from plugins.providers.cohere import CohereProvider
 from tests.fakes.cohere_upstream import DEFAULT_KEY, FakeCohere, Fault, cohere_error
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -413,7 +413,7 @@ async def test_the_fake_rejects_what_cohere_rejects(fake, client):
 
 
 # the module itself, unless it is already a built-in
-PLUGINS = [] if "plugins.providers.cohere" in DEFAULT_PLUGINS else [cohere_plugin]
+PLUGINS = [] if "turnout.plugins.providers.cohere" in DEFAULT_PLUGINS else [cohere_plugin]
 
 POLICY = """
 providers:

@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from turnout import TurnoutError
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.contract.registry import DEFAULT_PLUGINS
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import gemini as gemini_plugin
+from turnout.plugins.providers.gemini import GeminiOptions, GeminiProvider
+from turnout.wire.chat import ChatRequest
 
-from engine import TurnoutError
-from engine.errors import FailureClass, ProviderError
-from engine.plugins import DEFAULT_PLUGINS
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatRequest
-from plugins.providers import gemini as gemini_plugin
-from plugins.providers.gemini import GeminiOptions, GeminiProvider
 from tests.fakes.gemini_upstream import DEFAULT_KEY, SKIP_SIGNATURE, FakeGemini, Fault, google_error
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -349,7 +349,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 # the module itself, unless it is already a built-in
-PLUGINS = [] if "plugins.providers.gemini" in DEFAULT_PLUGINS else [gemini_plugin]
+PLUGINS = [] if "turnout.plugins.providers.gemini" in DEFAULT_PLUGINS else [gemini_plugin]
 
 POLICY = """
 providers:

@@ -1,4 +1,4 @@
-"""The pure OpenAI <-> Gemini translation in ``plugins.providers.gemini_wire``.
+"""The pure OpenAI <-> Gemini translation in ``turnout.plugins.providers.gemini_wire``.
 
 Gemini shapes follow the API reference and googleapis/python-genai's types
 (``GenerateContentResponse``, ``Part``, ``usageMetadata``, ``finishReason``).
@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine.errors import FailureClass
-from engine.schema import ChatRequest
-from plugins.providers import gemini_wire as wire
+from turnout.errors import FailureClass
+from turnout.plugins.providers import gemini_wire as wire
+from turnout.wire.chat import ChatRequest
 
 
 def body(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

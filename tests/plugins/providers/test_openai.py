@@ -19,17 +19,17 @@ from typing import Any
 import httpx2 as httpx
 import pluggy
 import pytest
+import turnout.contract.hookspecs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from turnout.contract.provider import ProviderCall, ProviderSettings
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import openai as openai_plugin
+from turnout.plugins.providers._http import parse_retry_after
+from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from turnout.wire.chat import ChatChunk, ChatRequest
 
-import engine.hookspecs
-from engine.errors import FailureClass, ProviderError
-from engine.provider import ProviderCall, ProviderSettings
-from engine.schema import ChatChunk, ChatRequest
-from plugins.providers import openai as openai_plugin
-from plugins.providers._http import parse_retry_after
-from plugins.providers.openai import OpenAIOptions, OpenAIProvider
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 KEY = "sk-test-0123456789abcdef"
@@ -1169,8 +1169,8 @@ def test_retry_after_never_raises_and_is_never_negative(value):
 
 
 def test_registers_the_openai_type_through_the_public_hook():
-    manager = pluggy.PluginManager(engine.hookspecs.PROJECT)
-    manager.add_hookspecs(engine.hookspecs)
+    manager = pluggy.PluginManager(turnout.contract.hookspecs.PROJECT)
+    manager.add_hookspecs(turnout.contract.hookspecs)
     manager.register(openai_plugin)
     registered: dict[str, type] = {}
     manager.hook.turnout_register_providers(register=registered.__setitem__)

@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import turnout.plugins.providers.presets as presets_plugin
+from turnout.contract.provider import ProviderSettings
+from turnout.contract.registry import DEFAULT_PLUGINS
+from turnout.plugins.providers.presets import PRESETS
 
-import plugins.providers.presets as presets_plugin
-from engine.plugins import DEFAULT_PLUGINS
-from engine.provider import ProviderSettings
-from plugins.providers.presets import PRESETS
 from tests.conftest import user
 from tests.fakes.openai_upstream import FakeOpenAI
 
 KEY = "preset-key-0123456789"
-# passed explicitly until the module is a built-in (engine.plugins.DEFAULT_PLUGINS)
-PLUGINS = [] if "plugins.providers.presets" in DEFAULT_PLUGINS else [presets_plugin]
+# passed explicitly until the module is a built-in (turnout.contract.registry.DEFAULT_PLUGINS)
+PLUGINS = [] if "turnout.plugins.providers.presets" in DEFAULT_PLUGINS else [presets_plugin]
 LOCAL = {"ollama", "vllm", "lmstudio"}
 NO_STREAM_OPTIONS = {"mistral", "cerebras", "perplexity", "lmstudio"}
 

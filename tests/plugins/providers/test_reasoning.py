@@ -1,5 +1,5 @@
 """``reasoning_effort`` translated for Anthropic, Bedrock (Claude) and Gemini
-(``plugins.providers.reasoning`` through each provider's wire module).
+(``turnout.plugins.providers.reasoning`` through each provider's wire module).
 
 Anthropic bodies are checked with the fake upstream's validator, which rejects
 what the Messages API rejects (budget below 1024 or not below ``max_tokens``,
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from turnout.errors import FailureClass, ProviderError
+from turnout.plugins.providers import anthropic_wire, bedrock_wire, gemini_wire
+from turnout.plugins.providers.reasoning import CLAUDE_BUDGETS, EFFORTS, GEMINI_BUDGETS
+from turnout.wire.chat import ChatRequest
 
-from engine.errors import FailureClass, ProviderError
-from engine.schema import ChatRequest
-from plugins.providers import anthropic_wire, bedrock_wire, gemini_wire
-from plugins.providers.reasoning import CLAUDE_BUDGETS, EFFORTS, GEMINI_BUDGETS
 from tests.fakes.anthropic_wire import validate_messages_request
 
 HI = [{"role": "user", "content": "hi"}]

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-from engine import (
+from turnout import (
     ChatChunk,
     ChatResponse,
     FailureClass,

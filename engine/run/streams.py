@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .schema import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
+from turnout.wire.chat import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
 
 if TYPE_CHECKING:
-    from .context import RequestContext
-    from .plan import Attempt, Plan
-    from .schema import AttemptRecord
+    from turnout.routing.plan import Attempt, Plan
+    from turnout.run.context import RequestContext
+    from turnout.wire.chat import AttemptRecord
 
 __all__ = ["ChatStream", "chunks_from_response"]
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .catalog import Catalog, ModelInfo
-from .guardrail import CompiledGuardrail
-from .limits import CompiledLimits
-from .matching import Matcher
-from .plan import Role
-from .policy import CacheConfig, Policy, ProviderConfig, Retry, Timeout
-from .provider import Provider
-from .schema import ChatRequest
-from .strategy import Strategy, Weighted
+from turnout.contract.guardrail import CompiledGuardrail
+from turnout.contract.provider import Provider
+from turnout.contract.strategy import Strategy, Weighted
+from turnout.policy.catalog import Catalog, ModelInfo
+from turnout.policy.limits import CompiledLimits
+from turnout.policy.matching import Matcher
+from turnout.policy.models import CacheConfig, Policy, ProviderConfig, Retry, Timeout
+from turnout.routing.plan import Role
+from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "make_target"]
 

@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from .errors import TurnoutError
-from .policy_limits import BudgetLimit, KeyEntry, RateLimit, StateConfig
-from .state import BreakerRule
-from .types import JSONPath
+from turnout.errors import TurnoutError
+from turnout.policy.limit_models import BudgetLimit, KeyEntry, RateLimit, StateConfig
+from turnout.state import BreakerRule
+from turnout.types import JSONPath
 
 if TYPE_CHECKING:
-    from .compile import CompiledProvider, CompiledTarget
-    from .policy import Policy, Route
-    from .schema import ChatRequest
+    from turnout.policy.compile import CompiledProvider, CompiledTarget
+    from turnout.policy.models import Policy, Route
+    from turnout.wire.chat import ChatRequest
 
 __all__ = [
     "NANO",

@@ -4,7 +4,7 @@ A guardrail is a plugin type like a strategy: a small class registered with
 ``turnout_register_guardrails`` and named per route in routes.yaml
 (``guardrails: [pii, {type: deny, patterns: ["(?i)internal only"]}]``). The
 engine compiles each route's list once, validating every guardrail's options
-with its ``Options`` model (file:line errors); the ``plugins.guardrails``
+with its ``Options`` model (file:line errors); the ``turnout.plugins.guardrails``
 plugin runs them and takes the configured action: ``block``, ``redact`` or
 ``log`` (or, for output that fails a check, ``retry`` the attempt or
 ``fallback`` to the next one).
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from .schema import ChatRequest
+    from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledGuardrail", "Direction", "Finding", "Guardrail", "GuardrailAction"]
 

@@ -18,9 +18,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
-
-from .errors import PolicyError, Problem
-from .types import JSONPath
+from turnout.errors import PolicyError, Problem
+from turnout.types import JSONPath
 
 __all__ = ["Document", "load_document", "parse_document"]
 

@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-
-from .catalog import Catalog
-from .config import Document
-from .errors import PolicyError, Problem
-from .guardrail import CompiledGuardrail, Guardrail
-from .limits import compile_limits
-from .matching import Matcher
-from .policy import (
+from turnout.contract.guardrail import CompiledGuardrail, Guardrail
+from turnout.contract.provider import Provider, ProviderSettings
+from turnout.contract.strategy import Strategy, Weighted
+from turnout.errors import PolicyError, Problem
+from turnout.policy.catalog import Catalog
+from turnout.policy.limits import compile_limits
+from turnout.policy.loader import Document
+from turnout.policy.matching import Matcher
+from turnout.policy.models import (
     CacheConfig,
     Defaults,
     Gateway,
@@ -31,11 +32,15 @@ from .policy import (
     Route,
     StrategySpec,
 )
-from .provider import Provider, ProviderSettings
-from .strategy import Strategy, Weighted
-from .table import CompiledProvider, CompiledRoute, CompiledTarget, RoutingTable, make_target
-from .types import JSONPath
-from .validation import problems_from_validation
+from turnout.policy.problems import problems_from_validation
+from turnout.policy.table import (
+    CompiledProvider,
+    CompiledRoute,
+    CompiledTarget,
+    RoutingTable,
+    make_target,
+)
+from turnout.types import JSONPath
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
 

@@ -10,11 +10,10 @@ from importlib.metadata import entry_points
 from typing import Any, cast
 
 import pluggy
-
-from . import hookspecs
-from .guardrail import Guardrail
-from .provider import Provider
-from .strategy import Strategy, Weighted
+from turnout.contract import hookspecs
+from turnout.contract.guardrail import Guardrail
+from turnout.contract.provider import Provider
+from turnout.contract.strategy import Strategy, Weighted
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -28,19 +27,19 @@ __all__ = [
 ]
 
 DEFAULT_PLUGINS = (
-    "plugins.providers.mock",
-    "plugins.providers.openai",
-    "plugins.providers.anthropic",
-    "plugins.providers.gemini",
-    "plugins.providers.cohere",
-    "plugins.providers.azure",
-    "plugins.providers.presets",
-    "plugins.providers.bedrock",
-    "plugins.strategies",
-    "plugins.guardrails.plugin",
-    "plugins.cache.plugin",
-    "plugins.metrics",
-    "plugins.logging",
+    "turnout.plugins.providers.mock",
+    "turnout.plugins.providers.openai",
+    "turnout.plugins.providers.anthropic",
+    "turnout.plugins.providers.gemini",
+    "turnout.plugins.providers.cohere",
+    "turnout.plugins.providers.azure",
+    "turnout.plugins.providers.presets",
+    "turnout.plugins.providers.bedrock",
+    "turnout.plugins.strategies",
+    "turnout.plugins.guardrails.plugin",
+    "turnout.plugins.cache.plugin",
+    "turnout.plugins.metrics",
+    "turnout.plugins.logging",
 )
 """Built-in plugins: ordinary plugin modules, loaded like any other."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from ..compile import RoutingTable
-from .wire import json_bytes
+from turnout.http.wire import json_bytes
+from turnout.policy.compile import RoutingTable
 
 __all__ = ["model_list"]
 

@@ -6,7 +6,7 @@ are unchanged. Clients belong to an event loop, so the pool is per loop.
 
 What sends the bytes under each client is chosen by measurement
 (benchmarks/RESULTS.md, "HTTP gateway"): by default the aiohttp-backed
-``engine.transport.AiohttpTransport``, which costs a fraction of httpx2's own
+``turnout.upstream.transport.AiohttpTransport``, which costs a fraction of httpx2's own
 transport per request. ``TURNOUT_UPSTREAM_TRANSPORT=httpx2`` selects httpx2's
 own transport instead (the fallback if aiohttp misbehaves somewhere).
 """
@@ -20,9 +20,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 
 import httpx2 as httpx
-
-from .compile import CompiledProvider
-from .transport import AiohttpTransport, Reply
+from turnout.policy.compile import CompiledProvider
+from turnout.upstream.transport import AiohttpTransport, Reply
 
 __all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "Reply", "TransportName", "post_bytes"]
 

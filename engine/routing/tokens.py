@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .schema import ChatRequest
+from turnout.wire.chat import ChatRequest
 
 __all__ = ["estimate_prompt_tokens"]
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from .policy import ModelOverride
+from turnout.policy.models import ModelOverride
 
 __all__ = ["Catalog", "ModelInfo"]
 

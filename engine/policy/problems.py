@@ -8,10 +8,9 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-
-from .config import Document
-from .errors import Problem
-from .types import JSONPath
+from turnout.errors import Problem
+from turnout.policy.loader import Document
+from turnout.types import JSONPath
 
 __all__ = ["allowed_keys", "problems_from_validation"]
 

@@ -25,10 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
-
-from . import metrics
-from .account import BREAKER_GAUGE, Held, RequestAccount, budget_error
-from .limits import (
+from turnout import metrics
+from turnout.policy.limits import (
     NANO,
     ApiKeyInfo,
     CompiledLimits,
@@ -37,12 +35,13 @@ from .limits import (
     describe_reset,
     window_bounds,
 )
-from .planner import restrict
-from .state import Counter, StateBackend, StateSnapshot, StateUnavailable
-from .state.base import breaker_view
+from turnout.routing.planner import restrict
+from turnout.run.account import BREAKER_GAUGE, Held, RequestAccount, budget_error
+from turnout.state import Counter, StateBackend, StateSnapshot, StateUnavailable
+from turnout.state.base import breaker_view
 
 if TYPE_CHECKING:
-    from .context import RequestContext
+    from turnout.run.context import RequestContext
 
 __all__ = ["BudgetLedger", "RequestAccount", "make_backend"]
 
@@ -54,14 +53,14 @@ def make_backend(limits: CompiledLimits | None) -> StateBackend:
     """The backend ``state:`` names (memory when there is nothing to keep)."""
     config = limits.state if limits is not None else None
     if config is None or config.backend == "memory":
-        from .state.memory import MemoryState
+        from turnout.state.memory import MemoryState
 
         return MemoryState()
     if config.backend == "sqlite":
-        from .state.sqlite import SQLiteState
+        from turnout.state.sqlite import SQLiteState
 
         return SQLiteState(config.path)
-    from .state.redis import RedisState
+    from turnout.state.redis import RedisState
 
     assert config.url is not None
     return RedisState(config.url, prefix=config.prefix, timeout=config.timeout)

@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 
 import httpx2 as httpx
 from pydantic import BaseModel
-
-from .errors import FailureClass, ProviderError
-from .schema import ChatChunk, ChatRequest, ChatResponse
+from turnout.errors import FailureClass, ProviderError
+from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = ["Provider", "ProviderCall", "ProviderSettings"]
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import Condition, Match
-from .schema import ChatRequest
+from turnout.policy.models import Condition, Match
+from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledCondition", "Matcher", "PatternSet", "covers"]
 

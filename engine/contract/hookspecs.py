@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .context import RequestContext, RequestOutcome
-    from .errors import ProviderError
-    from .guardrail import Guardrail
-    from .plan import Attempt
-    from .provider import Provider
-    from .schema import AttemptRecord, ChatChunk, ChatResponse
-    from .strategy import Strategy
+    from turnout.contract.guardrail import Guardrail
+    from turnout.contract.provider import Provider
+    from turnout.contract.strategy import Strategy
+    from turnout.errors import ProviderError
+    from turnout.routing.plan import Attempt
+    from turnout.run.context import RequestContext, RequestOutcome
+    from turnout.wire.chat import AttemptRecord, ChatChunk, ChatResponse
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -77,7 +77,7 @@ def turnout_register_guardrails(register: RegisterGuardrail) -> None:
     :param register: call ``register(name, GuardrailClass)`` for each guardrail
         the plugin provides; ``name`` is what a route lists under ``guardrails``
         (``pii``, ``secrets``, ``deny``, ``limits`` and ``json_schema`` come from
-        ``plugins.guardrails``). The class subclasses ``engine.Guardrail``; its
+        ``turnout.plugins.guardrails``). The class subclasses ``engine.Guardrail``; its
         ``Options`` model validates the options routes.yaml gives it. Registering
         a name another plugin already registered is an error naming both plugins.
     """

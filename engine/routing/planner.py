@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 
-from .compile import CompiledRoute, CompiledTarget, RoutingTable
-from .errors import TurnoutError
-from .plan import Attempt, Plan, Role, Skip, SkipReason
-from .schema import ChatRequest
-from .state import EMPTY_STATE, StateSnapshot
-from .strategy import StrategyInput, weighted_index, weighted_order
-from .tokens import estimate_prompt_tokens
+from turnout.contract.strategy import StrategyInput, weighted_index, weighted_order
+from turnout.errors import TurnoutError
+from turnout.policy.compile import CompiledRoute, CompiledTarget, RoutingTable
+from turnout.routing.plan import Attempt, Plan, Role, Skip, SkipReason
+from turnout.routing.tokens import estimate_prompt_tokens
+from turnout.state import EMPTY_STATE, StateSnapshot
+from turnout.wire.chat import ChatRequest
 
 __all__ = ["NoRouteError", "plan_request", "restrict"]
 

@@ -18,9 +18,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from .errors import FailureClass
-from .policy_limits import (
+from turnout.errors import FailureClass
+from turnout.policy.limit_models import (
     Breaker,
     Budget,
     BudgetLimits,

@@ -1,8 +1,8 @@
 """The policy schema of budgets, rate limits, circuit breakers, state and API keys.
 
-Part of ``engine.policy`` (kept apart so each module stays small): frozen
+Part of ``turnout.policy.models`` (kept apart so each module stays small): frozen
 pydantic models, validated per field; references between sections (a budget
-naming a route, a key allowed a route) are checked in ``engine.limits``.
+naming a route, a key allowed a route) are checked in ``turnout.policy.limits``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _window(value: Any) -> Any:
 
 
 def _duration(value: Any) -> float:
-    from .policy import parse_duration
+    from turnout.policy.models import parse_duration
 
     return parse_duration(value)
 

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
-
-from .schema import ChatRequest
+from turnout.wire.chat import ChatRequest
 
 if TYPE_CHECKING:
-    from .compile import CompiledTarget
-    from .stats import TargetStats
+    from turnout.policy.compile import CompiledTarget
+    from turnout.state.stats import TargetStats
 
 __all__ = [
     "Ranking",

@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .schema import AttemptRecord, ChatRequest, ChatResponse, Usage
+from turnout.wire.chat import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
-    from .account import RequestAccount
-    from .compile import CompiledRoute, RoutingTable
-    from .errors import TurnoutError
-    from .limits import ApiKeyInfo
-    from .plan import Attempt, Plan
+    from turnout.errors import TurnoutError
+    from turnout.policy.compile import CompiledRoute, RoutingTable
+    from turnout.policy.limits import ApiKeyInfo
+    from turnout.routing.plan import Attempt, Plan
+    from turnout.run.account import RequestAccount
 
 __all__ = ["RequestContext", "RequestOutcome"]
 

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
-
-from . import metrics
-from .errors import FailureClass, ProviderError, TurnoutError
-from .limits import (
+from turnout import metrics
+from turnout.errors import FailureClass, ProviderError, TurnoutError
+from turnout.policy.limits import (
     NANO,
     CompiledLimits,
     RequestFacts,
@@ -22,13 +21,13 @@ from .limits import (
     describe_reset,
     window_bounds,
 )
-from .state import Hold, Release, StateUnavailable
+from turnout.state import Hold, Release, StateUnavailable
 
 if TYPE_CHECKING:
-    from .context import RequestContext
-    from .ledger import BudgetLedger
-    from .plan import Attempt
-    from .schema import Usage
+    from turnout.routing.plan import Attempt
+    from turnout.run.context import RequestContext
+    from turnout.run.ledger import BudgetLedger
+    from turnout.wire.chat import Usage
 
 __all__ = ["BREAKER_GAUGE", "Held", "RequestAccount", "budget_error"]
 

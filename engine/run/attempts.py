@@ -11,17 +11,16 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
-
-from .context import RequestContext
-from .errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutError
-from .hooks import call_observers
-from .plan import Attempt, Plan, SkipReason
-from .policy import Retry
-from .provider import ProviderCall
-from .schema import AttemptRecord
+from turnout.contract.calls import call_observers
+from turnout.contract.provider import ProviderCall
+from turnout.errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutError
+from turnout.policy.models import Retry
+from turnout.routing.plan import Attempt, Plan, SkipReason
+from turnout.run.context import RequestContext
+from turnout.wire.chat import AttemptRecord
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from turnout.run.executor import Executor
 
 __all__ = ["Attempts", "backoff_delay", "classify_unexpected", "empty_plan_error"]
 

@@ -17,17 +17,19 @@ from typing import Any, cast
 import pluggy
 import structlog
 from pydantic import ValidationError
-
-from .attempts import Attempts, classify_unexpected, empty_plan_error
-from .clients import ClientPool
-from .compile import CompiledTarget
-from .context import RequestContext, RequestOutcome
-from .errors import FailureClass, ProviderError, TurnoutError
-from .hooks import call_chain, call_first, call_observers, has_impls
-from .ledger import BudgetLedger
-from .plan import Attempt
-from .provider import ProviderCall
-from .schema import (
+from turnout.contract.calls import call_chain, call_first, call_observers, has_impls
+from turnout.contract.provider import ProviderCall
+from turnout.contract.strategy import weighted_index
+from turnout.errors import FailureClass, ProviderError, TurnoutError
+from turnout.policy.compile import CompiledTarget
+from turnout.routing.plan import Attempt
+from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
+from turnout.run.context import RequestContext, RequestOutcome
+from turnout.run.ledger import BudgetLedger
+from turnout.run.streams import chunks_from_response
+from turnout.state.stats import TargetStats
+from turnout.upstream.clients import ClientPool
+from turnout.wire.chat import (
     AttemptRecord,
     BilledUsage,
     ChatChunk,
@@ -36,9 +38,6 @@ from .schema import (
     ExtraFields,
     Usage,
 )
-from .stats import TargetStats
-from .strategy import weighted_index
-from .streams import chunks_from_response
 
 __all__ = ["Executor"]
 
