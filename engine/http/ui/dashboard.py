@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import time
 import urllib.parse
 from importlib import resources
@@ -310,6 +311,7 @@ class Dashboard:
         data = json.dumps(snap["requests"]).replace("</", "<\\/")
         return (
             self._page.replace("{{policy}}", e(str(snap["policy"] or "(in memory)")))
+            .replace("{{policy_name}}", e(os.path.basename(snap["policy"] or "(in memory)")))
             .replace("{{routes}}", "\n".join(route_rows))
             .replace("{{budgets}}", "\n".join(budget_rows))
             .replace("{{reloads}}", "\n".join(reload_rows))
