@@ -24,6 +24,10 @@ import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from turnout.policy.models import Gateway
 
 __all__ = ["ServeOptions", "app_from_env", "build_app", "serve"]
 
@@ -57,6 +61,20 @@ def build_app(
     return Gateway(engine, reloader, drain=Drain(shutdown_delay))
 
 
+def _limits(gateway: Gateway) -> dict[str, Any]:
+    """uvicorn settings from the policy's ``gateway:`` section: the protocol that
+    bounds request heads (size and time), and the cap on concurrent connections."""
+    from turnout.http.protocol import GuardedHttpToolsProtocol
+
+    return {
+        "http": GuardedHttpToolsProtocol.with_limits(
+            int(gateway.max_header_bytes), gateway.header_timeout
+        ),
+        "limit_concurrency": gateway.max_connections,
+        "h11_max_incomplete_event_size": int(gateway.max_header_bytes),
+    }
+
+
 def app_from_env() -> object:
     """The app factory each worker process calls (options come from the environment)."""
     from turnout.http.logs import configure_logging
@@ -75,7 +93,6 @@ def serve(options: ServeOptions) -> int:
         return _serve_workers(options)
     import uvicorn
     from turnout.http.logs import configure_logging
-    from turnout.http.protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
@@ -84,7 +101,7 @@ def serve(options: ServeOptions) -> int:
         host=options.host,
         port=options.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        **_limits(app.engine.table.policy.gateway),  # type: ignore[attr-defined]
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -100,11 +117,11 @@ def _serve_workers(options: ServeOptions) -> int:
     import uvicorn
     from turnout.engine import Engine
     from turnout.http.logs import configure_logging
-    from turnout.http.protocol import CoalescingHttpToolsProtocol
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
-    limits = Engine.from_file(options.config).table.limits  # a broken policy fails here
+    table = Engine.from_file(options.config).table  # a broken policy fails here
+    limits = table.limits
     if limits is not None and limits.metered and limits.state.backend == "memory":
         raise SystemExit(
             f"turnout: --workers {options.workers} cannot share in-memory state: each worker "
@@ -128,7 +145,7 @@ def _serve_workers(options: ServeOptions) -> int:
         port=options.port,
         workers=options.workers,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        **_limits(table.policy.gateway),
         lifespan="on",
         access_log=False,
         log_config=None,
