@@ -388,7 +388,7 @@ class Gateway(_Strict):
     )
     ui: bool = Field(
         False,
-        description="serve the live dashboard at /ui (with keys: on, only to keys with admin: true)",
+        description="serve the live dashboard at /ui (with keys: on, to admin: true keys only)",
     )
 
 
