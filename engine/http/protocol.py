@@ -18,7 +18,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CoalescingHttpToolsProtocol", "GuardedHttpToolsProtocol"]
+__all__ = ["HEADER_TIMEOUT", "CoalescingHttpToolsProtocol", "GuardedHttpToolsProtocol"]
+
+HEADER_TIMEOUT = "turnout_header_timeout"
 
 
 class _HeadHoldingTransport:
@@ -71,21 +73,15 @@ class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
     sockets before any handler runs. Here the head's raw bytes are counted as
     they arrive (431 past ``max_header_bytes``) and the head must be complete
     within ``header_timeout`` seconds of its first byte (408 otherwise); either
-    answer closes the connection. ``with_limits`` makes the class uvicorn is given.
+    answer closes the connection. Both come from uvicorn's config, so worker
+    processes get them too: ``h11_max_incomplete_event_size`` and the
+    ``HEADER_TIMEOUT`` attribute (uvicorn has no setting of its own for it).
     """
 
-    max_header_bytes = 64 * 1024
-    header_timeout = 10.0
-
-    @classmethod
-    def with_limits(
-        cls, max_header_bytes: int, header_timeout: float
-    ) -> type[GuardedHttpToolsProtocol]:
-        return type(
-            cls.__name__,
-            (cls,),
-            {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout},
-        )
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_header_bytes = config.h11_max_incomplete_event_size or 64 * 1024
+        self.header_timeout = getattr(config, HEADER_TIMEOUT, 10.0)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

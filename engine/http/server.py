@@ -67,12 +67,19 @@ def _limits(gateway: Gateway) -> dict[str, Any]:
     from turnout.http.protocol import GuardedHttpToolsProtocol
 
     return {
-        "http": GuardedHttpToolsProtocol.with_limits(
-            int(gateway.max_header_bytes), gateway.header_timeout
-        ),
+        "http": GuardedHttpToolsProtocol,
         "limit_concurrency": gateway.max_connections,
         "h11_max_incomplete_event_size": int(gateway.max_header_bytes),
     }
+
+
+def _config(gateway: Gateway, **settings: Any) -> Any:
+    import uvicorn
+    from turnout.http.protocol import HEADER_TIMEOUT
+
+    config = uvicorn.Config(**settings, **_limits(gateway))
+    setattr(config, HEADER_TIMEOUT, gateway.header_timeout)
+    return config
 
 
 def app_from_env() -> object:
@@ -96,12 +103,12 @@ def serve(options: ServeOptions) -> int:
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+    config = _config(
+        app.engine.table.policy.gateway,  # type: ignore[attr-defined]
+        app=app,
         host=options.host,
         port=options.port,
         loop="uvloop",
-        **_limits(app.engine.table.policy.gateway),  # type: ignore[attr-defined]
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -114,7 +121,6 @@ def serve(options: ServeOptions) -> int:
 
 
 def _serve_workers(options: ServeOptions) -> int:
-    import uvicorn
     from turnout.engine import Engine
     from turnout.http.logs import configure_logging
     from uvicorn.supervisors.multiprocess import Multiprocess
@@ -138,14 +144,17 @@ def _serve_workers(options: ServeOptions) -> int:
     os.environ[_ENV + "WATCH"] = "" if options.watch is None else str(options.watch)
     os.environ[_ENV + "LOG_FORMAT"] = options.log_format
     os.environ[_ENV + "SHUTDOWN_DELAY"] = str(options.shutdown_delay)
-    config = uvicorn.Config(
-        "turnout.http.server:app_from_env",
+    config = _config(
+        table.policy.gateway,
+        app="turnout.http.server:app_from_env",
         factory=True,
         host=options.host,
         port=options.port,
         workers=options.workers,
+        # uvicorn kills a worker that has not answered its supervisor within 5 s;
+        # importing and compiling on a busy 2-core host can take longer than that
+        timeout_worker_healthcheck=60,
         loop="uvloop",
-        **_limits(table.policy.gateway),
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -82,15 +82,23 @@ def test_ordinary_requests_and_keep_alive_still_work(serve: Serve) -> None:
         assert reply.status_code == 200
 
 
-def test_past_max_connections_new_requests_get_503(serve: Serve) -> None:
+def test_past_max_connections_new_requests_get_503(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(POLICY.replace("header_timeout: 300ms", "header_timeout: 60s"))
+    serve = Serve("--config", str(policy), "--no-watch")
     held = [_connect(serve) for _ in range(4)]
     try:
         for sock in held:
             sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n")  # partial heads hold them
         time.sleep(0.05)
         assert httpx.get(serve.url + "/health").status_code == 503
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while httpx.get(serve.url + "/health").status_code != 200:
+            assert time.monotonic() < deadline, "connections never freed"
+            time.sleep(0.05)
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.4)
-    assert httpx.get(serve.url + "/health").status_code == 200
+        serve.stop()
