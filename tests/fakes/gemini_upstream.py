@@ -27,10 +27,8 @@ Replies echo the last user turn ("echo: <text>"); "call_tool" in it (with
 tools) makes the model call the first allowed function, "call_two_tools" call
 it twice, "block_prompt" blocks the prompt (``promptFeedback.blockReason``),
 "unsafe_reply" ends the candidate with ``finishReason: SAFETY``. Faults are
-the OpenAI fake's (`Fault`, scripted or in the ``x-fake-fault`` header), with
-Google-shaped error bodies.
-
-The HTTP server is ``tests.fakes.openai_upstream``'s, reused as is.
+the shared ones (``tests.fakes.upstream``: `Fault`, scripted or in the
+``x-fake-fault`` header), with Google-shaped error bodies.
 """
 
 from __future__ import annotations
@@ -42,9 +40,9 @@ import re
 import secrets
 from typing import Any
 
-from tests.fakes.faults import FAULT_HEADER, Fault
-from tests.fakes.openai_upstream import FakeOpenAI, RecordedRequest, _Settings, _Upstream
-from tests.fakes.openai_wire import Reply, deliver, error_reply
+from tests.fakes.faults import Fault
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call, KeyedUpstream, RecordedRequest
 
 __all__ = ["SKIP_SIGNATURE", "FakeGemini", "Fault", "RecordedRequest", "google_error"]
 
@@ -112,109 +110,6 @@ def _retry_info(seconds: float | str) -> dict[str, Any]:
 
 class _Invalid(Exception):
     """A request the real API answers with 400 INVALID_ARGUMENT."""
-
-
-class _GeminiUpstream(_Upstream):
-    def __init__(self, settings: _Settings, api_key: str | None) -> None:
-        super().__init__(settings)
-        self.api_key = api_key
-        self.cached_tokens = 0
-        self.thoughts_tokens = 0
-        self.signatures: set[str] = set()
-
-    def respond(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
-    ) -> Reply:
-        body: Any = None
-        bad_json = False
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                bad_json = True
-        if self.settings.record:
-            self.requests.append(RecordedRequest(method, target, headers, body))
-        ident = secrets.token_urlsafe(16)
-        options: dict[str, Any] = {"request_id": ident, "keep_alive": keep_alive}
-
-        def fail(code: int, message: str | None = None, **more: Any) -> Reply:
-            payload = google_error(code, message, **more)
-            return error_reply(
-                code,
-                payload,
-                request_id=ident,
-                keep_alive=keep_alive,
-                latency=self.settings.latency,
-            )
-
-        try:
-            fault: Fault | None = self.script.popleft()
-        except IndexError:
-            spec = headers.get(FAULT_HEADER)
-            try:
-                fault = Fault.parse(spec) if spec else None
-            except ValueError as exc:
-                return fail(400, str(exc))
-        if fault is not None and fault.kind == "status":
-            if fault.body is not None:
-                return error_reply(fault.code, fault.body, latency=self.settings.latency, **options)
-            details = [_retry_info(fault.retry_after)] if fault.retry_after is not None else None
-            return fail(fault.code, details=details)
-        options["latency"] = self.settings.latency
-        if fault is not None and fault.kind == "reset":
-            return deliver(fault, b"", **options)
-
-        path, _, query = target.partition("?")
-        match = re.fullmatch(
-            r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", path
-        )
-        if match is None or method != "POST":
-            return fail(404, f"Invalid URL ({method} {path})")
-        model, action = match.groups()
-        key = headers.get("x-goog-api-key")
-        if not key:
-            return fail(
-                403,
-                "Method doesn't allow unregistered callers (callers without established "
-                "identity). Please use API Key or other form of API consumer identity to call "
-                "this API.",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return fail(
-                400,
-                "API key not valid. Please pass a valid API key.",
-                details=[{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "API_KEY_INVALID", "domain": "googleapis.com",
-                    "metadata": {"service": "generativelanguage.googleapis.com"},
-                }],
-            )  # fmt: skip
-        if not model.startswith("gemini-"):
-            return fail(
-                404,
-                f"models/{model} is not found for API version v1beta, or is not supported "
-                f"for {action}. Call ListModels to see the list of available models and their "
-                "supported methods.",
-            )
-        if bad_json:
-            return fail(400, "Invalid JSON payload received. Unexpected token.")
-        try:
-            _validate(body, model, self.signatures)
-        except _Invalid as exc:
-            return fail(400, str(exc))
-        generation = _Generation(body, model, self)
-
-        if action == "generateContent":
-            payload: Any = generation.response()
-            if fault is not None and fault.kind == "error_body_200":
-                return deliver(None, _json(google_error(500)), **options)
-            return deliver(fault, _json(payload), **options)
-        events = generation.events()
-        if "alt=sse" not in query.split("&"):
-            return deliver(fault, _json(events), **options)
-        if fault is not None and fault.kind == "error_body_200":
-            return deliver(None, b"", [_event(google_error(500))], **options)
-        return deliver(fault, b"", [_event(e) for e in events], **options)
 
 
 def _json(value: Any) -> bytes:
@@ -334,33 +229,29 @@ def _validate_part(part: Any, where: str, role: str) -> None:
                 f"* GenerateContentRequest.{where}.file_data: fileUri and mimeType are required\n"
             )
     if "functionCall" in part:
-        call = part["functionCall"]
-        if role != "model":
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}: function calls come from the model\n"
-            )
-        if not isinstance(call, dict) or not call.get("name"):
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.function_call.name: Name is required.\n"
-            )
-        if not isinstance(call.get("args", {}), dict):
-            raise _Invalid(
-                f"Invalid value at '{where}.function_call.args' (type.googleapis.com/google.protobuf.Struct)"
-            )
+        _validate_function_part(part["functionCall"], where, role, "model", "call", "args")
     if "functionResponse" in part:
-        answer = part["functionResponse"]
-        if role != "user":
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}: function responses come from the user\n"
-            )
-        if not isinstance(answer, dict) or not answer.get("name"):
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.function_response.name: Name is required.\n"
-            )
-        if not isinstance(answer.get("response"), dict):
-            raise _Invalid(
-                f"Invalid value at '{where}.function_response.response' (type.googleapis.com/google.protobuf.Struct)"
-            )
+        _validate_function_part(
+            part["functionResponse"], where, role, "user", "response", "response"
+        )
+
+
+def _validate_function_part(
+    value: Any, where: str, role: str, author: str, noun: str, struct: str
+) -> None:
+    """A functionCall (from the model, ``args``) or functionResponse (from the
+    user, ``response``): a name and a Struct."""
+    field = f"function_{noun}"
+    if role != author:
+        raise _Invalid(
+            f"* GenerateContentRequest.{where}: function {noun}s come from the {author}\n"
+        )
+    if not isinstance(value, dict) or not value.get("name"):
+        raise _Invalid(f"* GenerateContentRequest.{where}.{field}.name: Name is required.\n")
+    if not isinstance(value.get(struct, {} if noun == "call" else None), dict):
+        raise _Invalid(
+            f"Invalid value at '{where}.{field}.{struct}' (type.googleapis.com/google.protobuf.Struct)"
+        )
 
 
 def _validate_system(system: Any) -> None:
@@ -515,7 +406,7 @@ def _validate_generation(config: Any, model: str) -> None:
 class _Generation:
     """One reply to a valid request, as a response body or a list of stream events."""
 
-    def __init__(self, body: dict[str, Any], model: str, upstream: _GeminiUpstream) -> None:
+    def __init__(self, body: dict[str, Any], model: str, upstream: FakeGemini) -> None:
         self.body = body
         self.model = model
         self.upstream = upstream
@@ -682,42 +573,100 @@ class _Generation:
 # ---------------------------------------------------------------- public API
 
 
-class FakeGemini(FakeOpenAI):
+class FakeGemini(KeyedUpstream):
     """A fake Gemini API on its own thread and event loop.
 
-    :param api_key: the only key accepted (any non-empty key when None).
-    :param latency: seconds (or "50ms") before every response's first byte.
-    :param chunk_delay: seconds between SSE events of every stream.
+    Takes `api_key` (the only key accepted, `DEFAULT_KEY` unless given; None
+    accepts any) and the options every fake takes (`tests.fakes.upstream.Options`).
     """
 
-    def __init__(
-        self,
-        api_key: str | None = DEFAULT_KEY,
-        latency: float | str = 0.0,
-        *,
-        chunk_delay: float | str = 0.0,
-        record: bool = True,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        super().__init__(latency, chunk_delay=chunk_delay, record=record, host=host, port=port)
-        self._upstream = _GeminiUpstream(self._upstream.settings, api_key)
-        self._gemini = self._upstream
+    default_key = DEFAULT_KEY
+    cached_tokens = 0
+    thoughts_tokens = 0
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, what the gemini provider takes as base_url."""
-        return f"http://{self._host}:{self._port}"
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.signatures: set[str] = set()  # thought signatures it issued
+
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(16)
+
+    def answer(self, call: Call) -> Reply:
+        early = self.early_fault(call)
+        if early is not None:
+            return early
+        match = re.fullmatch(
+            r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", call.path
+        )
+        if match is None or call.method != "POST":
+            return self.error(call, 404, f"Invalid URL ({call.method} {call.path})")
+        model, action = match.groups()
+        key = call.headers.get("x-goog-api-key")
+        if not key:
+            return self.error(
+                call,
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            )
+        if self.api_key is not None and key != self.api_key:
+            return self._google(
+                call, 400, "API key not valid. Please pass a valid API key.",
+                details=[{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }],
+            )  # fmt: skip
+        if not model.startswith("gemini-"):
+            return self.error(
+                call,
+                404,
+                f"models/{model} is not found for API version v1beta, or is not supported "
+                f"for {action}. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
+        if call.bad_json:
+            return self.error(call, 400, "Invalid JSON payload received. Unexpected token.")
+        try:
+            _validate(call.body, model, self.signatures)
+        except _Invalid as exc:
+            return self.error(call, 400, str(exc))
+        generation = _Generation(call.body, model, self)
+        failed = call.kind == "error_body_200"
+        if action == "generateContent":
+            if failed:
+                return self.send(call, _json(google_error(500)), kind="ok")
+            return self.send(call, _json(generation.response()))
+        events = generation.events()
+        if "alt=sse" not in call.query.split("&"):
+            return self.send(call, _json(events))
+        if failed:
+            return self.send(call, events=[_event(google_error(500))], kind="ok")
+        return self.send(call, events=[_event(e) for e in events])
+
+    def error(
+        self, call: Call | None, status: int, message: str | None = None, *,
+        retry_after: float | str | None = None,
+    ) -> Reply:  # fmt: skip
+        """Google's error; a retry delay goes in a RetryInfo detail, not a header."""
+        details = [_retry_info(retry_after)] if retry_after is not None else None
+        return self._google(call, status, message, details=details)
+
+    def _google(self, call: Call | None, status: int, message: str | None, **more: Any) -> Reply:
+        return self.reject(call, status, google_error(status, message, **more))
+
+    def fault_status(self, call: Call, fault: Fault) -> Reply:
+        if fault.body is not None:  # verbatim, and Google sends no Retry-After
+            return self.reject(call, fault.code, fault.body)
+        return self.error(call, fault.code, retry_after=fault.retry_after)
 
     def usage(self, *, cached_tokens: int = 0, thoughts_tokens: int = 0) -> None:
         """Report these cached and thinking tokens in every reply's usageMetadata."""
-        self._gemini.cached_tokens = cached_tokens
-        self._gemini.thoughts_tokens = thoughts_tokens
+        self.cached_tokens = cached_tokens
+        self.thoughts_tokens = thoughts_tokens
 
     def reset(self) -> None:
         super().reset()
         self.usage()
-
-    def __enter__(self) -> FakeGemini:
-        self.start()
-        return self
