@@ -125,10 +125,42 @@ def mutated_routes(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+HALF_EDITED = ROUTES.replace(
+    "  mock/premium: {input_per_mtok: 5, output_per_mtok: 15, context_window: 8192}",
+    "  mock/premium",
+)
+"""What the fuzzer found (``--hypothesis-seed=22``): a key with a trailing comment,
+a bare value on the next line, then a blank line; ruamel's round-trip parser
+raised "overlap in comment [CommentToken(...)]" with no line."""
+
+
 @FUZZ
 @given(mutated_routes())
+@example(HALF_EDITED)
 def test_mutated_routes_yaml_never_crashes_the_loader(text: str) -> None:
     check(text)
+
+
+def test_a_half_edited_line_under_a_commented_key_is_reported_where_it_is() -> None:
+    assert HALF_EDITED != ROUTES
+    with pytest.raises(PolicyError) as caught:
+        check_raising(HALF_EDITED)
+    (problem,) = caught.value.problems
+    line = ROUTES.splitlines().index(next(x for x in ROUTES.splitlines() if x.startswith("models:")))
+    assert (problem.file, problem.line) == ("routes.yaml", line + 1)
+    assert "models" in problem.message and "mapping" in problem.message
+    assert "CommentToken" not in str(problem) and "overlap" not in str(problem)
+
+
+def test_a_trailing_comment_before_a_bare_value_parses_as_yaml_means() -> None:
+    document = parse_document("a:   # note\n  b\n\nc: 1  # more\n", file="x.yaml", env={})
+    assert document.data == {"a": "b", "c": 1}
+    assert document.locate(("c",)) == (4, 1)
+
+
+def check_raising(text: str) -> None:
+    document = parse_document(text, file="routes.yaml", env={})
+    compile_policy(document, REGISTRY.providers, REGISTRY.strategies, REGISTRY.guardrails)
 
 
 def test_a_control_character_is_reported_at_its_line_and_column() -> None:
