@@ -27,6 +27,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # ruamel's round-trip parser gives up on some valid YAML while attaching comments
 # to nodes ("overlap in comment [CommentToken('# ...', line: 20, col: 48), ...]"),
 # e.g. a key with a trailing comment, a bare value on the next line, a blank line.
+_INDENTATION = re.compile(
+    r"expected <block end>|mapping values are not allowed|could not find expected ':'"
+    r"|expected a comment or a line break"
+)
 _COMMENT_OVERLAP = re.compile(r"overlap in comment \[CommentToken\(.*?, line: (\d+), col: (\d+)\)")
 
 
@@ -65,7 +69,12 @@ def load_document(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError([Problem("file not found", file=name)]) from None
+        where = Path(path).absolute().parent
+        hint = (
+            f"looked in {where}; pass the policy's path (--config PATH, or TURNOUT_CONFIG), "
+            "or run `turnout init` to write a starter routes.yaml here"
+        )
+        raise PolicyError([Problem("file not found", file=name, hint=hint)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([Problem(f"cannot read file: {exc}", file=name)]) from None
     return parse_document(text, file=name, env=env)
@@ -104,6 +113,11 @@ def parse_document(
         lines = text.splitlines()
         if line is not None and 0 < line <= len(lines) and "${" in lines[line - 1]:
             hint = 'quote values that contain ${...}, e.g. api_key: "${OPENAI_API_KEY}"'
+        elif _INDENTATION.search(message):
+            hint = (
+                "check the indentation of this line and the one above: keys of one mapping "
+                "start in the same column, and a key's contents are indented further (spaces)"
+            )
         raise PolicyError(
             [Problem(message, file=file, line=line, column=column, hint=hint)]
         ) from None
