@@ -14,7 +14,8 @@ info string is its language, then optional words; the test does:
   ``.venv`` linked there; every command must succeed;
 - ``sh parse-only`` / ``bash parse-only``: checks it with ``bash -n`` (for
   commands that install things, start servers or take minutes);
-- ``yaml``: a complete policy; it must pass what ``turnout check`` runs;
+- ``yaml``: a complete policy; it must pass what ``turnout check`` runs, with the
+  ``${VAR}`` it names set;
 - ``yaml fragment``: a piece of a policy; it is merged into the default routes.yaml
   (mappings key by key, ``routes`` by ``name``, other lists replaced) and the
   result must pass ``turnout check``; a fragment's providers must be declared in
@@ -200,9 +201,11 @@ REGISTRY = collect_registry(make_plugin_manager())
 
 
 def check_policy(text: str, file: str) -> None:
-    """What `turnout check` does, with no environment variables set."""
+    """What `turnout check` does, with every ``${VAR}`` the text names set (as the
+    reader who copies it would), so a provider's options that need them validate."""
+    env = {name: f"doc-{name.lower()}" for name in re.findall(r"\$\{(\w+)", text)}
     try:
-        document = parse_document(text, file=file, env={})
+        document = parse_document(text, file=file, env=env)
         table = compile_policy(
             document, REGISTRY.providers, REGISTRY.strategies, REGISTRY.guardrails
         )
