@@ -106,7 +106,13 @@ BLOCKS = [block for doc in DOCS for block in blocks_of(doc)]
 def test_the_docs_have_blocks_and_a_note_on_the_convention() -> None:
     assert len(BLOCKS) > 30
     note = (ROOT / "docs" / "README.md").read_text()
-    for kind in ("python pytest", "yaml fragment", "parse-only", "text output", "tests/test_docs.py"):
+    for kind in (
+        "python pytest",
+        "yaml fragment",
+        "parse-only",
+        "text output",
+        "tests/test_docs.py",
+    ):
         assert kind in note, kind
 
 
@@ -287,5 +293,3 @@ def test_a_broken_example_fails(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(sys.prefix)
     with pytest.raises(AssertionError, match="file not found"):
         run_block(broken, tmp_path, None)  # type: ignore[arg-type]
-
-

@@ -146,7 +146,9 @@ def test_a_half_edited_line_under_a_commented_key_is_reported_where_it_is() -> N
     with pytest.raises(PolicyError) as caught:
         check_raising(HALF_EDITED)
     (problem,) = caught.value.problems
-    line = ROUTES.splitlines().index(next(x for x in ROUTES.splitlines() if x.startswith("models:")))
+    line = ROUTES.splitlines().index(
+        next(x for x in ROUTES.splitlines() if x.startswith("models:"))
+    )
     assert (problem.file, problem.line) == ("routes.yaml", line + 1)
     assert "models" in problem.message and "mapping" in problem.message
     assert "CommentToken" not in str(problem) and "overlap" not in str(problem)
@@ -169,3 +171,23 @@ def test_a_control_character_is_reported_at_its_line_and_column() -> None:
     (problem,) = caught.value.problems
     assert (problem.line, problem.column) == (2, 10)
     assert "U+001F" in problem.message
+
+
+@pytest.mark.parametrize(("profile", "derandomized"), [(None, True), ("explore", False)])
+def test_the_test_command_runs_hypothesis_derandomized_unless_asked_to_explore(
+    profile: str | None, derandomized: bool
+) -> None:
+    """CI (the README's `bash scripts/test.sh`) gets the same examples every run;
+    TURNOUT_HYPOTHESIS=explore gets fresh random ones."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", **({"TURNOUT_HYPOTHESIS": profile} if profile else {})}
+    code = (
+        "import tests.conftest; from hypothesis import settings; "
+        "print(settings.default.derandomize, settings.default.database is None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.split() == [str(derandomized), str(derandomized)], result.stderr
