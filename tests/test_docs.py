@@ -293,3 +293,16 @@ def test_a_broken_example_fails(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(sys.prefix)
     with pytest.raises(AssertionError, match="file not found"):
         run_block(broken, tmp_path, None)  # type: ignore[arg-type]
+
+
+_PATH = re.compile(r"`((?:engine|plugins|tests|scripts|benchmarks|examples|docs)/[\w/.-]*\w/?)")
+_OLD_IMPORT = re.compile(r"`(?:engine|plugins)\.[A-Z]\w*")  # engine.chat() is a variable
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
+def test_the_files_and_import_names_the_prose_mentions_exist(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    missing = sorted({p for p in _PATH.findall(text) if not (ROOT / p).exists()})
+    assert not missing, f"{doc.name} names files that do not exist: {missing}"
+    old = sorted(set(_OLD_IMPORT.findall(text)))
+    assert not old, f"{doc.name}: the import name is turnout (turnout.Provider), not {old}"
