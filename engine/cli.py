@@ -70,7 +70,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise SystemExit(f"turnout: {path} already exists; keep it, or pass --force to replace it")
     path.write_text(STARTER_POLICY, encoding="utf-8")
-    print(f"wrote {path}: check it with `turnout check {path}`, serve it with `turnout serve`")
+    serve = "turnout serve" + ("" if args.file == DEFAULT_CONFIG else f" --config {path}")
+    print(f"wrote {path}: check it with `turnout check {path}`, serve it with `{serve}`")
     return 0
 
 
