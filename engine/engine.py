@@ -9,20 +9,21 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pluggy
 from pydantic import ValidationError
 from turnout.contract.registry import Registry, collect_registry, make_plugin_manager
-from turnout.errors import TurnoutError
+from turnout.errors import PolicyError, Problem, TurnoutError
 from turnout.policy.compile import RoutingTable, compile_policy
 from turnout.policy.loader import Document, load_document, parse_document
 from turnout.routing.plan import Plan
 from turnout.routing.planner import plan_request
 from turnout.run.context import RequestContext
 from turnout.run.executor import Executor, Respond
-from turnout.run.ledger import BudgetLedger, make_backend
+from turnout.run.ledger import BudgetLedger, make_backend, state_identity
+from turnout.run.operation import Operation
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
@@ -32,6 +33,7 @@ from turnout.wire.chat import ChatRequest, ChatResponse
 __all__ = ["Engine", "parse_request"]
 
 RequestLike = ChatRequest | Mapping[str, Any] | bytes | str
+R = TypeVar("R")
 
 
 def parse_request(request: RequestLike) -> ChatRequest:
@@ -142,7 +144,11 @@ class Engine:
         return self._table
 
     def reload(self, path: str | os.PathLike[str] | None = None) -> RoutingTable:
-        """Compile the policy file again and swap it in; on PolicyError keep the old one."""
+        """Compile the policy file again and swap it in; on PolicyError keep the old one.
+
+        A policy whose ``state:`` names another backend (or another file, URL or
+        prefix) is rejected: the counters, holds and breakers live in the backend
+        in use, and requests in flight settle there. Restart to move them."""
         source = path or self._source
         if source is None:
             raise ValueError("this engine was not built from a file; pass the path to reload")
@@ -152,6 +158,18 @@ class Engine:
             self.registry.strategies,
             self.registry.guardrails,
         )
+        before, after = state_identity(self._table.limits), state_identity(table.limits)
+        if before != after:
+            raise PolicyError(
+                [
+                    Problem(
+                        f"state: changed ({_describe_state(before, after)}); a reload cannot"
+                        " move budget counters, holds and breakers to another backend",
+                        file=os.fspath(source),
+                        hint="restart turnout to apply it; the previous policy keeps serving",
+                    )
+                ]
+            )
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
         self._source = source
@@ -231,9 +249,24 @@ class Engine:
         """Route one streaming request. Planning errors raise here; upstream errors
         raise while iterating (before the first chunk only once every attempt failed)."""
         ctx = self._context(request, headers, request_id, stream=True)
-        stream = ChatStream(ctx.plan, ctx.request_id, ctx)
-        stream.attach(self.executor.stream(ctx, stream.publish))
-        return stream
+        return ChatStream(self.executor.stream(ctx))
+
+    async def serve(
+        self,
+        request: RequestLike,
+        op: Operation[R],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        deliver: Respond | None = None,
+    ) -> R:
+        """Route one request of another kind (``op``, see ``turnout.run.serve``):
+        ``request`` is its planning view as a chat request (model, prompt for the
+        token estimate, ``max_tokens``); ``op`` says what each attempt calls on the
+        provider and how its answer is read. Planning, budgets, hooks, retries,
+        fallbacks, settlement and observers are the chat path's."""
+        ctx = self._context(request, headers, request_id, stream=False)
+        return await self.executor.serving(ctx, op).serve(deliver)
 
     def chat_sync(
         self,
@@ -280,3 +313,14 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine {self._table.file}: {len(self._table.routes)} routes>"
+
+
+def _describe_state(before: tuple[Any, ...], after: tuple[Any, ...]) -> str:
+    """``memory -> sqlite state.db``; a redis URL is never shown (it may hold a password)."""
+    if before[0] == after[0] == "redis":
+        return "another redis url, prefix or timeout"
+
+    def one(identity: tuple[Any, ...]) -> str:
+        return f"sqlite {identity[1]}" if identity[0] == "sqlite" else str(identity[0])
+
+    return f"{one(before)} -> {one(after)}"
