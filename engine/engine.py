@@ -95,6 +95,9 @@ class Engine:
         self.stats = TargetStats(decay=table.policy.defaults.latency_decay)
         self.ledger = BudgetLedger(state or make_backend(table.limits), wall=wall)
         """Budgets, rate limits and breakers: the state backend ``state:`` chose."""
+        self._state_given = state is not None  # a backend passed in: ``state:`` does not apply
+        self._state_used = state_identity(table.limits) if table.limits is not None else None
+        """The ``state:`` the backend was built for, once a policy meters anything."""
         self.executor = Executor(
             plugin_manager, self.clients, rng=self.rng, stats=self.stats, ledger=self.ledger
         )
@@ -146,9 +149,11 @@ class Engine:
     def reload(self, path: str | os.PathLike[str] | None = None) -> RoutingTable:
         """Compile the policy file again and swap it in; on PolicyError keep the old one.
 
-        A policy whose ``state:`` names another backend (or another file, URL or
-        prefix) is rejected: the counters, holds and breakers live in the backend
-        in use, and requests in flight settle there. Restart to move them."""
+        ``state:`` (see ``_apply_state``): a backend nothing was metered on yet is
+        rebuilt as the new policy says; one in use is never swapped, so a policy
+        naming another backend, file, URL or prefix is rejected with a problem
+        naming ``state:`` (its counters, holds and breakers live there, and
+        requests in flight settle there). Restart to move them."""
         source = path or self._source
         if source is None:
             raise ValueError("this engine was not built from a file; pass the path to reload")
@@ -158,22 +163,34 @@ class Engine:
             self.registry.strategies,
             self.registry.guardrails,
         )
-        before, after = state_identity(self._table.limits), state_identity(table.limits)
-        if before != after:
-            raise PolicyError(
-                [
-                    Problem(
-                        f"state: changed ({_describe_state(before, after)}); a reload cannot"
-                        " move budget counters, holds and breakers to another backend",
-                        file=os.fspath(source),
-                        hint="restart turnout to apply it; the previous policy keeps serving",
-                    )
-                ]
-            )
+        self._apply_state(table, os.fspath(source))
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
         self._source = source
         return table
+
+    def _apply_state(self, table: RoutingTable, file: str) -> None:
+        """Make the ledger's backend the one ``table``'s ``state:`` names, or raise
+        PolicyError naming ``state:`` when that would move live counters."""
+        if self._state_given or table.limits is None:
+            return  # a backend passed in, or nothing metered: ``state:`` does not apply
+        wanted = state_identity(table.limits)
+        if self._state_used is None:  # nothing was ever metered: an empty memory backend
+            if wanted != ("memory",):
+                self.ledger = BudgetLedger(make_backend(table.limits), wall=self.ledger.wall)
+                self.executor.ledger = self.ledger  # before the table: requests see both
+            self._state_used = wanted
+        elif wanted != self._state_used:
+            raise PolicyError(
+                [
+                    Problem(
+                        f"state: changed ({_describe_state(self._state_used, wanted)}); a reload"
+                        " cannot move budget counters, holds and breakers to another backend",
+                        file=file,
+                        hint="restart turnout to apply it; the previous policy keeps serving",
+                    )
+                ]
+            )
 
     # -- requests ------------------------------------------------------------
 

@@ -64,6 +64,15 @@ class Executor:
         return self.runtime.clock
 
     @property
+    def ledger(self) -> BudgetLedger | None:
+        return self.runtime.ledger
+
+    @ledger.setter
+    def ledger(self, ledger: BudgetLedger | None) -> None:
+        """Swap the budget ledger (a reload that rebuilt the state backend)."""
+        self.runtime = dataclasses.replace(self.runtime, ledger=ledger)
+
+    @property
     def sleep(self) -> Callable[[float], Any]:
         return self.runtime.sleep
 
