@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from functools import partial
+
 import structlog
 from turnout.contract.calls import call_observers
 from turnout.contract.provider import ProviderCall

@@ -98,4 +98,3 @@ class Executor:
     async def aclose(self) -> None:
         """Wait for shadow requests still running (they are never cut short)."""
         await self._shadows.aclose()
-

@@ -36,8 +36,8 @@ from turnout.policy.limits import (
     describe_reset,
     window_bounds,
 )
-from turnout.routing.planner import restrict
 from turnout.routing.plan import Attempt, Plan
+from turnout.routing.planner import restrict
 from turnout.run.account import (
     BREAKER_GAUGE,
     Books,

@@ -27,8 +27,6 @@ from turnout.wire.chat import BilledUsage, ChatChunk, ChatResponse, ExtraFields,
 __all__ = [
     "CHAT",
     "CHAT_STREAM",
-    "ChatOperation",
-    "ChatStreamOperation",
     "Operation",
     "StreamOperation",
     "served_fields",
@@ -57,9 +55,7 @@ _MODEL_PARAMS = (
 def chat_worst_case(attempt: Attempt, plan: Plan) -> WorstCase:
     """Prompt plus the most output the target can bill; the planner's dearest price."""
     bound = attempt.target.info.output_bound(plan.prompt_tokens, plan.output_limit)
-    return WorstCase(
-        None if bound is None else plan.prompt_tokens + bound, attempt.estimated_cost
-    )
+    return WorstCase(None if bound is None else plan.prompt_tokens + bound, attempt.estimated_cost)
 
 
 class _Kind:

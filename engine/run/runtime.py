@@ -8,7 +8,7 @@ the object that built it. Swapping a piece (a test's ``sleep``) makes a new
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,4 +37,4 @@ class Runtime:
     rng: random.Random
     stats: TargetStats | None
     ledger: BudgetLedger | None
-    spawn: Callable[[Any], None]
+    spawn: Callable[[Coroutine[Any, Any, None]], None]

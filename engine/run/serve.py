@@ -111,7 +111,7 @@ class Serving(Generic[R]):
                 ok = RequestOutcome("ok", 200, self._ms(), response=short, short_circuit=True)
                 await self._deliver(answer, ok, deliver)
                 return answer
-            attempt, answer, usage = await self._attempt(self._whole, self._accept)
+            _, answer, usage = await self._attempt(self._whole, self._accept)
             fields = self.fields
             cost = fields.cost if fields is not None else None
             response = answer if isinstance(answer, ChatResponse) else None

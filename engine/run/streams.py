@@ -7,7 +7,14 @@ from typing import Any, Protocol
 
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
-from turnout.wire.chat import AttemptRecord, ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
+from turnout.wire.chat import (
+    AttemptRecord,
+    ChatChunk,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    ExtraFields,
+)
 
 __all__ = ["ChatStream", "StreamSource", "chunks_from_response"]
 

@@ -64,16 +64,16 @@ async def test_a_reload_that_changes_state_is_rejected_naming_state(
 async def test_a_reload_that_keeps_state_is_applied(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "routes.yaml"
     # the same backend, written differently, with another on_error choice
-    path.write_text(
-        POLICY.format(state="{budgets_on_error: open}", reply="second")
-    )
+    path.write_text(POLICY.format(state="{budgets_on_error: open}", reply="second"))
     engine.reload()
     assert await _reply(engine) == "second"
 
 
 async def test_another_redis_url_is_rejected_without_showing_it(tmp_path: Path) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text(POLICY.format(state="{backend: redis, url: 'redis://:pw@h1:6379/0'}", reply="a"))
+    path.write_text(
+        POLICY.format(state="{backend: redis, url: 'redis://:pw@h1:6379/0'}", reply="a")
+    )
     engine = Engine.from_file(path, autoload=False)
     try:
         path.write_text(
