@@ -23,7 +23,7 @@ from turnout.routing.planner import plan_request
 from turnout.run.context import RequestContext
 from turnout.run.executor import Executor, Respond
 from turnout.run.ledger import BudgetLedger, make_backend, state_identity
-from turnout.run.operation import Operation
+from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
@@ -262,11 +262,15 @@ class Engine:
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        op: StreamOperation[Any] | None = None,
     ) -> ChatStream:
         """Route one streaming request. Planning errors raise here; upstream errors
-        raise while iterating (before the first chunk only once every attempt failed)."""
+        raise while iterating (before the first chunk only once every attempt failed).
+
+        :param op: another streamed request kind (see ``turnout.run.serve``); its
+            chunks are what the operation's ``relay`` gives out."""
         ctx = self._context(request, headers, request_id, stream=True)
-        return ChatStream(self.executor.stream(ctx))
+        return ChatStream(self.executor.serving(ctx, op or CHAT_STREAM))
 
     async def serve(
         self,

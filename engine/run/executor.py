@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 import pluggy
 from turnout.run.context import RequestContext
 from turnout.run.ledger import BudgetLedger
-from turnout.run.operation import CHAT, CHAT_STREAM, Operation, StreamOperation
+from turnout.run.operation import CHAT, Operation, StreamOperation
 from turnout.run.runtime import Runtime
 from turnout.run.serve import Deliver, Serving
 from turnout.run.shadow import Shadows
 from turnout.state.stats import TargetStats
 from turnout.upstream.clients import ClientPool
-from turnout.wire.chat import ChatChunk, ChatResponse
+from turnout.wire.chat import ChatResponse
 
 __all__ = ["Executor", "Respond"]
 
@@ -90,10 +90,6 @@ class Executor:
         """Serve a chat completion; ``respond`` (if given) gets the response
         before the ``turnout_request_finished`` observers run."""
         return await Serving(self.runtime, ctx, CHAT).serve(respond)
-
-    def stream(self, ctx: RequestContext) -> Serving[ChatChunk]:
-        """The lifecycle owner of one streamed chat completion; iterate ``.stream()``."""
-        return Serving(self.runtime, ctx, CHAT_STREAM)
 
     async def aclose(self) -> None:
         """Wait for shadow requests still running (they are never cut short)."""

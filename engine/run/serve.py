@@ -42,7 +42,11 @@ How a new surface plugs in:
             def short_circuit(self, response):       # a pre-request hook answered
                 raise TurnoutError("...", status_code=500, code="plugin_error")
 
-    then ``Engine.serve(planning_request, Embeddings(body), headers=...)``. The
+    then ``Engine.serve(planning_request, Embeddings(body), headers=...)``; a
+    streamed kind subclasses ``StreamOperation`` (``open``: the provider's
+    stream, ``usage`` per chunk, ``relay``: what the caller gets) and goes
+    through ``Engine.stream(planning_request, op=...)``, falling back until its
+    first chunk exactly like chat. The
     ``ProviderCall`` the operation gets carries the attempt's model, API key,
     remaining timeout and pooled client; the operation's own fields carry the
     native body. Retries, fallbacks (a ``ProviderError`` from ``call`` moves on

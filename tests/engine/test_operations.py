@@ -15,7 +15,7 @@ from turnout.policy.limits import RequestFacts
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.account import WorstCase
 from turnout.run.context import RequestContext, RequestOutcome
-from turnout.run.operation import Operation
+from turnout.run.operation import Operation, StreamOperation
 from turnout.wire.chat import ChatResponse, ExtraFields, Usage
 
 from tests.conftest import user
@@ -33,10 +33,19 @@ class Vectors(Provider):
         tokens = sum(len(text.split()) for text in inputs)
         return {"model": call.model, "data": [[0.5] * 3 for _ in inputs], "tokens": tokens}
 
+    async def embeddings_stream(self, call: ProviderCall, inputs: list[str]) -> Any:
+        for i in range(len(inputs)):
+            yield {"index": i, "vector": [0.5] * 3}
+        yield {"tokens": sum(len(text.split()) for text in inputs)}
+
 
 class DownVectors(Vectors):
     async def embeddings(self, call: ProviderCall, inputs: list[str]) -> dict[str, Any]:
         raise ProviderError(FailureClass.OVERLOADED, "busy")
+
+    async def embeddings_stream(self, call: ProviderCall, inputs: list[str]) -> Any:
+        raise ProviderError(FailureClass.OVERLOADED, "busy")
+        yield  # an async generator that fails before its first chunk
 
 
 class Embeddings(Operation[dict[str, Any]]):
@@ -69,6 +78,31 @@ class Embeddings(Operation[dict[str, Any]]):
 
     def short_circuit(self, response: ChatResponse) -> dict[str, Any]:
         raise TurnoutError("no short-circuit for embeddings", status_code=500)
+
+
+class StreamedEmbeddings(StreamOperation[dict[str, Any]]):
+    """A streamed native kind: vectors one by one, usage in the last chunk."""
+
+    request_type = "embeddings_stream"
+
+    def __init__(self, inputs: list[str]) -> None:
+        self.inputs = inputs
+
+    def open(self, provider: Provider, call: ProviderCall) -> Any:
+        return provider.embeddings_stream(call, self.inputs)  # type: ignore[attr-defined]
+
+    def usage(self, chunk: dict[str, Any]) -> Usage | None:
+        n = chunk.get("tokens")
+        return None if n is None else Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
+
+    def worst_case(self, attempt: Attempt, plan: Plan) -> WorstCase:
+        return WorstCase(plan.prompt_tokens, attempt.target.info.cost(plan.prompt_tokens, 0))
+
+    def relay(self, ctx: RequestContext, hook: Any) -> Any:
+        async def relay(chunk: dict[str, Any]) -> dict[str, Any] | None:
+            return chunk if "vector" in chunk else None  # usage stays with turnout
+
+        return relay
 
 
 class Plugin:
@@ -144,3 +178,21 @@ async def test_a_native_operation_that_every_target_fails_raises_the_route_error
     (row,) = [r for r in rows if r["scope"] == "route"]
     assert (row["spent"], row["reserved"]) == (0, 0)  # the hold was released
     assert [o.status for o in plugin.finished] == ["error"]
+
+
+async def test_a_native_stream_falls_back_before_its_first_chunk_and_settles(
+    make_engine: Callable[..., Engine],
+) -> None:
+    plugin = Plugin()
+    engine = make_engine(POLICY, plugins=[plugin])
+    stream = engine.stream(user("a b", model="embed"), op=StreamedEmbeddings(["a b", "c d"]))
+    chunks = [chunk async for chunk in stream]
+    assert [c["index"] for c in chunks] == [0, 1]  # type: ignore[index]
+    fields = stream.extra_fields
+    assert fields is not None and fields.request_type == "embeddings_stream"
+    assert [a.outcome for a in stream.trail] == ["overloaded", "ok"]
+    assert fields.cost == pytest.approx(0.004)
+    rows = await engine.ledger.status(engine.table.limits, RequestFacts("embed"))  # type: ignore[arg-type]
+    (row,) = [r for r in rows if r["scope"] == "route"]
+    assert (row["spent"], row["reserved"]) == (pytest.approx(0.004), 0)
+    assert [o.status for o in plugin.finished] == ["ok"]
