@@ -78,7 +78,6 @@ from turnout.wire.chat import ChatRequest, ChatResponse, ExtraFields, Usage
 __all__ = ["Deliver", "Serving"]
 
 R = TypeVar("R")
-C = TypeVar("C")
 
 Deliver = Callable[[Any], Awaitable[None]]
 """Receives a served answer before the request's observers run."""
