@@ -26,10 +26,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.errors import FailureClass
 from turnout.plugins.providers import reasoning
 from turnout.plugins.providers.anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
-from turnout.wire.chat import ChatRequest, Message
+from turnout.provider_api import ChatRequest, FailureClass, Message, TranslationError, data_url
 
 __all__ = [
     "FINISH_REASONS",
@@ -54,7 +53,6 @@ FINISH_REASONS: dict[str, str] = {
 """Bedrock ``stopReason`` → OpenAI ``finish_reason``; anything else is ``stop``."""
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
-_DATA_URL = re.compile(r"data:image/(?P<format>[a-zA-Z]+);base64,(?P<data>.*)", re.DOTALL)
 
 _EXCEPTION_CLASS: dict[str, FailureClass] = {
     "throttlingexception": FailureClass.RATE_LIMITED,
@@ -78,10 +76,6 @@ _TOO_LONG = re.compile(
     r"too long|context length|context window|too many (input )?tokens|max(imum)? input tokens",
     re.IGNORECASE,
 )
-
-
-class TranslationError(ValueError):
-    """A request Bedrock cannot express (e.g. an image by http URL)."""
 
 
 # --------------------------------------------------------------------------
@@ -213,14 +207,15 @@ def _user_blocks(content: str | list[dict[str, Any]] | None) -> list[dict[str, A
 
 
 def _image(url: str) -> dict[str, Any]:
-    match = _DATA_URL.fullmatch(url.strip())
-    if match is not None:
-        fmt = _IMAGE_FORMATS.get(match["format"].lower())
+    inline = data_url(url, "bedrock: image_url")
+    if inline is not None:
+        kind, _, subtype = inline.media_type.partition("/")
+        fmt = _IMAGE_FORMATS.get(subtype) if kind == "image" else None
         if fmt is None:
             raise TranslationError(
-                f"bedrock: image format {match['format']!r} is not one of png, jpeg, gif, webp"
+                f"bedrock: image format {subtype or kind!r} is not one of png, jpeg, gif, webp"
             )
-        data = re.sub(r"\s+", "", match["data"])
+        data = inline.data
         try:
             base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):

@@ -31,16 +31,17 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from turnout.errors import FailureClass
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    FailureClass,
     Message,
     ResponseMessage,
+    TranslationError,
     Usage,
 )
 
@@ -64,10 +65,6 @@ _FINISH = {
 _FAILED = {"ERROR": FailureClass.SERVER_ERROR, "TIMEOUT": FailureClass.TIMEOUT}
 _TOO_LONG = re.compile(r"too many tokens|context (length|window)|maximum context", re.I)
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
-
-
-class TranslationError(ValueError):
-    """A request Cohere cannot be given as it stands; the message says what to fix."""
 
 
 class GenerationFailed(Exception):
@@ -379,7 +376,12 @@ class CohereStream:
         self.usage: Usage | None = None
         self._calls: dict[int, int] = {}
 
-    def feed(self, event: Mapping[str, Any], name: str = "") -> list[ChatChunk]:
+    def finish(self) -> list[ChatChunk]:
+        """The usage-only chunk, when ``message-end`` reported usage."""
+        usage = self.usage_chunk()
+        return [usage] if usage is not None else []
+
+    def feed(self, name: str, event: Mapping[str, Any]) -> list[ChatChunk]:
         """The chunks for one event (possibly none); raises ``GenerationFailed``."""
         kind = event.get("type") or name
         delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}

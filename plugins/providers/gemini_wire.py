@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -52,9 +51,11 @@ from turnout.plugins.providers.gemini_reply import (
     retry_delay,
     usage_from_gemini,
 )
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatRequest,
     Message,
+    TranslationError,
+    data_url,
 )
 
 __all__ = [
@@ -72,12 +73,7 @@ __all__ = [
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
-_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac"}
-
-
-class TranslationError(ValueError):
-    """A request Gemini cannot be given as it stands; the message says what to fix."""
 
 
 # --------------------------------------------------------------------------
@@ -245,14 +241,9 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _media(url: str, where: str) -> dict[str, Any]:
     """``inlineData`` for a base64 data: URL, ``fileData`` for any other URL."""
-    match = _DATA_URL.match(url)
-    if match:
-        mime = match.group("mime")
-        if not mime:
-            raise TranslationError(f"{where}: the data: URL needs a media type")
-        return {"inlineData": {"mimeType": mime.lower(), "data": url[match.end() :]}}
-    if url.startswith("data:"):
-        raise TranslationError(f"{where}: data: URLs must be base64 (data:<type>;base64,...)")
+    inline = data_url(url, where)
+    if inline is not None:
+        return {"inlineData": {"mimeType": inline.media_type, "data": inline.data}}
     path = urllib.parse.urlsplit(url).path
     mime, _ = mimetypes.guess_type(path, strict=False)
     if mime is None:
