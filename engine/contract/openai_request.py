@@ -23,6 +23,7 @@ __all__ = [
     "ToolCall",
     "ToolChoice",
     "TranslationError",
+    "append_turn",
     "arguments",
     "data_url",
     "function_tool",
@@ -74,6 +75,20 @@ def data_url(url: str, where: str) -> DataURL | None:
     if not media_type:
         raise TranslationError(f"{where}: the data: URL needs a media type")
     return DataURL(media_type.lower(), _SPACE.sub("", text[match.end() :]))
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, blocks: list[Any], *, key: str = "content"
+) -> None:
+    """Add a turn of ``blocks``, merged into the last turn when it has the same
+    role (vendors that want user and assistant turns to alternate); empty
+    ``blocks`` add nothing."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(blocks)
+    else:
+        turns.append({"role": role, key: blocks})
 
 
 def image_url(part: Mapping[str, Any], where: str) -> str:

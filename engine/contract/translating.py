@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pydantic_core
 from turnout.contract.http_errors import (
+    classify_error,
     error_from_payload,
     error_from_response,
     error_from_transport,
@@ -134,10 +135,22 @@ class TranslatingProvider(Provider):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> ProviderError:
-        """The ``ProviderError`` for an error object (``error_in``'s)."""
-        return error_from_payload(
-            error, status=status, retry_after=retry_after, secret=call.api_key
-        )
+        """The ``ProviderError`` for an error object (``error_in``'s): its message
+        (key masked, length capped), classed by ``failure_of``, with the wait the
+        headers asked for, else ``retry_delay``'s."""
+        exc = error_from_payload(error, status=status, retry_after=retry_after, secret=call.api_key)
+        exc.failure = self.failure_of(error, status)
+        if exc.retry_after is None:
+            exc.retry_after = self.retry_delay(error)
+        return exc
+
+    def failure_of(self, error: Mapping[str, Any], status: int | None) -> FailureClass:
+        """The class of an error object, given the HTTP status if any."""
+        return classify_error(status, error)
+
+    def retry_delay(self, error: Mapping[str, Any]) -> float | None:
+        """A wait the error object asks for, when the headers ask none."""
+        return None
 
     # ---- the request ------------------------------------------------------
 

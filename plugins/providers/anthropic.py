@@ -96,19 +96,10 @@ class AnthropicProvider(api.TranslatingProvider):
     ) -> api.ChatResponse:
         return wire.chat_response(payload, created=int(time.time()))
 
-    def error_from_payload(
-        self,
-        error: Mapping[str, Any],
-        call: api.ProviderCall,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> api.ProviderError:
-        """Anthropic's ``{"type": "error", "error": {"type", "message"}}``, classified
+    def failure_of(self, error: Mapping[str, Any], status: int | None) -> api.FailureClass:
+        """Anthropic's ``{"type": "error", "error": {"type", "message"}}``, classed
         by its ``error.type``."""
-        exc = super().error_from_payload(error, call, status=status, retry_after=retry_after)
-        exc.failure = wire.classify_error(status, error)
-        return exc
+        return wire.classify_error(status, error)
 
     def decode_event(
         self, event: api.ServerSentEvent, call: api.ProviderCall

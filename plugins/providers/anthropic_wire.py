@@ -55,7 +55,14 @@ from turnout.plugins.providers.anthropic_reply import (
     finish_reason,
     usage,
 )
-from turnout.provider_api import ChatRequest, FailureClass, Message, ProviderError, data_url
+from turnout.provider_api import (
+    ChatRequest,
+    FailureClass,
+    Message,
+    ProviderError,
+    append_turn,
+    data_url,
+)
 
 __all__ = [
     "API_VERSION",
@@ -169,12 +176,7 @@ def messages_body(
             system.extend(_text_blocks(message.content, f"messages[{position}]"))
             continue
         role, blocks = _turn(message, position)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, blocks)
     if not turns:
         raise _bad("the Anthropic Messages API needs at least one user or assistant message")
     for turn in turns:

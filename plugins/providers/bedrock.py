@@ -194,31 +194,12 @@ class BedrockProvider(api.TranslatingProvider):
                 api.FailureClass.SERVER_ERROR, f"upstream sent a malformed event stream ({exc})"
             ) from None
 
-    def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> _Chunks:
-        return _Chunks(
-            wire.ConverseStreamState(
-                response_id=_new_id(reply.headers), model=call.model, created=int(time.time())
-            )
+    def translator(
+        self, call: api.ProviderCall, reply: api.StreamReply
+    ) -> wire.ConverseStreamState:
+        return wire.ConverseStreamState(
+            response_id=_new_id(reply.headers), model=call.model, created=int(time.time())
         )
-
-
-class _Chunks:
-    """``ConverseStreamState``'s chunk dicts, validated into chunks."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: wire.ConverseStreamState) -> None:
-        self._state = state
-
-    @property
-    def finished(self) -> bool:
-        return self._state.finished
-
-    def feed(self, name: str, data: Mapping[str, Any]) -> list[api.ChatChunk]:
-        return [api.ChatChunk.model_validate(chunk) for chunk in self._state.feed(name, data)]
-
-    def finish(self) -> list[api.ChatChunk]:
-        return []
 
 
 def _event(message: Any, hidden: tuple[str, ...]) -> tuple[str, Any]:

@@ -28,7 +28,16 @@ from typing import Any
 
 from turnout.plugins.providers import reasoning
 from turnout.plugins.providers.anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
-from turnout.provider_api import ChatRequest, FailureClass, Message, TranslationError, data_url
+from turnout.provider_api import (
+    ChatChunk,
+    ChatRequest,
+    FailureClass,
+    Message,
+    TranslationError,
+    append_turn,
+    data_url,
+    image_url,
+)
 
 __all__ = [
     "FINISH_REASONS",
@@ -113,12 +122,7 @@ def to_converse(
         else:
             blocks = _user_blocks(message.content)
             turn_role = "user"
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == turn_role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": turn_role, "content": blocks})
+        append_turn(turns, turn_role, blocks)
     for turn in turns:  # tool results first in a user turn, as Converse expects
         if turn["role"] == "user":
             turn["content"].sort(key=lambda block: 0 if "toolResult" in block else 1)
@@ -198,9 +202,7 @@ def _user_blocks(content: str | list[dict[str, Any]] | None) -> list[dict[str, A
             if part.get("text"):
                 blocks.append({"text": str(part["text"])})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            blocks.append({"image": _image(str(url or ""))})
+            blocks.append({"image": _image(image_url(part, "bedrock: image_url"))})
         else:
             raise TranslationError(f"bedrock: content part of type {kind!r} is not supported")
     return blocks
@@ -452,8 +454,16 @@ class ConverseStreamState:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
-    def feed(self, event: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: str, payload: Mapping[str, Any]) -> list[ChatChunk]:
         """Chunks for one event; unknown events (and reasoning deltas) give none."""
+        return [ChatChunk.model_validate(chunk) for chunk in self.dicts(event, payload)]
+
+    def finish(self) -> list[ChatChunk]:
+        """Nothing: usage came with the ``metadata`` event."""
+        return []
+
+    def dicts(self, event: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``feed``'s chunks as plain dicts."""
         if event == "messageStart":
             return [self._chunk({"content": ""})]
         if event == "contentBlockStart":

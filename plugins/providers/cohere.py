@@ -50,32 +50,15 @@ class CohereProvider(api.TranslatingProvider):
             raise api.ProviderError(
                 api.FailureClass.SERVER_ERROR, "Cohere answered with no chat message"
             )
-        try:
-            return wire.response_from_cohere(payload, model=call.model, created=int(time.time()))
-        except wire.GenerationFailed as exc:
-            raise api.ProviderError(exc.failure, exc.message) from None
+        return wire.response_from_cohere(payload, model=call.model, created=int(time.time()))
 
     def error_in(self, payload: Any) -> Mapping[str, Any] | None:
         """Cohere's errors are ``{"id", "message"}``."""
         message = payload.get("message") if isinstance(payload, dict) else None
         return {"message": message} if isinstance(message, str) and message else None
 
-    def error_from_payload(
-        self,
-        error: Mapping[str, Any],
-        call: api.ProviderCall,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> api.ProviderError:
-        # the base masks the key and caps the length; the class is Cohere's own.
-        base = super().error_from_payload(error, call, status=status)
-        return api.ProviderError(
-            wire.failure_class(status, str(error.get("message", ""))),
-            base.message,
-            status_code=status,
-            retry_after=retry_after,
-        )
+    def failure_of(self, error: Mapping[str, Any], status: int | None) -> api.FailureClass:
+        return wire.failure_class(status, str(error.get("message", "")))
 
     def decode_event(
         self, event: api.ServerSentEvent, call: api.ProviderCall
@@ -84,36 +67,12 @@ class CohereProvider(api.TranslatingProvider):
             return None
         return super().decode_event(event, call)
 
-    def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> _Stream:
+    def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> wire.CohereStream:
         """Complete at ``message-end``; a ``message-end`` with ``finish_reason``
         ERROR raises after the chunks already yielded; a usage-only chunk ends it."""
-        return _Stream(
-            wire.CohereStream(
-                model=call.model, created=int(time.time()), fallback_id=secrets.token_hex(12)
-            )
+        return wire.CohereStream(
+            model=call.model, created=int(time.time()), fallback_id=secrets.token_hex(12)
         )
-
-
-class _Stream:
-    """``CohereStream`` with its ``GenerationFailed`` as a ``ProviderError``."""
-
-    __slots__ = ("_stream",)
-
-    def __init__(self, stream: wire.CohereStream) -> None:
-        self._stream = stream
-
-    @property
-    def finished(self) -> bool:
-        return self._stream.finished
-
-    def feed(self, name: str, data: Mapping[str, Any]) -> list[api.ChatChunk]:
-        try:
-            return self._stream.feed(name, data)
-        except wire.GenerationFailed as exc:
-            raise api.ProviderError(exc.failure, exc.message) from None
-
-    def finish(self) -> list[api.ChatChunk]:
-        return self._stream.finish()
 
 
 @api.hookimpl

@@ -86,25 +86,12 @@ class GeminiProvider(api.TranslatingProvider):
         error = payload.get("error") if isinstance(payload, dict) else None
         return error if isinstance(error, dict) else None
 
-    def error_from_payload(
-        self,
-        error: Mapping[str, Any],
-        call: api.ProviderCall,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> api.ProviderError:
-        # the base masks the key out of the message and caps its length;
-        # the class comes from Google's canonical status, which it does not know.
-        base = super().error_from_payload(error, call, status=status)
-        if retry_after is None:
-            retry_after = wire.retry_delay(error)
-        return api.ProviderError(
-            wire.failure_class(status, error),
-            base.message,
-            status_code=status,
-            retry_after=retry_after,
-        )
+    def failure_of(self, error: Mapping[str, Any], status: int | None) -> api.FailureClass:
+        """By Google's canonical ``status`` (``RESOURCE_EXHAUSTED``, ...)."""
+        return wire.failure_class(status, error)
+
+    def retry_delay(self, error: Mapping[str, Any]) -> float | None:
+        return wire.retry_delay(error)
 
     def decode_event(
         self, event: api.ServerSentEvent, call: api.ProviderCall

@@ -55,7 +55,10 @@ from turnout.provider_api import (
     ChatRequest,
     Message,
     TranslationError,
+    append_turn,
     data_url,
+    function_tool,
+    image_url,
 )
 
 __all__ = [
@@ -179,10 +182,7 @@ def contents_from_messages(
             if role == "user":
                 raise TranslationError(f"{where}: a user message needs some content")
             continue
-        if contents and contents[-1]["role"] == gemini_role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": gemini_role, "parts": parts})
+        append_turn(contents, gemini_role, parts, key="parts")
     if not contents:
         raise TranslationError("messages: Gemini needs at least one user or assistant message")
     return system, contents
@@ -214,11 +214,7 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
             if part.get("text"):
                 parts.append({"text": str(part["text"])})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str) or not url:
-                raise TranslationError(f"{at}: image_url needs a url")
-            parts.append(_media(url, at))
+            parts.append(_media(image_url(part, at), at))
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
             fmt = str(audio.get("format", "")).lower()
@@ -326,20 +322,12 @@ def _function_response(
 def _function_declarations(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     declarations = []
     for number, tool in enumerate(tools):
-        function = tool.get("function")
-        if tool.get("type") != "function" or not isinstance(function, dict):
-            raise TranslationError(
-                f"tools[{number}]: only function tools are supported by Gemini, "
-                f"not {tool.get('type')!r}"
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError(f"tools[{number}].function: needs a name")
-        declaration: dict[str, Any] = {"name": name}
-        if function.get("description"):
-            declaration["description"] = function["description"]
-        if isinstance(function.get("parameters"), dict):
-            declaration["parametersJsonSchema"] = function["parameters"]
+        function = function_tool(tool, number, vendor="Gemini")
+        declaration: dict[str, Any] = {"name": function.name}
+        if function.description:
+            declaration["description"] = function.description
+        if function.parameters is not None:
+            declaration["parametersJsonSchema"] = function.parameters
         declarations.append(declaration)
     return declarations
 
