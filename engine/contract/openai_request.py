@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,7 @@ __all__ = [
     "data_url",
     "function_tool",
     "image_url",
+    "path_segment",
     "text_parts",
     "tool_call",
     "tool_choice",
@@ -89,6 +91,23 @@ def append_turn(
         turns[-1][key].extend(blocks)
     else:
         turns.append({"role": role, key: blocks})
+
+
+_UNSAFE_IN_PATH = ("?", "#", "\r", "\n", "\\", "%")
+
+
+def path_segment(value: str, what: str = "model", *, safe: str = "") -> str:
+    """``value`` percent-encoded as one URL path segment (``/`` too, unless in
+    ``safe``), so a model name can never leave the path the policy configured.
+
+    :raises TranslationError: ``value`` is empty, is or holds a ``.``/``..``
+        segment, or holds ``?``, ``#``, ``%``, a backslash, CR or LF.
+    """
+    if not value or any(c in value for c in _UNSAFE_IN_PATH) or not value.isprintable():
+        raise TranslationError(f"{what} {value!r} cannot be sent in a URL path")
+    if any(part in (".", "..") for part in value.replace("\\", "/").split("/")):
+        raise TranslationError(f"{what} {value!r} cannot be sent in a URL path")
+    return urllib.parse.quote(value, safe=safe)
 
 
 def image_url(part: Mapping[str, Any], where: str) -> str:

@@ -78,7 +78,7 @@ class AzureProvider(OpenAIProvider):
     def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         if self._v1_url is not None:
             return self._v1_url
-        return self._deployments + urllib.parse.quote(call.model, safe="") + self._query
+        return self._deployments + api.path_segment(call.model, "deployment") + self._query
 
     def authorize(self, headers: dict[str, str], key: str) -> dict[str, str]:
         if self._bearer:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import urllib.parse
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -110,7 +109,7 @@ class BedrockProvider(api.TranslatingProvider):
 
     def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         action = "converse-stream" if stream else "converse"
-        return f"{self._root}{urllib.parse.quote(call.model, safe=_PATH_SAFE)}/{action}"
+        return f"{self._root}{api.path_segment(call.model, safe=_PATH_SAFE)}/{action}"
 
     def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
         return wire.to_converse(

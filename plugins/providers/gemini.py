@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,10 +53,11 @@ class GeminiProvider(api.TranslatingProvider):
 
     def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         model = call.model
-        if model.startswith(("models/", "tunedModels/")):
-            resource = model
+        collection, _, name = model.partition("/")
+        if name and collection in ("models", "tunedModels"):
+            resource = f"{collection}/{api.path_segment(name)}"
         else:
-            resource = "models/" + urllib.parse.quote(model, safe="")
+            resource = "models/" + api.path_segment(model)
         if stream:
             return f"{self._root}/{resource}:streamGenerateContent?alt=sse"
         return f"{self._root}/{resource}:generateContent"
