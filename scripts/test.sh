@@ -16,4 +16,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# the dashboard's browser test drives Debian's Chromium through its chromedriver
+if ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium and chromium-driver (the dashboard's browser test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null
+    else
+        echo "chromedriver not found and not root: the browser test will be skipped" >&2
+    fi
+fi
+
 exec .venv/bin/pytest "$@"

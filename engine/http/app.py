@@ -27,6 +27,8 @@ from turnout.http.drain import Drain
 from turnout.http.models import model_list
 from turnout.http.openapi import openapi_json
 from turnout.http.reload import PolicyReloader
+from turnout.http.ui.dashboard import Dashboard
+from turnout.http.ui.recent import RecentRequests
 from turnout.http.wire import (
     explain_invalid_json,
     header_dict,
@@ -119,6 +121,18 @@ class Gateway:
             "/ready": ("GET", self.ready),
             "/openapi.json": ("GET", self.openapi),
         }
+        self._dashboard: Dashboard | None = None
+        if engine.table.policy.gateway.ui:
+            self._dashboard_on()
+        self._ui_paths = {
+            "/ui",
+            "/ui/events",
+            "/ui/state",
+            "/ui/plan",
+            "/ui/login",
+            "/ui/app.js",
+            "/ui/style.css",
+        }
         self._responses = {
             (path, status): metrics.HTTP_RESPONSES.labels(path, str(status))
             for path in (CHAT_ENDPOINT, "/v1/models")
@@ -129,6 +143,8 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             entry = self._routes.get(scope["path"])
+            if entry is None and scope["path"] in self._ui_paths:
+                entry = self._ui_entry(scope["path"])
             if entry is None:
                 await self._not_found(scope, send)
             elif scope["method"] != entry[0]:
@@ -137,6 +153,21 @@ class Gateway:
                 await entry[1](scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _dashboard_on(self) -> Dashboard:
+        """The dashboard, and its request recorder registered on the engine (only
+        from the moment the policy turns ``gateway.ui`` on: off, it costs nothing)."""
+        if self._dashboard is None:
+            recent = RecentRequests()
+            self.engine.plugin_manager.register(recent, name="turnout.http.ui")
+            self._dashboard = Dashboard(self.engine, recent, self.reloader)
+        return self._dashboard
+
+    def _ui_entry(self, path: str) -> tuple[str, Handler] | None:
+        if not self.engine.table.policy.gateway.ui:
+            return None
+        dashboard = self._dashboard_on()
+        return dashboard.paths[path], dashboard
 
     def _count(self, endpoint: str, status: int) -> None:
         counter = self._responses.get((endpoint, status))

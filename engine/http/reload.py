@@ -10,9 +10,12 @@ and logged, with every problem of a rejected file.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
+import time
+from typing import Any
 
 import structlog
 from turnout import metrics
@@ -56,6 +59,8 @@ class PolicyReloader:
         self._task: asyncio.Task[None] | None = None
         self._signature = _signature(self.path)
         self._signal_installed = False
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
+        """The last reloads, newest last: when, why, ``ok`` or ``rejected``, and the problems."""
 
     async def reload(self, reason: str) -> bool:
         """Compile the file and swap it in; False (old policy kept) if it is rejected."""
@@ -73,6 +78,7 @@ class PolicyReloader:
                     reason=reason,
                     problems=[str(p) for p in exc.problems],
                 )
+                self._record(reason, "rejected", [str(p) for p in exc.problems])
                 return False
             except OSError as exc:
                 metrics.POLICY_RELOADS.labels("rejected").inc()
@@ -82,10 +88,17 @@ class PolicyReloader:
                     reason=reason,
                     error=str(exc),
                 )
+                self._record(reason, "rejected", [str(exc)])
                 return False
             metrics.POLICY_RELOADS.labels("ok").inc()
             log.info("policy reloaded", path=self.path, reason=reason, routes=len(table.routes))
+            self._record(reason, "ok", [])
             return True
+
+    def _record(self, reason: str, result: str, problems: list[str]) -> None:
+        self.history.append(
+            {"at": time.time(), "reason": reason, "result": result, "problems": problems}
+        )
 
     def start(self) -> None:
         """Start watching (call from the server's event loop)."""

@@ -159,6 +159,7 @@ class KeyEntry(_Strict):
     budget: BudgetLimits = Field(default_factory=list)
     rate_limit: RateLimit | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    admin: bool = Field(False, description="may open the dashboard (/ui)")
 
 
 class Keys(_Strict):

@@ -374,6 +374,10 @@ class Gateway(_Strict):
     log_content: bool = Field(
         False, description="put message content in the request log (off: never logged)"
     )
+    ui: bool = Field(
+        False,
+        description="serve the live dashboard at /ui (with keys: on, only to keys with admin: true)",
+    )
 
 
 class Route(_Strict):
