@@ -56,6 +56,7 @@ from turnout.provider_api import (
     Message,
     TranslationError,
     append_turn,
+    arguments,
     data_url,
     function_tool,
     image_url,
@@ -265,7 +266,9 @@ def _assistant_parts(
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise TranslationError(f"{at}: the function needs a name")
-        part: dict[str, Any] = {"functionCall": {"name": name, "args": _arguments(function, at)}}
+        part: dict[str, Any] = {
+            "functionCall": {"name": name, "args": arguments(function.get("arguments"), at)}
+        }
         signature = _signature(call)
         if signature:
             part["thoughtSignature"] = signature
@@ -275,21 +278,6 @@ def _assistant_parts(
     if calls and not any("thoughtSignature" in part for part in calls):
         calls[0]["thoughtSignature"] = SKIP_SIGNATURE
     return parts + calls
-
-
-def _arguments(function: Mapping[str, Any], where: str) -> dict[str, Any]:
-    raw = function.get("arguments")
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, dict):
-        return raw
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        raise TranslationError(f"{where}: function.arguments is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise TranslationError(f"{where}: function.arguments must be a JSON object")
-    return value
 
 
 def _signature(call: Mapping[str, Any]) -> str | None:
