@@ -427,12 +427,8 @@ def classify_exception(name: str | None, status: int | None, message: str) -> Fa
 
 
 class ConverseStreamState:
-    """Turns ConverseStream events into ``chat.completion.chunk`` dicts.
-
-    Feed each event's type and decoded JSON payload to ``feed``; it returns the
-    chunks to send (often one, sometimes none). ``finished`` is True once
-    ``messageStop`` arrived.
-    """
+    """Turns ConverseStream events into chunks: a ``StreamTranslator`` (``dicts``
+    gives them as plain dicts); ``finished`` is True once ``messageStop`` arrived."""
 
     def __init__(self, *, response_id: str, model: str, created: int) -> None:
         self._base = {
@@ -459,11 +455,9 @@ class ConverseStreamState:
         return [ChatChunk.model_validate(chunk) for chunk in self.dicts(event, payload)]
 
     def finish(self) -> list[ChatChunk]:
-        """Nothing: usage came with the ``metadata`` event."""
-        return []
+        return []  # usage came with the ``metadata`` event
 
     def dicts(self, event: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """``feed``'s chunks as plain dicts."""
         if event == "messageStart":
             return [self._chunk({"content": ""})]
         if event == "contentBlockStart":
