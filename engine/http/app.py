@@ -315,7 +315,7 @@ class Gateway:
                         (b"x-turnout-model", (attempt.model if attempt else "").encode()),
                         (b"x-turnout-attempts", str(len(trail)).encode()),
                         (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
-                        *_CACHE_HEADERS.get(stream.scratch.get("cache"), ()),  # type: ignore[arg-type]
+                        *_CACHE_HEADERS.get(stream.cache, ()),  # type: ignore[arg-type]
                     ],
                 }
             )
@@ -370,7 +370,7 @@ class Gateway:
         await send_json(send, 200, json_bytes({"object": "list", "data": rows}))
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = metrics.exposition()
+        body = metrics.exposition(self.engine.metrics)
         await send(
             {
                 "type": "http.response.start",

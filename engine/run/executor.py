@@ -21,7 +21,7 @@ from turnout.contract.calls import call_chain, call_first, call_observers, has_i
 from turnout.contract.provider import ProviderCall
 from turnout.contract.strategy import weighted_index
 from turnout.errors import FailureClass, ProviderError, TurnoutError
-from turnout.policy.compile import CompiledTarget
+from turnout.policy.table import CompiledTarget
 from turnout.routing.plan import Attempt
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
 from turnout.run.context import RequestContext, RequestOutcome
