@@ -1,6 +1,6 @@
 """Every hook turnout calls, in one place.
 
-Plugins implement these with ``@engine.hookimpl``. Request-phase hooks may be
+Plugins implement these with ``@turnout.hookimpl``. Request-phase hooks may be
 ``async def``: the engine awaits each result in pluggy's order (``tryfirst`` /
 ``trylast`` respected). Hooks run in a request are given the request's
 ``RequestContext``; they must not keep it past the request.
@@ -85,7 +85,7 @@ def turnout_register_guardrails(register: RegisterGuardrail) -> None:
     :param register: call ``register(name, GuardrailClass)`` for each guardrail
         the plugin provides; ``name`` is what a route lists under ``guardrails``
         (``pii``, ``secrets``, ``deny``, ``limits`` and ``json_schema`` come from
-        ``turnout.plugins.guardrails``). The class subclasses ``engine.Guardrail``; its
+        ``turnout.plugins.guardrails``). The class subclasses ``turnout.Guardrail``; its
         ``Options`` model validates the options routes.yaml gives it. Registering
         a name another plugin already registered is an error naming both plugins.
     """
