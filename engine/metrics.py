@@ -3,10 +3,11 @@
 Each engine has its own registry, ``Engine.metrics``; plugins create their
 metrics on it from ``turnout_engine_started`` (requests, attempts, tokens and
 cost in ``turnout.plugins.metrics``, the cache's and the guardrails' in
-theirs). Defined here are the budget, breaker and state metrics of
-``turnout.run`` and the gateway's (HTTP responses, in-flight requests,
-overhead, policy reloads); these are still process-wide, on
-prometheus-client's default registry, and ``exposition`` serves both.
+theirs). The gateway creates its own there too (``GatewayMetrics``: HTTP responses,
+in-flight requests, overhead; and its reloader ``policy_reloads``). The
+budget, breaker and state metrics of ``turnout.run``, defined below, are
+still process-wide, on prometheus-client's default registry; ``exposition``
+serves both.
 
 Label values are bounded: routes and providers come from the policy, statuses
 and failure classes from closed sets, and model names — which a caller can
@@ -44,15 +45,13 @@ __all__ = [
     "BUDGET_REFUSALS",
     "BUDGET_REMAINING",
     "CONTENT_TYPE",
-    "GATEWAY_OVERHEAD",
-    "HTTP_RESPONSES",
-    "IN_FLIGHT",
     "MODEL_LABEL_LIMIT",
-    "POLICY_RELOADS",
     "STATE_ERRORS",
+    "GatewayMetrics",
     "bounded_model",
     "exposition",
     "multiprocess_dir",
+    "policy_reloads",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -89,28 +88,42 @@ STATE_ERRORS = Counter(
 
 # -- gateway (turnout.http) ---------------------------------------------------
 
-HTTP_RESPONSES = Counter(
-    "turnout_http_responses",
-    "HTTP responses of the gateway by endpoint and status, including requests "
-    "rejected before routing (bad JSON, too large, unknown model).",
-    ["endpoint", "status"],
-)
-IN_FLIGHT = Gauge(
-    "turnout_requests_in_flight",
-    "Chat-completion requests the gateway is serving now.",
-    multiprocess_mode="livesum",
-)
-GATEWAY_OVERHEAD = Histogram(
-    "turnout_gateway_overhead_seconds",
-    "Time the gateway added to a chat completion: everything but the upstream "
-    "attempts (parsing, planning, hooks, retry backoff, serialisation).",
-    buckets=_OVERHEAD,
-)
-POLICY_RELOADS = Counter(
-    "turnout_policy_reloads",
-    'Policy reloads by result: "ok", or "rejected" (the old policy kept serving).',
-    ["result"],
-)
+
+class GatewayMetrics:
+    """The gateway's metrics, on its engine's registry (one gateway per engine)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_responses = Counter(
+            "turnout_http_responses",
+            "HTTP responses of the gateway by endpoint and status, including requests "
+            "rejected before routing (bad JSON, too large, unknown model).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "turnout_requests_in_flight",
+            "Chat-completion requests the gateway is serving now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "turnout_gateway_overhead_seconds",
+            "Time the gateway added to a chat completion: everything but the upstream "
+            "attempts (parsing, planning, hooks, retry backoff, serialisation).",
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+
+
+def policy_reloads(registry: CollectorRegistry) -> Counter:
+    """``turnout_policy_reloads`` on an engine's registry (its reloader's)."""
+    return Counter(
+        "turnout_policy_reloads",
+        'Policy reloads by result: "ok", or "rejected" (the old policy kept serving).',
+        ["result"],
+        registry=registry,
+    )
+
 
 _models: set[str] = set()
 _models_lock = threading.Lock()
