@@ -27,6 +27,7 @@ from turnout.plugin_api import (
 from turnout.plugins.guardrails.redact import Redactor, without_overlaps
 
 __all__ = [
+    "ACTIONS",
     "REPORT",
     "ActionCounter",
     "Held",
@@ -73,8 +74,12 @@ class ActionCounter:
         child.inc()
 
 
+ACTIONS = "turnout.plugins.guardrails.actions"
+"""``ctx.scratch[ACTIONS]``: the engine's ``ActionCounter`` (set by its ``Guardrails``)."""
+
+
 def count(ctx: RequestContext, rail: CompiledGuardrail, direction: str, action: str) -> None:
-    actions = state_of(ctx).actions
+    actions: ActionCounter | None = ctx.scratch.get(ACTIONS)
     if actions is not None:
         actions.inc((ctx.route.name, rail.name, direction, action))
 
@@ -196,8 +201,6 @@ class State:
     beyond_content: bool = False
     """``held`` has a field other than ``content`` (most streams never do)."""
     calls: dict[tuple[int, int], Held] = field(default_factory=dict)
-    actions: ActionCounter | None = None
-    """Where this request's actions are counted (the engine's guardrail plugin sets it)."""
 
 
 def state_of(ctx: RequestContext) -> State:

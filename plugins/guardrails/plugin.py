@@ -56,6 +56,7 @@ from turnout.plugin_api import (
     hookimpl,
 )
 from turnout.plugins.guardrails.acting import (
+    ACTIONS,
     ActionCounter,
     Place,
     Redact,
@@ -295,7 +296,7 @@ class Guardrails:
     @hookimpl(tryfirst=True)
     def turnout_pre_request(self, ctx: RequestContext) -> None:
         if ctx.route.guardrails:
-            state_of(ctx).actions = self.actions
+            ctx.scratch[ACTIONS] = self.actions
             check_input(ctx)
 
     @hookimpl(tryfirst=True)
