@@ -1,9 +1,9 @@
 """Built-in plugins use only the public plugin API, as a third-party plugin must.
 
 Every import in ``plugins/`` (TYPE_CHECKING and function-local ones included)
-of something under ``turnout`` must be ``turnout`` itself, ``turnout.plugin_api``,
-or a module of the plugin's own package (``turnout.plugins.cache.*`` from
-``plugins/cache/``).
+of something under ``turnout`` must be ``turnout`` itself, ``turnout.plugin_api``
+(hook plugins), ``turnout.provider_api`` (providers), or a module of the
+plugin's own package (``turnout.plugins.cache.*`` from ``plugins/cache/``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "plugins"
-PUBLIC = {"turnout", "turnout.plugin_api"}
-# plugins/providers/* are moving onto turnout.provider_api on their own branch;
-# add them here (with turnout.provider_api as public) once that has landed.
-SKIPPED = {"providers"}
+PUBLIC = {"turnout", "turnout.plugin_api", "turnout.provider_api"}
 
 
 def own_package(path: Path) -> str:
@@ -51,16 +48,14 @@ def private_imports(source: str, package: str) -> list[str]:
 
 
 def plugin_files() -> list[Path]:
-    return sorted(
-        path for path in PLUGINS.rglob("*.py") if path.relative_to(PLUGINS).parts[0] not in SKIPPED
-    )
+    return sorted(PLUGINS.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", plugin_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_built_in_plugin_imports_only_the_public_api(path: Path) -> None:
     assert private_imports(path.read_text(), own_package(path)) == [], (
         f"{path.relative_to(ROOT)} imports turnout internals; export what it needs "
-        "from turnout.plugin_api instead"
+        "from turnout.plugin_api (or turnout.provider_api) instead"
     )
 
 
@@ -88,4 +83,11 @@ def later():
 
 def test_every_plugin_package_is_checked() -> None:
     checked = {path.relative_to(PLUGINS).parts[0] for path in plugin_files()}
-    assert {"cache", "guardrails", "logging.py", "metrics.py", "strategies.py"} <= checked
+    assert {
+        "cache",
+        "guardrails",
+        "logging.py",
+        "metrics.py",
+        "providers",
+        "strategies.py",
+    } <= checked
