@@ -43,6 +43,7 @@ DEFAULT_PLUGINS = (
     "turnout.plugins.cache.plugin",
     "turnout.plugins.metrics",
     "turnout.plugins.logging",
+    "turnout.plugins.tracing",
 )
 """Built-in plugins: ordinary plugin modules, loaded like any other."""
 

@@ -6,6 +6,7 @@ cross-references between sections are checked in ``compile``.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
@@ -364,6 +365,47 @@ class Gateway(Strict):
     )
 
 
+def _otel_installed() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry.sdk.trace") is not None
+    except ImportError:  # no opentelemetry package at all
+        return False
+
+
+class Telemetry(Strict):
+    """OpenTelemetry traces (``turnout.plugins.tracing``, needs ``turnout[otel]``).
+
+    Unset fields fall back to the standard ``OTEL_*`` environment variables.
+    """
+
+    traces: bool | None = Field(
+        None,
+        description="export traces over OTLP/HTTP; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT "
+        "or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set",
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="OTLP/HTTP collector URL, e.g. http://collector:4318 (/v1/traces is added "
+        "to a bare host); unset: the OTEL_EXPORTER_OTLP_* variables, else localhost:4318",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="headers sent to the collector (e.g. an API key)"
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans; unset: OTEL_SERVICE_NAME, else turnout"
+    )
+    content: bool = Field(
+        False, description="put message content on the spans (off: never recorded)"
+    )
+
+    @model_validator(mode="after")
+    def _installed(self) -> Telemetry:
+        if self.traces and not _otel_installed():
+            raise ValueError("traces need the OpenTelemetry SDK: pip install 'turnout[otel]'")
+        return self
+
+
 class Route(Strict):
     name: str = Field(min_length=1)
     strategy: Strategy | None = None
@@ -398,3 +440,4 @@ class Policy(Strict):
     rate_limits: list[RateLimitRule] = Field(default_factory=list)
     breaker: Breaker | None = None
     keys: Keys | None = None
+    telemetry: Telemetry = Telemetry()

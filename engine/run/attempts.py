@@ -214,6 +214,7 @@ class Attempts:
                 status_code=status_code,
                 message=message,
                 why=attempt.why(self.ctx.route),
+                started=started,
             )
         )
 

@@ -123,6 +123,8 @@ class AttemptRecord(BaseModel):
     status_code: int | None = None
     message: str | None = None
     why: str | None = Field(None, description="why the plan had this attempt (strategy, figures)")
+    started: float = Field(0.0, exclude=True)
+    """When the call began, on the engine's clock (monotonic seconds); not on the wire."""
 
 
 class ExtraFields(_Open):
