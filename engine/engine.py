@@ -13,11 +13,19 @@ from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pluggy
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
-from turnout.contract.registry import Registry, collect_registry, make_plugin_manager
+from turnout.contract.registry import (
+    Registry,
+    close_plugins,
+    collect_registry,
+    make_plugin_manager,
+    start_plugins,
+)
 from turnout.errors import PolicyError, Problem, TurnoutError
-from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.compile import compile_policy
 from turnout.policy.loader import Document, load_document, parse_document
+from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Plan
 from turnout.routing.planner import plan_request
 from turnout.run.context import RequestContext
@@ -104,6 +112,9 @@ class Engine:
         self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
+        self.metrics = CollectorRegistry()
+        """This engine's Prometheus metrics (the gateway serves them at ``/metrics``)."""
+        start_plugins(plugin_manager, self.metrics)
 
     # -- construction --------------------------------------------------------
 
@@ -316,8 +327,10 @@ class Engine:
             return self._sync_loop
 
     async def aclose(self) -> None:
-        """Wait for shadow requests, then close upstream clients and providers."""
+        """Wait for shadow requests, close the plugins' per-engine state
+        (``turnout_engine_closed``), then upstream clients and providers."""
         await self.executor.aclose()
+        await close_plugins(self.plugin_manager)
         await self.ledger.aclose()
         await self.clients.aclose()
         for provider in self._table.providers.values():

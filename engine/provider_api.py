@@ -40,7 +40,7 @@ from turnout.contract.openai_request import (
 from turnout.contract.provider import Provider, ProviderCall, ProviderSettings, RawChatResponse
 from turnout.contract.translating import DRAIN_SECONDS, StreamTranslator, TranslatingProvider, drain
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.models import Duration
+from turnout.policy.units import Duration
 from turnout.upstream.interface import (
     HttpxUpstream,
     Reply,

@@ -10,8 +10,8 @@ from turnout.wire.chat import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
     from turnout.errors import TurnoutError
-    from turnout.policy.compile import CompiledRoute, RoutingTable
     from turnout.policy.limits import ApiKeyInfo
+    from turnout.policy.table import CompiledRoute, RoutingTable
     from turnout.routing.plan import Attempt, Plan
 
 __all__ = ["RequestContext", "RequestOutcome"]
@@ -29,6 +29,9 @@ class RequestContext:
     :param attempt: the attempt being made or that served, once there is one.
     :param trail: one record per upstream call made so far.
     :param scratch: free space for plugins, keyed by plugin name.
+    :param cache: what a response cache made of this request: ``hit``, ``miss``
+        or ``bypass`` (None: no cache applies); the gateway sends it as
+        ``X-Turnout-Cache`` and the request log records it.
     """
 
     request: ChatRequest
@@ -41,6 +44,7 @@ class RequestContext:
     attempt: Attempt | None = None
     trail: list[AttemptRecord] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
+    cache: str | None = None
     key: ApiKeyInfo | None = None
     """The caller's gateway API key (never the key itself), when ``keys:`` is on."""
 

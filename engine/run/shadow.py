@@ -15,7 +15,7 @@ from turnout.contract.calls import call_observers
 from turnout.contract.provider import ProviderCall
 from turnout.contract.strategy import weighted_index
 from turnout.errors import ProviderError
-from turnout.policy.compile import CompiledTarget
+from turnout.policy.table import CompiledTarget
 from turnout.run.attempts import classify_unexpected
 from turnout.run.context import RequestContext
 from turnout.run.runtime import Runtime

@@ -105,8 +105,13 @@ class ChatStream:
 
     @property
     def scratch(self) -> dict[str, Any]:
-        """Plugins' per-request state (``ctx.scratch``), e.g. ``scratch["cache"]``."""
+        """Plugins' per-request state (``ctx.scratch``)."""
         return self._ctx.scratch
+
+    @property
+    def cache(self) -> str | None:
+        """The response cache's outcome (``ctx.cache``): ``hit``, ``miss``, ``bypass`` or None."""
+        return self._ctx.cache
 
     @property
     def trail(self) -> list[AttemptRecord]:
