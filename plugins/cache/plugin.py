@@ -48,7 +48,7 @@ from turnout import (
     hookimpl,
 )
 from turnout.metrics import CACHE_ERRORS, CACHE_LOOKUPS
-from turnout.plugins.cache.key import cache_key, caller_id
+from turnout.plugins.cache.key import cache_key, cache_namespace
 from turnout.plugins.cache.memory import MemoryStore
 from turnout.plugins.cache.redis import RedisStore
 from turnout.plugins.cache.store import CacheStore, CacheUnavailable
@@ -215,7 +215,7 @@ async def turnout_pre_request(ctx: RequestContext) -> ChatResponse | None:
         ctx.scratch[REPORT] = "bypass"
         _count(route, "bypass")
         return None
-    caller = caller_id(ctx, config.caller_header) if config.per_caller else "-"
+    caller = cache_namespace(ctx, config)
     key = cache_key(request, ctx.route, prefix=config.prefix, caller=caller)
     store = store_for(ctx.table, config)
     if not control.no_store:

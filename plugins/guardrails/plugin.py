@@ -63,13 +63,14 @@ from turnout.plugins.guardrails.acting import (
     report,
     scan_text,
     scan_thinking,
+    scan_value,
     state_of,
     text_place,
     unredactable,
 )
 from turnout.plugins.guardrails.arguments import redact_arguments
 from turnout.plugins.guardrails.deny import Deny
-from turnout.plugins.guardrails.json_schema import JsonSchema
+from turnout.plugins.guardrails.json_schema import JsonSchema, validator_of
 from turnout.plugins.guardrails.limits import Limits
 from turnout.plugins.guardrails.pii import Pii
 from turnout.plugins.guardrails.secrets import Secrets
@@ -120,6 +121,9 @@ def _scan_function(
     if isinstance(name, str) and name:
         place = call_place(f"{here}.name", call, name)
         scan_text(ctx, rails, name, direction, place, redact=unredactable)
+    if isinstance(arguments, dict | list) and arguments:  # sent as JSON, not a string
+        out_value = scan_value(ctx, rails, arguments, direction, f"{here}.arguments")
+        return None if out_value is arguments else {**function, "arguments": out_value}
     if isinstance(arguments, str) and arguments:
         place = call_place(f"{here}.arguments", call, name)
         redact = _arguments_redactor(ctx)
@@ -155,6 +159,8 @@ def _scan_calls(
 
 @hookimpl(tryfirst=True)
 def turnout_pre_request(ctx: RequestContext) -> None:
+    if any(isinstance(r.guardrail, JsonSchema) for r in ctx.route.guardrails):
+        validator_of(ctx.request)  # a schema that costs unbounded work: 400 before any call
     rails = [r for r in ctx.route.guardrails if r.input]
     if not rails:
         return
@@ -192,6 +198,13 @@ def turnout_pre_request(ctx: RequestContext) -> None:
                     redacted = scan_text(ctx, rails, text, "input", place)
                     if redacted is not text:
                         part = {**part, "text": redacted}
+                if len(part) > 2 or (len(part) == 2 and "text" not in part):
+                    # image_url, input_audio, file, ...: every string in them
+                    rest = {k: v for k, v in part.items() if k not in ("type", "text")}
+                    here = f"messages[{i}].content[{j}]"
+                    scanned = scan_value(ctx, rails, rest, "input", here)
+                    if scanned is not rest:
+                        part = {**part, **scanned}
                 parts.append(part)
             if any(p is not q for p, q in zip(parts, content, strict=True)):
                 update["content"] = parts
@@ -199,12 +212,44 @@ def turnout_pre_request(ctx: RequestContext) -> None:
             calls = _scan_calls(ctx, rails, message.tool_calls, "input", f"messages[{i}]")
             if calls is not None:
                 update["tool_calls"] = calls
+        if message.name:
+            name = scan_value(ctx, rails, message.name, "input", f"messages[{i}].name")
+            if name is not message.name:
+                update["name"] = name
+        if message.model_extra:
+            extra = scan_value(ctx, rails, message.model_extra, "input", f"messages[{i}]")
+            if extra is not message.model_extra:
+                update.update(extra)
         if update:
             changed = True
             message = message.model_copy(update=update)
         messages.append(message)
-    if changed:
-        ctx.request = request.model_copy(update={"messages": messages})
+    fields = _scan_fields(ctx, rails, request)
+    if changed or fields:
+        ctx.request = request.model_copy(update={"messages": messages, **fields})
+
+
+_OWN_FIELDS = frozenset({"cache"})
+"""Request extras that are turnout's own controls, not content."""
+
+
+def _scan_fields(
+    ctx: RequestContext, rails: list[CompiledGuardrail], request: Any
+) -> dict[str, Any]:
+    """Scan what a request passes through besides its messages: ``metadata``,
+    ``prediction`` and any field turnout does not know; the fields redacted."""
+    update: dict[str, Any] = {}
+    if request.metadata:
+        metadata = scan_value(ctx, rails, request.metadata, "input", "metadata")
+        if metadata is not request.metadata:
+            update["metadata"] = metadata
+    for name, value in (request.model_extra or {}).items():
+        if name in _OWN_FIELDS:
+            continue
+        out = scan_value(ctx, rails, value, "input", name)
+        if out is not value:
+            update[name] = out
+    return update
 
 
 # -- output --------------------------------------------------------------------
