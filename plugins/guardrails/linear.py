@@ -108,8 +108,8 @@ class LinearPattern:
             (for short patterns), not only those after the previous match.
         """
         regex = _compiled(self, scanned.ascii)
-        main = regex.groupindex[b"m"]
-        wanted = regex.groupindex[group.encode()]
+        main = regex.groupindex.get(b"m", 0)
+        wanted = main if group == "m" else regex.groupindex[group.encode()]
         # RE2's own Match (what re2.search calls): one call per match, no
         # per-call wrapper objects, as dense text has a candidate every few bytes
         match = regex._regexp.Match
@@ -160,7 +160,9 @@ def _compiled(pattern: LinearPattern, ascii: bool) -> re2._Regexp:
     found = _cache.get((pattern, ascii))
     if found is None:
         head = f"[^{pattern.before}]" if pattern.before else ""
-        source = f"{head}(?P<m>{pattern.body}){pattern.after}"
+        # a bare body is group 0: RE2 then needs no submatch pass, only its DFAs
+        framed = head or pattern.after
+        source = f"{head}(?P<m>{pattern.body}){pattern.after}" if framed else pattern.body
         if ascii:
             for unicode, narrow in _ASCII.items():
                 source = source.replace(unicode, narrow)

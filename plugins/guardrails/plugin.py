@@ -42,6 +42,7 @@ has its own hold-back buffer per choice (``streaming.py``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from turnout import (
@@ -157,13 +158,42 @@ def _scan_calls(
 # -- input ---------------------------------------------------------------------
 
 
+OFF_LOOP = 64 * 1024
+"""Characters of message text above which input is scanned in a worker thread:
+RE2 releases the GIL while it matches, so other requests (``/health``
+included) go on meanwhile. Below it a scan takes well under a millisecond and
+a thread hand-off would cost more than it saves."""
+
+
+def _text_size(request: Any) -> int:
+    size = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            size += len(content)
+        elif content:
+            size += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return size
+
+
 @hookimpl(tryfirst=True)
-def turnout_pre_request(ctx: RequestContext) -> None:
+def turnout_pre_request(ctx: RequestContext) -> Any:
     if any(isinstance(r.guardrail, JsonSchema) for r in ctx.route.guardrails):
         validator_of(ctx.request)  # a schema that costs unbounded work: 400 before any call
     rails = [r for r in ctx.route.guardrails if r.input]
     if not rails:
-        return
+        return None
+    if _text_size(ctx.request) > OFF_LOOP:
+        return _scan_off_loop(ctx, rails)
+    _scan_input(ctx, rails)
+    return None
+
+
+async def _scan_off_loop(ctx: RequestContext, rails: list[CompiledGuardrail]) -> None:
+    await asyncio.to_thread(_scan_input, ctx, rails)
+
+
+def _scan_input(ctx: RequestContext, rails: list[CompiledGuardrail]) -> None:
     request = ctx.request
     for rail in rails:
         try:

@@ -264,3 +264,14 @@ def test_an_infinite_number_on_a_cached_route_is_a_400(gateway: RunningGateway) 
     response = post(gateway, raw)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "vendor.w"
+
+
+def test_a_big_input_is_scanned_off_the_event_loop_with_the_same_verdict(gateway: RunningGateway, fake: FakeOpenAI) -> None:
+    from turnout.plugins.guardrails.plugin import OFF_LOOP
+
+    fake.reset()
+    text = "lorem ipsum " * (OFF_LOOP // 12 + 10)
+    blocked = post(gateway, {"model": "guarded", "messages": [{"role": "user", "content": text + SECRET}]})
+    assert blocked.status_code == 400 and blocked.json()["error"]["param"] == "messages[0].content"
+    assert post(gateway, {"model": "guarded", "messages": [{"role": "user", "content": text}]}).status_code == 200
+    assert len(fake.requests) == 1
