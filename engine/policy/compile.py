@@ -42,7 +42,7 @@ from turnout.policy.table import (
 )
 from turnout.types import JSONPath
 
-__all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
+__all__ = ["compile_policy"]
 
 _LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 

@@ -139,7 +139,9 @@ class ExtraFields(_Open):
     request_id: str | None = None
     cost: float | None = Field(None, description="USD of the attempt that served, if priced")
     attempts: list[AttemptRecord] = Field(default_factory=list)
-    cache: str | None = None
+    cache: str | None = Field(
+        None, description='the response cache: "hit", "miss" or "bypass" (None: no cache)'
+    )
 
 
 class ChatResponse(_Open):

@@ -37,12 +37,10 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from turnout import ChatRequest, TurnoutError
+from turnout.plugin_api import ChatRequest, TurnoutError
 
 if TYPE_CHECKING:
-    from turnout import RequestContext
-    from turnout.policy.compile import CompiledRoute
-    from turnout.policy.models import CacheConfig
+    from turnout.plugin_api import CacheConfig, CompiledRoute, RequestContext
 
 __all__ = [
     "CALLER_SCRATCH_KEY",

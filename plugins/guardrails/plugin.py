@@ -45,16 +45,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from turnout import (
+import pluggy
+from prometheus_client import CollectorRegistry
+from turnout.plugin_api import (
     ChatChunk,
     ChatResponse,
+    CompiledGuardrail,
     Finding,
+    RegisterGuardrail,
     RequestContext,
     hookimpl,
 )
-from turnout.contract.guardrail import CompiledGuardrail
-from turnout.contract.hookspecs import RegisterGuardrail
 from turnout.plugins.guardrails.acting import (
+    ACTIONS,
+    ActionCounter,
     Place,
     Redact,
     blocked,
@@ -79,10 +83,9 @@ from turnout.plugins.guardrails.streaming import HOLD_BACK, REASONING, stream_ch
 
 __all__ = [
     "HOLD_BACK",
-    "turnout_post_response",
-    "turnout_pre_request",
+    "Guardrails",
+    "turnout_engine_started",
     "turnout_register_guardrails",
-    "turnout_stream_chunk",
 ]
 
 BUILT_INS = {
@@ -176,8 +179,9 @@ def _text_size(request: Any) -> int:
     return size
 
 
-@hookimpl(tryfirst=True)
-def turnout_pre_request(ctx: RequestContext) -> Any:
+def check_input(ctx: RequestContext) -> Any:
+    """Run the input guardrails: None when done, or an awaitable when the input
+    is large enough to be scanned in a worker thread."""
     if any(isinstance(r.guardrail, JsonSchema) for r in ctx.route.guardrails):
         validator_of(ctx.request)  # a schema that costs unbounded work: 400 before any call
     rails = [r for r in ctx.route.guardrails if r.input]
@@ -318,8 +322,7 @@ def _scan_extra(
     return changed
 
 
-@hookimpl(tryfirst=True)
-def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatResponse | None:
+def check_response(ctx: RequestContext, response: ChatResponse) -> ChatResponse | None:
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails:
         return None
@@ -353,10 +356,40 @@ def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatRe
     return response if changed else None
 
 
-@hookimpl(tryfirst=True)
-def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+def check_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails or not chunk.choices:
         return None
     stream_chunk(ctx, rails, chunk)
     return chunk
+
+
+class Guardrails:
+    """The guardrail hooks of one engine, counting into its ``turnout_guardrail_actions``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = ActionCounter(registry)
+
+    @hookimpl(tryfirst=True)
+    def turnout_pre_request(self, ctx: RequestContext) -> Any:
+        if ctx.route.guardrails:
+            ctx.scratch[ACTIONS] = self.actions
+            return check_input(ctx)
+        return None
+
+    @hookimpl(tryfirst=True)
+    def turnout_post_response(
+        self, ctx: RequestContext, response: ChatResponse
+    ) -> ChatResponse | None:
+        return check_response(ctx, response)
+
+    @hookimpl(tryfirst=True)
+    def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+        return check_chunk(ctx, chunk)
+
+
+@hookimpl
+def turnout_engine_started(
+    plugin_manager: pluggy.PluginManager, metrics: CollectorRegistry
+) -> None:
+    plugin_manager.register(Guardrails(metrics), name="turnout.plugins.guardrails.engine")
