@@ -30,7 +30,7 @@ from turnout.contract.strategy import (
 )
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.metrics import bounded_model
-from turnout.policy.models import CacheConfig
+from turnout.policy.models import CacheConfig, Telemetry
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.policy.units import Duration, parse_duration
 from turnout.routing.plan import Attempt, Plan
@@ -81,6 +81,7 @@ __all__ = [
     "RoutingTable",
     "Strategy",
     "StrategyInput",
+    "Telemetry",
     "TurnoutError",
     "Usage",
     "bounded_model",

@@ -31,9 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from turnout.contract.hookspecs import hookimpl
-from turnout.policy.models import Telemetry
-from turnout.run.context import RequestContext, RequestOutcome
+from turnout.plugin_api import RequestContext, RequestOutcome, Telemetry, hookimpl
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
