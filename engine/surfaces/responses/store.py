@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
 from turnout.state import StateBackend
 
 __all__ = ["ConversationStore", "StoredResponse"]
@@ -46,7 +47,14 @@ class ConversationStore:
 
     async def save(self, record: StoredResponse) -> None:
         key = _PREFIX + record.response["id"]
-        await self.backend.put_document(key, json.dumps(asdict(record)), self.wall() + self.ttl)
+        document = {
+            "response": record.response,
+            "input_items": record.input_items,
+            "history": record.history,
+            "owner": record.owner,
+        }
+        text = pydantic_core.to_json(document).decode()
+        await self.backend.put_document(key, text, self.wall() + self.ttl)
 
     async def load(self, response_id: str, owner: str | None) -> StoredResponse | None:
         """The record, or None when it is unknown, expired, deleted or another key's."""
