@@ -26,6 +26,8 @@ from turnout.run.ledger import BudgetLedger, make_backend
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
+from turnout.surfaces.completions import CompletionsAPI
+from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
 from turnout.wire.chat import ChatRequest, ChatResponse
 
@@ -234,6 +236,18 @@ class Engine:
         stream = ChatStream(ctx.plan, ctx.request_id, ctx)
         stream.attach(self.executor.stream(ctx, stream.publish))
         return stream
+
+    @property
+    def responses(self) -> ResponsesAPI:
+        """OpenAI's Responses API over this engine (``turnout.surfaces.responses``):
+        ``await engine.responses.create({...})``, ``.stream``, ``.retrieve``,
+        ``.delete``, ``.input_items``."""
+        return ResponsesAPI(self)
+
+    @property
+    def completions(self) -> CompletionsAPI:
+        """Legacy text completions over this engine, as one chat turn each."""
+        return CompletionsAPI(self)
 
     def chat_sync(
         self,

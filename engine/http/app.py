@@ -170,7 +170,8 @@ class Gateway:
         path: str = scope["path"]
         for prefix, methods, handler in self._prefixes:
             if path.startswith(prefix) and len(path) > len(prefix):
-                return (scope["method"] if scope["method"] in methods.split(", ") else methods), handler
+                allowed = scope["method"] in methods.split(", ")
+                return (scope["method"] if allowed else methods), handler
         return None
 
     def _dashboard_on(self) -> Dashboard:

@@ -33,11 +33,10 @@ from turnout.http.wire import (
 )
 from turnout.routing.planner import NoRouteError
 from turnout.surfaces.completions import (
-    CompletionsAPI,
     completion_chunks,
     parse_completion_request,
 )
-from turnout.surfaces.responses import ResponsesAPI, parse_responses_request
+from turnout.surfaces.responses import parse_responses_request
 from turnout.wire.chat import AttemptRecord, ChatResponse, ExtraFields
 
 __all__ = ["SurfaceEndpoints", "error_headers"]
@@ -166,7 +165,7 @@ class SurfaceEndpoints:
                 request = parse_responses_request(body)
             except TurnoutError as exc:
                 raise explain_invalid_json(body, exc) from None
-            api = ResponsesAPI(self._engine())
+            api = self._engine().responses
 
             async def plain(watcher: asyncio.Task[None]) -> None:
                 async def respond(response: dict[str, Any], chat: ChatResponse) -> None:
@@ -212,7 +211,7 @@ class SurfaceEndpoints:
         method = scope["method"]
 
         async def work(headers: dict[str, str], rid: str) -> int:
-            api = ResponsesAPI(self._engine())
+            api = self._engine().responses
             if rest == "input_items" and method == "GET":
                 query = {
                     k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()
@@ -262,7 +261,7 @@ class SurfaceEndpoints:
                 request = parse_completion_request(body)
             except TurnoutError as exc:
                 raise explain_invalid_json(body, exc) from None
-            api = CompletionsAPI(self._engine())
+            api = self._engine().completions
 
             async def plain(watcher: asyncio.Task[None]) -> None:
                 answer = await api.create(request, headers=headers, request_id=rid)

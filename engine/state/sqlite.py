@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS counters (
     expires REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, fields TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL
+);
 """
 _PURGE_EVERY = 1024
 
@@ -162,7 +164,8 @@ class SQLiteState(StateBackend):
         def job(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO documents (key, value, expires) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "expires = excluded.expires",
                 (key, value, expires),
             )
             self._ops += 1

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from turnout.engine import Engine
 from turnout.errors import TurnoutError
 from turnout.run.streams import ChatStream
+from turnout.surfaces.host import ChatHost
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse, ExtraFields
 
 __all__ = [
@@ -29,8 +29,10 @@ __all__ = [
 
 REQUEST_TYPE = "text.completion"
 
-_PASSED = ("temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty")
-_PASSED += ("seed", "user", "logit_bias", "max_tokens", "metadata", "fallbacks")
+_PASSED: tuple[str, ...] = (
+    *("temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty"),
+    *("seed", "user", "logit_bias", "max_tokens", "metadata", "fallbacks"),
+)
 
 
 class CompletionRequest(BaseModel):
@@ -149,7 +151,7 @@ def completion_of(request: CompletionRequest, chat: ChatResponse) -> dict[str, A
 class CompletionsAPI:
     """Legacy completions over ``engine``'s chat path."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ChatHost) -> None:
         self.engine = engine
 
     async def create(

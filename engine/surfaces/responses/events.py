@@ -102,6 +102,7 @@ class EventTranslator:
             self._event("response.output_item.added", output_index=index, item=dict(item))
         )
         ids = {"item_id": item["id"], "output_index": index}
+        part: dict[str, Any]
         if kind == "reasoning":
             part = {"type": "summary_text", "text": ""}
             events.append(
@@ -110,7 +111,12 @@ class EventTranslator:
                 )
             )
         elif kind in ("text", "refusal"):
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            part = {
+                "type": "output_text",
+                "text": "",
+                "annotations": [],
+                "logprobs": [],
+            }
             if kind == "refusal":
                 part = {"type": "refusal", "refusal": ""}
             events.append(
@@ -125,6 +131,7 @@ class EventTranslator:
         item, text = current.item, "".join(current.text)
         ids = {"item_id": item["id"], "output_index": current.index}
         events: list[Event] = []
+        part: dict[str, Any]
         if current.kind == "reasoning":
             part = {"type": "summary_text", "text": text}
             item["summary"] = [part]
@@ -137,7 +144,12 @@ class EventTranslator:
                 ),
             ]
         elif current.kind == "text":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            part = {
+                "type": "output_text",
+                "text": text,
+                "annotations": [],
+                "logprobs": [],
+            }
             item["content"], item["status"] = [part], "completed"
             events += [
                 self._event(

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from turnout.engine import Engine
 from turnout.errors import TurnoutError
 from turnout.run.streams import ChatStream
 from turnout.state import StateUnavailable
+from turnout.surfaces.host import ChatHost
 from turnout.surfaces.responses.events import EventTranslator
 from turnout.surfaces.responses.store import ConversationStore, StoredResponse
 from turnout.surfaces.responses.translate import (
@@ -115,7 +115,7 @@ class _Turn:
 class ResponsesAPI:
     """OpenAI's Responses API, translated to chat for ``engine``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ChatHost) -> None:
         self.engine = engine
 
     @property

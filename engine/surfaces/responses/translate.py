@@ -165,8 +165,8 @@ def _tool(tool: dict[str, Any], at: str) -> dict[str, Any]:
             raise _bad("a function tool needs a name", f"{at}.name")
         return {"type": "function", "function": spec}
     if kind == "custom":
-        spec = {k: tool[k] for k in ("name", "description", "format") if k in tool}
-        return {"type": "custom", "custom": spec}
+        custom = {k: tool[k] for k in ("name", "description", "format") if k in tool}
+        return {"type": "custom", "custom": custom}
     raise _bad(
         f"built-in tool {kind!r} cannot run on a chat-completions target; "
         "declare your own function tools instead",
