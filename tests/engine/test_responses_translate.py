@@ -122,3 +122,53 @@ def test_stream_events_are_ordered_as_the_sdk_requires(pieces: list[tuple[str, A
     texts = "".join(v for k, v in pieces if k == "text")
     streamed = "".join(p["text"] for i in final if i["type"] == "message" for p in i["content"])
     assert streamed == texts
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+item = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(
+            ["message", "function_call", "function_call_output", "reasoning", "x"]
+        ),
+        "role": st.sampled_from(["user", "assistant", "tool", "x"]),
+        "content": json_value,
+        "call_id": json_value,
+        "name": json_value,
+        "arguments": json_value,
+        "output": json_value,
+    },
+)
+body = st.fixed_dictionaries(
+    {"model": st.just("m"), "input": st.text(max_size=5) | st.lists(item, max_size=4)},
+    optional={
+        "tools": st.lists(
+            st.dictionaries(st.sampled_from(["type", "name", "parameters"]), json_value), max_size=2
+        ),
+        "tool_choice": st.text(max_size=5)
+        | st.dictionaries(st.sampled_from(["type", "name", "tools"]), json_value),
+        "text": st.dictionaries(st.sampled_from(["format", "verbosity"]), json_value),
+        "reasoning": st.dictionaries(st.sampled_from(["effort", "summary"]), json_value),
+    },
+)
+
+
+@given(body)
+def test_any_request_translates_or_is_a_clear_400(raw: dict[str, Any]) -> None:
+    """Malformed items, tools or formats never escape as anything but a TurnoutError."""
+    try:
+        request = ResponsesRequest.model_validate(raw)
+    except ValueError:
+        return  # the request model's own 400/422 (parse_responses_request)
+    try:
+        chat = to_chat_request(request)
+    except TurnoutError as exc:
+        assert exc.status_code in (400, 422) and exc.message
+    else:
+        assert chat.model == "m"

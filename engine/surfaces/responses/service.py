@@ -142,7 +142,16 @@ class ResponsesAPI:
             if prior is None:
                 raise _not_found(request.previous_response_id, "previous_response_id")
             history = prior.history
-        return _Turn(request, to_chat_request(request, history), history, owner)
+        chat = to_chat_request(request, history)
+        limit = self.engine.table.policy.gateway.max_messages
+        if len(chat.messages) > limit:
+            raise TurnoutError(
+                f"the conversation has {len(chat.messages)} messages, more than the gateway's "
+                f"limit of {limit}; start a new one or raise gateway.max_messages",
+                code="too_many_messages",
+                param="input",
+            )
+        return _Turn(request, chat, history, owner)
 
     async def _save(self, turn: _Turn, response: dict[str, Any]) -> None:
         if turn.request.stored:

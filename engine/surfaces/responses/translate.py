@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from turnout.errors import TurnoutError
 from turnout.surfaces.responses.wire import ResponsesRequest, new_id
 from turnout.wire.chat import ChatRequest, ChatResponse, Usage
@@ -159,6 +160,8 @@ def input_item_list(items: str | Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 def _tool(tool: dict[str, Any], at: str) -> dict[str, Any]:
     kind = tool.get("type")
+    if kind == "function" and not isinstance(tool.get("name"), str):
+        raise _bad("a function tool needs a name", f"{at}.name")
     if kind == "function":
         spec = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
         if not spec.get("name"):
@@ -177,13 +180,14 @@ def _tool(tool: dict[str, Any], at: str) -> dict[str, Any]:
 def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
     if isinstance(choice, str):
         return choice
-    kind = choice.get("type")
+    kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
     if kind == "custom":
         return {"type": "custom", "custom": {"name": choice.get("name")}}
     if kind == "allowed_tools":
-        tools = [_tool_choice(t) for t in choice.get("tools", [])]
+        listed = choice.get("tools")
+        tools = [_tool_choice(t) for t in listed] if isinstance(listed, list) else []
         return {
             "type": "allowed_tools",
             "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": tools},
@@ -258,7 +262,16 @@ def to_chat_request(
         value = getattr(request, ours)
         if value is not None:
             body[theirs] = value
-    return ChatRequest.model_validate(body)
+    try:
+        return ChatRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TurnoutError(
+            f"the request does not translate to a valid chat request: {where}: {first['msg']}",
+            status_code=422,
+            code="invalid_request",
+        ) from None
 
 
 def output_items(chat: ChatResponse) -> list[dict[str, Any]]:
