@@ -72,7 +72,12 @@ def _served(rid: str, route: str | None, attempts: Iterable[AttemptRecord]) -> H
 
 
 def _fields_headers(rid: str, fields: ExtraFields | None) -> Headers:
-    return _served(rid, fields.route if fields else None, fields.attempts if fields else [])
+    out = _served(rid, fields.route if fields else None, fields.attempts if fields else [])
+    if fields is not None and fields.cost is not None:
+        out.append((b"x-turnout-cost", f"{fields.cost:.6f}".encode()))
+    if fields is not None and fields.cache in ("hit", "miss", "bypass"):
+        out.append((b"x-turnout-cache", fields.cache.upper().encode()))
+    return out
 
 
 def _sse(name: str, data: Any) -> bytes:

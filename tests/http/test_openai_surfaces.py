@@ -11,7 +11,7 @@ import openai
 import pytest
 from turnout.policy.limits import hash_key
 
-from tests.fakes.openai_upstream import Fault, FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 from tests.redis_server import redis_server
 
 from .conftest import RunningGateway, start_gateway
@@ -101,7 +101,9 @@ def test_previous_response_id_across_two_replicas_on_redis_per_key(tmp_path: Pat
                 openai.OpenAI(base_url=r.url + "/v1", api_key=KEYS["alice"], max_retries=0)
                 for r in replicas
             ]
-            bob = openai.OpenAI(base_url=replicas[1].url + "/v1", api_key=KEYS["bob"], max_retries=0)
+            bob = openai.OpenAI(
+                base_url=replicas[1].url + "/v1", api_key=KEYS["bob"], max_retries=0
+            )
             first = alice[0].responses.create(model="smart", input="my name is Ada")
             second = alice[1].responses.create(
                 model="smart", input="what is my name?", previous_response_id=first.id
@@ -119,6 +121,26 @@ def test_previous_response_id_across_two_replicas_on_redis_per_key(tmp_path: Pat
             alice[1].responses.delete(first.id)
             with pytest.raises(openai.NotFoundError):
                 alice[0].responses.retrieve(first.id)
+        finally:
+            for replica in replicas:
+                replica.stop()
+
+
+def test_state_alone_puts_stored_responses_in_redis(tmp_path: Path) -> None:
+    """No budgets, limits or keys: ``state: {backend: redis}`` still shares them."""
+    policy_text = SHARED.split("keys:")[0]
+    with redis_server() as url:
+        policy = tmp_path / "routes.yaml"
+        policy.write_text(policy_text.replace("URL", url).replace("PREFIX", "solo:"))
+        replicas = [start_gateway(policy), start_gateway(policy)]
+        try:
+            clients = [r.client() for r in replicas]
+            first = clients[0].responses.create(model="smart", input="kept in redis")
+            again = clients[1].responses.create(
+                model="smart", input="next", previous_response_id=first.id
+            )
+            assert again.output_text == "next"
+            assert clients[1].responses.retrieve(first.id).output_text == "kept in redis"
         finally:
             for replica in replicas:
                 replica.stop()
