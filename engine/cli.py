@@ -1,4 +1,4 @@
-"""The ``turnout`` command: check a policy, explain a plan, print the schema, chat."""
+"""The ``turnout`` command: write, check and serve a policy, explain a plan, chat."""
 
 from __future__ import annotations
 
@@ -34,16 +34,62 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     registry = collect_registry(make_plugin_manager())
-    table = compile_policy(
-        load_document(args.file), registry.providers, registry.strategies, registry.guardrails
-    )
+    document = load_document(args.file)
+    table = compile_policy(document, registry.providers, registry.strategies, registry.guardrails)
+    if not table.providers:
+        what = "is empty" if document.data is None else "declares no providers"
+        print(
+            f"{args.file}: {what}: nothing can be served. Declare providers and routes "
+            "(`turnout init` writes a commented starter policy).",
+            file=sys.stderr,
+        )
+        return 1
     disabled = [f"{p.name} ({p.disabled})" for p in table.providers.values() if p.disabled]
-    print(f"{args.file}: OK — {len(table.routes)} routes, {len(table.providers)} providers")
+    routes, providers = _count(len(table.routes), "route"), _count(len(table.providers), "provider")
+    print(f"{args.file}: OK — {routes}, {providers}")
+    if not table.routes:
+        print("  warning: no routes: only direct provider/model names will be served")
     for line in disabled:
         print(f"  note: provider {line}")
     return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the commented starter policy (never over an existing file unless --force)."""
+    from pathlib import Path
+
+    from turnout.starter import STARTER_POLICY
+
+    path = Path(args.file)
+    if path.exists() and not args.force:
+        raise SystemExit(f"turnout: {path} already exists; keep it, or pass --force to replace it")
+    path.write_text(STARTER_POLICY, encoding="utf-8")
+    serve = "turnout serve" + ("" if args.file == DEFAULT_CONFIG else f" --config {path}")
+    print(f"wrote {path}: check it with `turnout check {path}`, serve it with `{serve}`")
+    return 0
+
+
+def _port_free(host: str, port: int) -> str | None:
+    """None if ``host:port`` can be bound now, else why not (one line)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is already in use (another turnout serve, or another server)"
+            return f"cannot be bound: {exc.strerror or exc}"
+    return None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -150,6 +196,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise SystemExit("turnout: --workers must be at least 1")
+    load_document(args.config)  # a missing file: say where we looked, before anything starts
+    problem = _port_free(args.host, args.port)
+    if problem is not None:
+        raise SystemExit(
+            f"turnout: cannot serve on {args.host}:{args.port}: the address {problem}; "
+            f"pick another with --port (e.g. --port {args.port + 1})"
+        )
     return serve(
         ServeOptions(
             config=args.config,
@@ -187,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, help="fix the weighted choice")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=cmd_plan)
+
+    init = sub.add_parser("init", help="write a commented starter policy (offline: mock provider)")
+    init.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(func=cmd_init)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of routes.yaml")
     schema.set_defaults(func=cmd_schema)

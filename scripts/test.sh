@@ -26,4 +26,8 @@ if ! command -v chromedriver >/dev/null 2>&1; then
     fi
 fi
 
+# Hypothesis runs derandomized (profile "ci" in tests/conftest.py): the same
+# examples every run. TURNOUT_HYPOTHESIS=explore bash scripts/test.sh explores
+# with fresh random seeds instead.
+export TURNOUT_HYPOTHESIS="${TURNOUT_HYPOTHESIS:-ci}"
 exec .venv/bin/pytest "$@"

@@ -13,11 +13,14 @@ out on its own at the end of the step. benchmarks/RESULTS.md has the numbers.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CoalescingHttpToolsProtocol"]
+__all__ = ["HEADER_TIMEOUT", "CoalescingHttpToolsProtocol", "GuardedHttpToolsProtocol"]
+
+HEADER_TIMEOUT = "turnout_header_timeout"
 
 
 class _HeadHoldingTransport:
@@ -59,3 +62,109 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadHoldingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
+    """The coalescing protocol, refusing request heads that are too big or too slow.
+
+    uvicorn's httptools protocol buffers a request head for as long and as large
+    as a client cares to send it: thousands of connections trickling partial
+    headers, or one 64 MiB header on ``/health``, cost the gateway memory and
+    sockets before any handler runs. Here the head's raw bytes are counted as
+    they arrive (431 past ``max_header_bytes``) and the head must be complete
+    within ``header_timeout`` seconds of its first byte (408 otherwise); either
+    answer closes the connection. Both come from uvicorn's config, so worker
+    processes get them too: ``h11_max_incomplete_event_size`` and the
+    ``HEADER_TIMEOUT`` attribute (uvicorn has no setting of its own for it).
+    """
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_header_bytes = config.h11_max_incomplete_event_size or 64 * 1024
+        self.header_timeout = getattr(config, HEADER_TIMEOUT, 10.0)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = True
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout, self._head_too_slow
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head and self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
+        super().data_received(data)
+        if self._in_head and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(
+                    431,
+                    "headers_too_large",
+                    f"the request head is larger than the gateway's limit of "
+                    f"{self.max_header_bytes} bytes; send fewer or smaller headers",
+                )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # the next request on this connection: its timer starts with its bytes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and self._head_bytes > 0:
+            self._refuse(
+                408,
+                "request_timeout",
+                f"the request head did not arrive within {self.header_timeout:g}s",
+            )
+        elif self._in_head:
+            self.transport.close()  # an idle connection that never spoke
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._refused = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        body = json.dumps(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": code,
+                    "message": message,
+                    "param": None,
+                },
+                "status_code": status,
+            }
+        ).encode()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, reason, len(body)) + body
+        )
+        self.transport.close()

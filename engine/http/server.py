@@ -24,6 +24,10 @@ import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from turnout.policy.models import Gateway
 
 __all__ = ["ServeOptions", "app_from_env", "build_app", "serve"]
 
@@ -57,6 +61,27 @@ def build_app(
     return Gateway(engine, reloader, drain=Drain(shutdown_delay))
 
 
+def _limits(gateway: Gateway) -> dict[str, Any]:
+    """uvicorn settings from the policy's ``gateway:`` section: the protocol that
+    bounds request heads (size and time), and the cap on concurrent connections."""
+    from turnout.http.protocol import GuardedHttpToolsProtocol
+
+    return {
+        "http": GuardedHttpToolsProtocol,
+        "limit_concurrency": gateway.max_connections,
+        "h11_max_incomplete_event_size": int(gateway.max_header_bytes),
+    }
+
+
+def _config(gateway: Gateway, **settings: Any) -> Any:
+    import uvicorn
+    from turnout.http.protocol import HEADER_TIMEOUT
+
+    config = uvicorn.Config(**settings, **_limits(gateway))
+    setattr(config, HEADER_TIMEOUT, gateway.header_timeout)
+    return config
+
+
 def app_from_env() -> object:
     """The app factory each worker process calls (options come from the environment)."""
     from turnout.http.logs import configure_logging
@@ -75,16 +100,15 @@ def serve(options: ServeOptions) -> int:
         return _serve_workers(options)
     import uvicorn
     from turnout.http.logs import configure_logging
-    from turnout.http.protocol import CoalescingHttpToolsProtocol
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
     app = build_app(options.config, options.watch, shutdown_delay=options.shutdown_delay)
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+    config = _config(
+        app.engine.table.policy.gateway,  # type: ignore[attr-defined]
+        app=app,
         host=options.host,
         port=options.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -97,14 +121,13 @@ def serve(options: ServeOptions) -> int:
 
 
 def _serve_workers(options: ServeOptions) -> int:
-    import uvicorn
     from turnout.engine import Engine
     from turnout.http.logs import configure_logging
-    from turnout.http.protocol import CoalescingHttpToolsProtocol
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     configure_logging(options.log_format)  # type: ignore[arg-type]
-    limits = Engine.from_file(options.config).table.limits  # a broken policy fails here
+    table = Engine.from_file(options.config).table  # a broken policy fails here
+    limits = table.limits
     if limits is not None and limits.metered and limits.state.backend == "memory":
         raise SystemExit(
             f"turnout: --workers {options.workers} cannot share in-memory state: each worker "
@@ -121,14 +144,17 @@ def _serve_workers(options: ServeOptions) -> int:
     os.environ[_ENV + "WATCH"] = "" if options.watch is None else str(options.watch)
     os.environ[_ENV + "LOG_FORMAT"] = options.log_format
     os.environ[_ENV + "SHUTDOWN_DELAY"] = str(options.shutdown_delay)
-    config = uvicorn.Config(
-        "turnout.http.server:app_from_env",
+    config = _config(
+        table.policy.gateway,
+        app="turnout.http.server:app_from_env",
         factory=True,
         host=options.host,
         port=options.port,
         workers=options.workers,
+        # uvicorn kills a worker that has not answered its supervisor within 5 s;
+        # importing and compiling on a busy 2-core host can take longer than that
+        timeout_worker_healthcheck=60,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,

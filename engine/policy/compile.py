@@ -49,6 +49,11 @@ _LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 
 def _hint(name: str, known: list[str], what: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
+    if not known and what == "providers":
+        return (
+            "no providers are declared: add one under providers:, e.g. mock: {type: mock} "
+            "(even the built-in mock must be declared)"
+        )
     known_text = ", ".join(sorted(known)) or "none"
     return (f"did you mean {close[0]!r}? " if close else "") + f"known {what}: {known_text}"
 

@@ -24,6 +24,14 @@ from turnout.types import JSONPath
 __all__ = ["Document", "load_document", "parse_document"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ruamel's round-trip parser gives up on some valid YAML while attaching comments
+# to nodes ("overlap in comment [CommentToken('# ...', line: 20, col: 48), ...]"),
+# e.g. a key with a trailing comment, a bare value on the next line, a blank line.
+_INDENTATION = re.compile(
+    r"expected <block end>|mapping values are not allowed|could not find expected ':'"
+    r"|expected a comment or a line break"
+)
+_COMMENT_OVERLAP = re.compile(r"overlap in comment \[CommentToken\(.*?, line: (\d+), col: (\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,12 @@ def load_document(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError([Problem("file not found", file=name)]) from None
+        where = Path(path).absolute().parent
+        hint = (
+            f"looked in {where}; pass the policy's path (--config PATH, or TURNOUT_CONFIG), "
+            "or run `turnout init` to write a starter routes.yaml here"
+        )
+        raise PolicyError([Problem("file not found", file=name, hint=hint)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([Problem(f"cannot read file: {exc}", file=name)]) from None
     return parse_document(text, file=name, env=env)
@@ -90,9 +103,8 @@ def parse_document(
     text: str, *, file: str = "<policy>", env: Mapping[str, str] | None = None
 ) -> Document:
     """Parse policy YAML text; raise PolicyError naming the place of a syntax error."""
-    yaml = YAML(typ="rt")
     try:
-        raw = yaml.load(text)
+        raw = _load_rt(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
@@ -101,6 +113,11 @@ def parse_document(
         lines = text.splitlines()
         if line is not None and 0 < line <= len(lines) and "${" in lines[line - 1]:
             hint = 'quote values that contain ${...}, e.g. api_key: "${OPENAI_API_KEY}"'
+        elif _INDENTATION.search(message):
+            hint = (
+                "check the indentation of this line and the one above: keys of one mapping "
+                "start in the same column, and a key's contents are indented further (spaces)"
+            )
         raise PolicyError(
             [Problem(message, file=file, line=line, column=column, hint=hint)]
         ) from None
@@ -114,6 +131,26 @@ def parse_document(
     else:  # a bare tagged scalar (``!0``) has an lc without a position
         reader.positions[()] = (1, 1)
     return Document(data, file, reader.positions, reader.missing_env)
+
+
+def _load_rt(text: str) -> Any:
+    """Round-trip load; where ruamel trips over its own comment bookkeeping, blank
+    out (with spaces, so every position stays put) the comment it names and retry:
+    comments carry no data, and the document then means what it says."""
+    for _ in range(text.count("#") + 1):
+        try:
+            return YAML(typ="rt").load(text)
+        except NotImplementedError as exc:
+            found = _COMMENT_OVERLAP.search(str(exc))
+            if found is None:
+                raise
+            line, column = int(found.group(1)), int(found.group(2))
+            lines = text.split("\n")
+            if not (line < len(lines) and lines[line][column : column + 1] == "#"):
+                raise
+            lines[line] = lines[line][:column] + " " * (len(lines[line]) - column)
+            text = "\n".join(lines)
+    return YAML(typ="rt").load(text)
 
 
 class _Reader:

@@ -371,12 +371,24 @@ class Gateway(_Strict):
         gt=0,
         description="largest total size of a request's header names and values; larger get 431",
     )
+    header_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        description="time a client has to send a request's head (408 and closed after); "
+        "read when the gateway starts",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="connections and requests one gateway process takes at once; more get "
+        "503; read when the gateway starts",
+    )
     log_content: bool = Field(
         False, description="put message content in the request log (off: never logged)"
     )
     ui: bool = Field(
         False,
-        description="serve the live dashboard at /ui (with keys: on, only to keys with admin: true)",
+        description="serve the live dashboard at /ui (with keys: on, to admin: true keys only)",
     )
 
 

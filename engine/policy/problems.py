@@ -74,9 +74,62 @@ def problems_from_validation(
             )
         elif error["type"] == "missing":
             message = f"missing required key {key!r}"
+        elif error["type"] in _NOT_A_MAPPING and (expected := _model_at(model, loc)) is not None:
+            message, hint = _not_a_mapping(path, expected, error.get("input"))
         else:
-            label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-            label = label or "value"
+            label = _label(loc) or _label(prefix) or "value"
             message = f"{label}: {_describe(error)}"
+        misplaced = _misplaced(model, prefix)
+        if misplaced:
+            keep = hint and error["type"] not in _NOT_A_MAPPING
+            hint = f"{misplaced}; {hint}" if keep else misplaced
         problems.append(doc.problem(path, message, hint))
     return problems
+
+
+_NOT_A_MAPPING = ("model_type", "model_attributes_type", "dict_type")
+
+
+def _label(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class expected at ``loc`` below ``model``, if one is."""
+    current: list[type[BaseModel]] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        following: list[type[BaseModel]] = []
+        for cls in current:
+            field = cls.model_fields.get(str(part))
+            following += _unwrap(field.annotation) if field is not None else [cls]
+        current = following
+    return current[0] if current else None
+
+
+def _not_a_mapping(path: JSONPath, expected: type[BaseModel], given: Any) -> tuple[str, str]:
+    """'providers.mock must be a mapping', with the keys it takes and, when the value
+    is empty or a bare word, the indentation mistake that usually causes it."""
+    label = _label(tuple(path)) or "the policy"
+    required = [n for n, f in expected.model_fields.items() if f.is_required()]
+    shape = "{" + ", ".join(f"{n}: ..." for n in required) + "}" if required else "{...}"
+    name = str(path[-1]) if path else "key"
+    if given is None:
+        message = f"{label} is empty; it must be a mapping like {shape}"
+        hint = f"if the lines below {name}: belong to it, indent them further than {name}:"
+    else:
+        message = f"{label} must be a mapping like {shape}, not {given!r}"
+        hint = f"write it as {name}: {shape} or as indented key: value lines under {name}:"
+    return message, f"{hint}; keys it takes: {', '.join(expected.model_fields)}"
+
+
+def _misplaced(model: type[BaseModel], prefix: JSONPath) -> str | None:
+    """A key of an entry read as an entry's name (``options:`` dedented to the level
+    of provider names is read as a provider called 'options'): say so."""
+    if len(prefix) < 2 or not isinstance(prefix[-1], str) or prefix[-1] not in model.model_fields:
+        return None
+    return (
+        f"{prefix[-1]!r} is read as an entry named {prefix[-1]!r} under {_label(prefix[:-1])}; "
+        f"if it belongs to the entry above, indent it under that entry"
+    )

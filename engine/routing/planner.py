@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from turnout.contract.strategy import StrategyInput, weighted_index, weighted_order
 from turnout.errors import TurnoutError
@@ -19,9 +20,12 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 
 class NoRouteError(TurnoutError):
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, known: Iterable[str] = ()) -> None:
+        close = difflib.get_close_matches(str(model), sorted(set(known)), n=1)
         super().__init__(
-            f"no route matches model {model!r}; use a route alias from the policy or a "
+            f"no route matches model {model!r}; "
+            + (f"did you mean {close[0]!r}? " if close else "")
+            + "use a route alias from the policy or a "
             "provider/model name of a configured provider",
             status_code=404,
             code="model_not_found",
@@ -100,7 +104,8 @@ def plan_request(
     headers = headers or _NO_HEADERS
     route = table.match(request, headers, prompt_tokens)
     if route is None:
-        raise NoRouteError(request.model)
+        aliases = (name for r in table.routes if r.matcher.model for name in r.matcher.model.exact)
+        raise NoRouteError(request.model, aliases)
     output_limit = request.output_limit
     notes: dict[str, str] = {}
 

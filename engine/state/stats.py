@@ -22,16 +22,30 @@ class TargetStats:
     average at once; faster ones pull it down with weight ``1 - exp(-Δt/decay)``,
     so a target that got slow is avoided immediately and trusted again gradually.
 
+    Bounded: a caller can name any ``provider/model`` on a direct route, so the
+    figures of at most ``limit`` targets are kept, the least recently observed
+    forgotten first; every update is O(1) whatever the number of names seen.
+
     :param decay: seconds for the weight of an old observation to fall to 1/e.
     :param clock: monotonic seconds; injected in tests.
+    :param limit: most targets whose latency is remembered.
     """
 
-    def __init__(self, decay: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        decay: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = 4096,
+    ) -> None:
         self.decay = decay
         self.clock = clock
+        self.limit = limit
         self.inflight: dict[str, int] = {}
         self._ewma: dict[str, float] = {}
         self._stamp: dict[str, float] = {}
+        self._slowest = 0.0
+        """A peak-EWMA over every target's observations: what "slow" means just now."""
+        self._slowest_stamp = 0.0
 
     def started(self, target: str) -> None:
         self.inflight[target] = self.inflight.get(target, 0) + 1
@@ -44,7 +58,7 @@ class TargetStats:
         """
         self.cancelled(target)
         if latency is None:
-            latency = max(self._ewma.values(), default=1.0) * 2
+            latency = (self._slowest or 1.0) * 2
         self.observe(target, latency)
 
     def cancelled(self, target: str) -> None:
@@ -57,13 +71,21 @@ class TargetStats:
 
     def observe(self, target: str, latency: float) -> None:
         now = self.clock()
-        previous = self._ewma.get(target)
-        if previous is None or latency > previous:
-            self._ewma[target] = latency
-        else:
-            weight = math.exp(-(now - self._stamp.get(target, now)) / self.decay)
-            self._ewma[target] = previous * weight + latency * (1 - weight)
+        previous = self._ewma.pop(target, None)  # re-inserted last: the dicts keep LRU order
+        stamp = self._stamp.pop(target, now)
+        self._ewma[target] = self._peak(previous, stamp, latency, now)
         self._stamp[target] = now
+        self._slowest = self._peak(self._slowest or None, self._slowest_stamp, latency, now)
+        self._slowest_stamp = now
+        if len(self._ewma) > self.limit:
+            oldest = next(iter(self._ewma))
+            del self._ewma[oldest], self._stamp[oldest]
+
+    def _peak(self, previous: float | None, stamp: float, latency: float, now: float) -> float:
+        if previous is None or latency > previous:
+            return latency
+        weight = math.exp(-(now - stamp) / self.decay)
+        return previous * weight + latency * (1 - weight)
 
     def latency(self, target: str) -> float | None:
         """The peak-EWMA latency in seconds, or None before any observation."""

@@ -7,7 +7,7 @@ than any gateway). Responses keep unknown upstream fields too.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,10 @@ __all__ = [
     "ResponseMessage",
     "Usage",
 ]
+
+MAX_REQUEST_FALLBACKS = 16
+"""Most ``fallbacks`` one request may name: each is an upstream call (or several, with
+retries), and a caller must not be able to make one request cost thousands."""
 
 
 class _Open(BaseModel):
@@ -68,7 +72,9 @@ class ChatRequest(_Open):
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     user: str | None = None
-    fallbacks: list[str] | None = None
+    fallbacks: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        None, max_length=MAX_REQUEST_FALLBACKS, description="tried in order after the route's own"
+    )
 
     @property
     def output_limit(self) -> int | None:

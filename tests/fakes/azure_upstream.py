@@ -17,13 +17,13 @@ scripts and ``x-fake-fault`` included). Error bodies are Azure's:
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-from tests.fakes.openai_upstream import FakeOpenAI, RecordedRequest, _Upstream
-from tests.fakes.openai_wire import Reply, error_reply
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call
 
 __all__ = ["ACCESS_DENIED", "FakeAzureOpenAI"]
 
@@ -34,57 +34,54 @@ ACCESS_DENIED = (
 )
 
 
-class _AzureUpstream(_Upstream):
-    def __init__(self, base: _Upstream, keys: frozenset[str], deployments: frozenset[str]) -> None:
-        self.__dict__.update(base.__dict__)
-        self.keys = keys
-        self.deployments = deployments
+class FakeAzureOpenAI(FakeOpenAI):
+    """The fake OpenAI upstream at Azure's paths; ``base_url`` is the resource root.
 
-    def respond(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
-    ) -> Reply:
+    :param keys: the accepted ``api-key`` / Bearer values (any key if empty).
+    :param deployments: the deployments that exist (any name if empty).
+    """
+
+    base_path = ""
+
+    def __init__(
+        self, *, keys: Iterable[str] = (), deployments: Iterable[str] = (), **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.keys = frozenset(keys)
+        self.deployments = frozenset(deployments)
+
+    def answer(self, call: Call) -> Reply:
         """Check Azure's addressing and auth, then answer as the OpenAI fake would;
         ``requests`` records the Azure path either way."""
-        problem = self._check(target, headers, keep_alive)
+        problem = self._check(call)
         if problem is not None:
-            if self.settings.record:
-                body = json.loads(raw) if raw else None
-                self.requests.append(RecordedRequest(method, target, headers, body))
             return problem
-        reply = super().respond(method, "/v1/chat/completions", headers, raw, keep_alive)
-        if self.settings.record and self.requests:
-            self.requests[-1] = self.requests[-1]._replace(path=target)
-        return reply
+        return super().answer(call.but(target="/v1/chat/completions"))
 
-    def _check(self, target: str, headers: dict[str, str], keep_alive: bool) -> Reply | None:
-        path, _, query = target.partition("?")
-        params = urllib.parse.parse_qs(query)
+    def _check(self, call: Call) -> Reply | None:
+        params = urllib.parse.parse_qs(call.query)
         version = params.get("api-version", [None])[0]
-        parts = path.split("/")
+        parts = call.path.split("/")
         # ["", "openai", "deployments", name, "chat", "completions"] or ["", "openai", "v1", ...]
         deployment: str | None = None
         if (
             len(parts) == 6
             and parts[1:3] == ["openai", "deployments"]
-            and parts[4:]
-            == [
-                "chat",
-                "completions",
-            ]
+            and parts[4:] == ["chat", "completions"]
         ):
             deployment = urllib.parse.unquote(parts[3])
             if version is None:
-                return self._error(404, "404", "Resource not found", keep_alive)
-        elif path != "/openai/v1/chat/completions":
-            return self._error(404, "404", "Resource not found", keep_alive)
-        if not self._authorised(headers):
-            return self._error(401, "401", ACCESS_DENIED, keep_alive)
+                return self._azure_error(call, 404, "404", "Resource not found")
+        elif call.path != "/openai/v1/chat/completions":
+            return self._azure_error(call, 404, "404", "Resource not found")
+        if not self._authorised(call.headers):
+            return self._azure_error(call, 401, "401", ACCESS_DENIED)
         if deployment is not None and self.deployments and deployment not in self.deployments:
             message = (
                 "The API deployment for this resource does not exist. If you created the "
                 "deployment within the last 5 minutes, please wait a moment and try again."
             )
-            return self._error(404, "DeploymentNotFound", message, keep_alive)
+            return self._azure_error(call, 404, "DeploymentNotFound", message)
         return None
 
     def _authorised(self, headers: dict[str, str]) -> bool:
@@ -94,25 +91,6 @@ class _AzureUpstream(_Upstream):
             key = token if scheme.lower() == "bearer" else None
         return key is not None and (not self.keys or key in self.keys)
 
-    def _error(self, status: int, code: str, message: str, keep_alive: bool) -> Reply:
+    def _azure_error(self, call: Call, status: int, code: str, message: str) -> Reply:
         body: dict[str, Any] = {"error": {"code": code, "message": message}}
-        return error_reply(status, body, request_id="azure", keep_alive=keep_alive)
-
-
-class FakeAzureOpenAI(FakeOpenAI):
-    """The fake OpenAI upstream at Azure's paths; ``base_url`` is the resource root.
-
-    :param keys: the accepted ``api-key`` / Bearer values (any key if empty).
-    :param deployments: the deployments that exist (any name if empty).
-    """
-
-    def __init__(
-        self, *, keys: Iterable[str] = (), deployments: Iterable[str] = (), **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self._upstream = _AzureUpstream(self._upstream, frozenset(keys), frozenset(deployments))
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, what the ``azure`` provider takes as base_url."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.reject(call, status, body)

@@ -1,7 +1,7 @@
 """A fake Amazon Bedrock runtime (Converse / ConverseStream) on loopback.
 
-Runs on the fake OpenAI server core (same thread, script and ``x-fake-fault``
-handling) and speaks Bedrock's wire format as the bedrock-runtime service model
+Stands on the fakes' shared base (``tests.fakes.upstream``: the loopback server,
+the script and ``x-fake-fault`` handling) and speaks Bedrock's wire format as the bedrock-runtime service model
 and API reference define it:
 
 - ``POST /model/{modelId}/converse`` answers a Converse JSON body;
@@ -32,11 +32,11 @@ import urllib.parse
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
-from tests.fakes.faults import FAULT_HEADER, Fault
-from tests.fakes.openai_upstream import FakeOpenAI, RecordedRequest, _Upstream
-from tests.fakes.openai_wire import CLOSE, DONE, RESET, STALL, Reply, _head, _http_chunk
+from tests.fakes.faults import Fault
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call, FakeUpstream, Options
 
 __all__ = ["AwsCredentials", "FakeBedrock", "StreamException", "encode_event"]
 
@@ -125,209 +125,6 @@ def _validation(message: str) -> _Rejection:
     return _Rejection(400, "ValidationException", message)
 
 
-class _BedrockUpstream(_Upstream):
-    def __init__(
-        self,
-        base: _Upstream,
-        region: str,
-        credentials: Iterable[AwsCredentials],
-        api_keys: Iterable[str],
-    ) -> None:
-        self.__dict__.update(base.__dict__)
-        self.region = region
-        self.credentials = {c.access_key_id: c for c in credentials}
-        self.api_keys = frozenset(api_keys)
-        self.cache_read_tokens = 0
-        self.cache_write_tokens = 0
-
-    def respond(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
-    ) -> Reply:
-        body: Any = None
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        if self.settings.record:
-            self.requests.append(RecordedRequest(method, target, headers, body))
-        try:
-            fault: Fault | StreamException | None = self.script.popleft()
-        except IndexError:
-            spec = headers.get(FAULT_HEADER)
-            fault = Fault.parse(spec) if spec else None
-        try:
-            path = target.partition("?")[0]
-            match = _PATH.match(path)
-            if method != "POST" or match is None:
-                raise _Rejection(404, "UnknownOperationException", "Not Found")
-            self._authenticate(method, target, headers, raw)
-            if isinstance(fault, Fault) and fault.kind in ("status", "reset"):
-                return self._fault_reply(fault, keep_alive)
-            if not isinstance(body, dict):
-                raise _Rejection(400, "SerializationException", "Could not parse the body.")
-            validate_converse(body)
-        except _Rejection as rejection:
-            return _error(rejection.status, rejection.name, rejection.message, keep_alive)
-        reply = self._reply(body)
-        if match["action"] == "converse":
-            return self._json_reply(reply, fault, keep_alive)
-        return self._stream_reply(reply, fault, keep_alive)
-
-    # -- authentication
-
-    def _authenticate(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> None:
-        header = headers.get("authorization")
-        if not header:
-            raise _Rejection(
-                403, "MissingAuthenticationTokenException", "Missing Authentication Token"
-            )
-        if header.startswith("Bearer "):
-            if header[7:] not in self.api_keys:
-                raise _Rejection(
-                    403,
-                    "AccessDeniedException",
-                    "Invalid API Key format: Must start with pre-defined prefix",
-                )
-            return
-        parsed = _AUTH.match(header)
-        if parsed is None:
-            raise _Rejection(400, "IncompleteSignatureException", "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")  # fmt: skip
-        credentials = self.credentials.get(parsed["key"])
-        if credentials is None:
-            raise _Rejection(403, "UnrecognizedClientException", "The security token included in the request is invalid.")  # fmt: skip
-        if parsed["service"] != "bedrock":
-            raise _Rejection(403, "InvalidSignatureException", "Credential should be scoped to correct service: 'bedrock'.")  # fmt: skip
-        if parsed["region"] != self.region:
-            raise _Rejection(403, "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{parsed['region']}'.")  # fmt: skip
-        if (
-            credentials.session_token
-            and headers.get("x-amz-security-token") != credentials.session_token
-        ):
-            raise _Rejection(403, "UnrecognizedClientException", "The security token included in the request is invalid.")  # fmt: skip
-        signed = parsed["signed"].split(";")
-        date = headers.get("x-amz-date", "")
-        if (
-            "host" not in signed
-            or "x-amz-date" not in signed
-            or not date.startswith(parsed["date"])
-        ):
-            raise _Rejection(403, "InvalidSignatureException", "Signature expired or date headers missing from SignedHeaders.")  # fmt: skip
-        if any(name not in headers for name in signed):
-            raise _Rejection(403, "InvalidSignatureException", "A signed header is missing from the request.")  # fmt: skip
-        if parsed["signature"] != _signature(
-            method, target, headers, raw, signed, credentials, self.region
-        ):
-            raise _Rejection(403, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")  # fmt: skip
-
-    # -- replies
-
-    def _reply(self, body: dict[str, Any]) -> dict[str, Any]:
-        """What the model "says": an echo, a tool call, or what a tool returned."""
-        last = body["messages"][-1]
-        results = [b["toolResult"] for b in last["content"] if "toolResult" in b]
-        texts = [b["text"] for b in last["content"] if "text" in b]
-        images = sum(1 for b in last["content"] if "image" in b)
-        tools = (body.get("toolConfig") or {}).get("tools") or []
-        blocks: list[dict[str, Any]]
-        if results:
-            said = " ".join(
-                c.get("text", json.dumps(c.get("json"))) for r in results for c in r["content"]
-            )
-            blocks, stop = [{"text": f"tool said: {said}"}], "end_turn"
-        elif tools and "call_tool" in " ".join(texts):
-            choice = (body.get("toolConfig") or {}).get("toolChoice") or {}
-            name = (choice.get("tool") or {}).get("name") or tools[0]["toolSpec"]["name"]
-            use = {
-                "toolUseId": "tooluse_" + secrets.token_hex(8),
-                "name": name,
-                "input": {"query": "echo"},
-            }
-            blocks, stop = [{"text": "Calling the tool."}, {"toolUse": use}], "tool_use"
-        else:
-            text = (
-                "echo: "
-                + " ".join(texts)
-                + (f" [{images} image{'s' * (images > 1)}]" if images else "")
-            )
-            limit = (body.get("inferenceConfig") or {}).get("maxTokens")
-            words = text.split(" ")
-            stop = "end_turn"
-            if limit is not None and len(words) > limit:
-                words, stop = words[:limit], "max_tokens"
-            blocks = [{"text": " ".join(words)}]
-        prompt = sum(len(b.get("text", "").split()) for m in body["messages"] for b in m["content"])
-        prompt += sum(len(s.get("text", "").split()) for s in body.get("system") or [])
-        output = sum(len(b.get("text", "").split()) + (5 if "toolUse" in b else 0) for b in blocks)
-        usage = {"inputTokens": prompt, "outputTokens": output}
-        if self.cache_read_tokens or self.cache_write_tokens:
-            usage["cacheReadInputTokens"] = self.cache_read_tokens
-            usage["cacheWriteInputTokens"] = self.cache_write_tokens
-        usage["totalTokens"] = sum(usage.values())
-        return {
-            "output": {"message": {"role": "assistant", "content": blocks}},
-            "stopReason": stop,
-            "usage": usage,
-            "metrics": {"latencyMs": 42},
-        }
-
-    def _fault_reply(self, fault: Fault, keep_alive: bool) -> Reply:
-        if fault.kind == "reset":
-            return Reply([(0.0, b"")], RESET)
-        body = fault.body if isinstance(fault.body, dict) else {}
-        name, message = _DEFAULT_ERRORS.get(
-            fault.code, ("InternalServerException", f"HTTP {fault.code}")
-        )
-        return _error(
-            fault.code, str(body.get("__type", name)), str(body.get("message", message)),
-            keep_alive, retry_after=fault.retry_after,
-        )  # fmt: skip
-
-    def _json_reply(self, reply: dict[str, Any], fault: Any, keep_alive: bool) -> Reply:
-        data = json.dumps(reply).encode()
-        kind = fault.kind if isinstance(fault, Fault) else "ok"
-        wait = fault.seconds if kind == "delay" else self.settings.latency
-        head = _head(200, "application/json", len(data), _extra(keep_alive))
-        if kind in ("truncated_stream", "reset_mid_body", "malformed_json"):
-            end = RESET if kind == "reset_mid_body" else CLOSE
-            return Reply([(wait, head + data[: len(data) // 2]), (0.005, b"")], end)
-        if kind == "stall_after_first":
-            return Reply([(wait, head + data[: len(data) // 2])], STALL)
-        return Reply([(wait, head + data)], DONE if keep_alive else CLOSE)
-
-    def _stream_reply(self, reply: dict[str, Any], fault: Any, keep_alive: bool) -> Reply:
-        frames = stream_events(reply)
-        if isinstance(fault, StreamException):
-            payload = json.dumps({"message": fault.message}).encode()
-            exception = encode_event(
-                {":exception-type": fault.name, ":content-type": "application/json",
-                 ":message-type": "exception"}, payload,
-            )  # fmt: skip
-            frames = [*frames[:2], exception]
-            fault = None
-        kind = fault.kind if isinstance(fault, Fault) else "ok"
-        wait = fault.seconds if kind == "delay" else self.settings.latency
-        extra = _extra(keep_alive)
-        head = _head(200, "application/vnd.amazon.eventstream", None, extra)
-        if kind == "malformed_json":  # a frame whose CRC does not match
-            bad = bytearray(frames[1])
-            bad[-5] ^= 0xFF
-            frames = [frames[0], bytes(bad), *frames[2:]]
-        if kind in ("truncated_stream", "reset_mid_body"):
-            cut = frames[2]
-            partial = b"%x\r\n%s" % (len(cut), cut[: len(cut) // 2])
-            sent = head + b"".join(_http_chunk(f) for f in frames[:2]) + partial
-            return Reply([(wait, sent), (0.005, b"")], RESET if kind == "reset_mid_body" else CLOSE)
-        if kind == "stall_after_first":
-            return Reply([(wait, head + _http_chunk(frames[0]) + _http_chunk(frames[1]))], STALL)
-        gap = fault.seconds if kind == "chunk_delay" else self.settings.chunk_delay
-        if gap <= 0:
-            body = head + b"".join(map(_http_chunk, frames)) + b"0\r\n\r\n"
-            return Reply([(wait, body)], DONE if keep_alive else CLOSE)
-        steps = [(wait, head)] + [(gap, _http_chunk(f)) for f in frames]
-        steps[-1] = (gap, steps[-1][1] + b"0\r\n\r\n")
-        return Reply(steps, DONE if keep_alive else CLOSE)
-
-
 def stream_events(reply: dict[str, Any]) -> list[bytes]:
     """The ConverseStream frames that carry a Converse ``reply``."""
     frames = [_event("messageStart", {"role": "assistant"})]
@@ -358,24 +155,6 @@ def stream_events(reply: dict[str, Any]) -> list[bytes]:
     frames.append(_event("messageStop", {"stopReason": reply["stopReason"]}))
     frames.append(_event("metadata", {"usage": reply["usage"], "metrics": reply["metrics"]}))
     return frames
-
-
-def _extra(keep_alive: bool) -> list[str]:
-    extra = [f"x-amzn-requestid: {secrets.token_hex(4)}-{secrets.token_hex(2)}"]
-    if not keep_alive:
-        extra.append("connection: close")
-    return extra
-
-
-def _error(
-    status: int, name: str, message: str, keep_alive: bool, retry_after: Any = None
-) -> Reply:
-    data = json.dumps({"message": message}).encode()
-    extra = [*_extra(keep_alive), f"x-amzn-errortype: {name}{_ERROR_TYPE_SUFFIX}"]
-    if retry_after is not None:
-        extra.append(f"retry-after: {retry_after}")
-    head = _head(status, "application/json", len(data), extra)
-    return Reply([(0.0, head + data)], DONE if keep_alive else CLOSE)
 
 
 def _signature(
@@ -515,12 +294,14 @@ def _validate_image(image: dict[str, Any], where: str) -> None:
 # ---------------------------------------------------------------- public API
 
 
-class FakeBedrock(FakeOpenAI):
+class FakeBedrock(FakeUpstream):
     """A fake bedrock-runtime endpoint on its own thread; ``base_url`` is its root.
 
     :param region: the region requests must be signed for.
     :param credentials: accepted SigV4 credentials.
     :param api_keys: accepted Bedrock API keys (``Authorization: Bearer``).
+
+    and the options every fake takes (`tests.fakes.upstream.Options`).
     """
 
     def __init__(
@@ -529,31 +310,195 @@ class FakeBedrock(FakeOpenAI):
         region: str = "us-east-1",
         credentials: Iterable[AwsCredentials] = (),
         api_keys: Iterable[str] = (),
-        **kwargs: Any,
+        **options: Unpack[Options],
     ) -> None:
-        super().__init__(**kwargs)
-        self._upstream = _BedrockUpstream(self._upstream, region, credentials, api_keys)
+        super().__init__(**options)
+        self.region = region
+        self.credentials = {c.access_key_id: c for c in credentials}
+        self.api_keys = frozenset(api_keys)
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def script(self, *faults: Fault | StreamException | str) -> None:  # type: ignore[override]
+    def script(self, *faults: Fault | StreamException | str) -> None:
         """Queue behaviours, FIFO: a ``Fault``, its text form, or a ``StreamException``."""
-        self._upstream.script.extend(
-            Fault.parse(f) if isinstance(f, str) else f  # type: ignore[misc]
-            for f in faults
-        )
+        self._script.extend(Fault.parse(f) if isinstance(f, str) else f for f in faults)
 
     def cache_tokens(self, read: int = 0, write: int = 0) -> None:
         """Report these cache read/write tokens in every answer's usage."""
-        upstream = self._upstream
-        assert isinstance(upstream, _BedrockUpstream)
-        upstream.cache_read_tokens, upstream.cache_write_tokens = read, write
+        self.cache_read_tokens, self.cache_write_tokens = read, write
 
     def reset(self) -> None:
         super().reset()
         self.cache_tokens()
+
+    # -- answering
+
+    def answer(self, call: Call) -> Reply:
+        try:
+            match = _PATH.match(call.path)
+            if call.method != "POST" or match is None:
+                raise _Rejection(404, "UnknownOperationException", "Not Found")
+            self._authenticate(call)
+            early = self.early_fault(call)  # after authentication, as AWS answers
+            if early is not None:
+                return early
+            if not isinstance(call.body, dict):
+                raise _Rejection(400, "SerializationException", "Could not parse the body.")
+            validate_converse(call.body)
+        except _Rejection as rejection:
+            return self._aws_error(call, rejection.status, rejection.name, rejection.message)
+        reply = self._reply(call.body)
+        if match["action"] == "converse":
+            data = json.dumps(reply).encode()
+            cut = "truncated_stream" if call.kind == "malformed_json" else None
+            return self.send(call, data, kind=cut)
+        return self._stream(call, stream_events(reply))
+
+    def _stream(self, call: Call, frames: list[bytes]) -> Reply:
+        kind = None
+        if isinstance(call.fault, StreamException):
+            payload = json.dumps({"message": call.fault.message}).encode()
+            exception = encode_event(
+                {":exception-type": call.fault.name, ":content-type": "application/json",
+                 ":message-type": "exception"}, payload,
+            )  # fmt: skip
+            frames = [*frames[:2], exception]
+        elif call.kind == "malformed_json":  # a frame whose CRC does not match
+            bad = bytearray(frames[1])
+            bad[-5] ^= 0xFF
+            frames, kind = [frames[0], bytes(bad), *frames[2:]], "ok"
+        return self.send(
+            call, events=frames, kind=kind, content_type="application/vnd.amazon.eventstream",
+            stall_after=2,
+        )  # fmt: skip
+
+    def reply_headers(self, call: Call | None) -> list[str]:
+        return [f"x-amzn-requestid: {secrets.token_hex(4)}-{secrets.token_hex(2)}"]
+
+    def error(
+        self, call: Call | None, status: int, message: str | None = None, *,
+        retry_after: float | str | None = None,
+    ) -> Reply:  # fmt: skip
+        name, default = _DEFAULT_ERRORS.get(status, ("InternalServerException", f"HTTP {status}"))
+        return self._aws_error(call, status, name, message or default, retry_after=retry_after)
+
+    def fault_status(self, call: Call, fault: Fault) -> Reply:
+        """A scripted status; a dict body may name the ``__type`` and ``message``."""
+        body = fault.body if isinstance(fault.body, dict) else {}
+        name, message = _DEFAULT_ERRORS.get(
+            fault.code, ("InternalServerException", f"HTTP {fault.code}")
+        )
+        return self._aws_error(
+            call, fault.code, str(body.get("__type", name)), str(body.get("message", message)),
+            retry_after=fault.retry_after,
+        )  # fmt: skip
+
+    def _aws_error(
+        self, call: Call | None, status: int, name: str, message: str, retry_after: Any = None
+    ) -> Reply:
+        """rest-json: the type in ``x-amzn-ErrorType``, ``{"message": ...}`` as the body."""
+        return self.reject(
+            call, status, json.dumps({"message": message}).encode(), retry_after=retry_after,
+            headers=[f"x-amzn-errortype: {name}{_ERROR_TYPE_SUFFIX}"],
+        )  # fmt: skip
+
+    # -- authentication
+
+    def _authenticate(self, call: Call) -> None:
+        method, target, headers, raw = call.method, call.target, call.headers, call.raw
+        header = headers.get("authorization")
+        if not header:
+            raise _Rejection(
+                403, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        if header.startswith("Bearer "):
+            if header[7:] not in self.api_keys:
+                raise _Rejection(
+                    403,
+                    "AccessDeniedException",
+                    "Invalid API Key format: Must start with pre-defined prefix",
+                )
+            return
+        parsed = _AUTH.match(header)
+        if parsed is None:
+            raise _Rejection(400, "IncompleteSignatureException", "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")  # fmt: skip
+        credentials = self.credentials.get(parsed["key"])
+        if credentials is None:
+            raise _Rejection(403, "UnrecognizedClientException", "The security token included in the request is invalid.")  # fmt: skip
+        if parsed["service"] != "bedrock":
+            raise _Rejection(403, "InvalidSignatureException", "Credential should be scoped to correct service: 'bedrock'.")  # fmt: skip
+        if parsed["region"] != self.region:
+            raise _Rejection(403, "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{parsed['region']}'.")  # fmt: skip
+        if (
+            credentials.session_token
+            and headers.get("x-amz-security-token") != credentials.session_token
+        ):
+            raise _Rejection(403, "UnrecognizedClientException", "The security token included in the request is invalid.")  # fmt: skip
+        signed = parsed["signed"].split(";")
+        date = headers.get("x-amz-date", "")
+        if (
+            "host" not in signed
+            or "x-amz-date" not in signed
+            or not date.startswith(parsed["date"])
+        ):
+            raise _Rejection(403, "InvalidSignatureException", "Signature expired or date headers missing from SignedHeaders.")  # fmt: skip
+        if any(name not in headers for name in signed):
+            raise _Rejection(403, "InvalidSignatureException", "A signed header is missing from the request.")  # fmt: skip
+        if parsed["signature"] != _signature(
+            method, target, headers, raw, signed, credentials, self.region
+        ):
+            raise _Rejection(403, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")  # fmt: skip
+
+    # -- replies
+
+    def _reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What the model "says": an echo, a tool call, or what a tool returned."""
+        last = body["messages"][-1]
+        results = [b["toolResult"] for b in last["content"] if "toolResult" in b]
+        texts = [b["text"] for b in last["content"] if "text" in b]
+        images = sum(1 for b in last["content"] if "image" in b)
+        tools = (body.get("toolConfig") or {}).get("tools") or []
+        blocks: list[dict[str, Any]]
+        if results:
+            said = " ".join(
+                c.get("text", json.dumps(c.get("json"))) for r in results for c in r["content"]
+            )
+            blocks, stop = [{"text": f"tool said: {said}"}], "end_turn"
+        elif tools and "call_tool" in " ".join(texts):
+            choice = (body.get("toolConfig") or {}).get("toolChoice") or {}
+            name = (choice.get("tool") or {}).get("name") or tools[0]["toolSpec"]["name"]
+            use = {
+                "toolUseId": "tooluse_" + secrets.token_hex(8),
+                "name": name,
+                "input": {"query": "echo"},
+            }
+            blocks, stop = [{"text": "Calling the tool."}, {"toolUse": use}], "tool_use"
+        else:
+            text = (
+                "echo: "
+                + " ".join(texts)
+                + (f" [{images} image{'s' * (images > 1)}]" if images else "")
+            )
+            limit = (body.get("inferenceConfig") or {}).get("maxTokens")
+            words = text.split(" ")
+            stop = "end_turn"
+            if limit is not None and len(words) > limit:
+                words, stop = words[:limit], "max_tokens"
+            blocks = [{"text": " ".join(words)}]
+        prompt = sum(len(b.get("text", "").split()) for m in body["messages"] for b in m["content"])
+        prompt += sum(len(s.get("text", "").split()) for s in body.get("system") or [])
+        output = sum(len(b.get("text", "").split()) + (5 if "toolUse" in b else 0) for b in blocks)
+        usage = {"inputTokens": prompt, "outputTokens": output}
+        if self.cache_read_tokens or self.cache_write_tokens:
+            usage["cacheReadInputTokens"] = self.cache_read_tokens
+            usage["cacheWriteInputTokens"] = self.cache_write_tokens
+        usage["totalTokens"] = sum(usage.values())
+        return {
+            "output": {"message": {"role": "assistant", "content": blocks}},
+            "stopReason": stop,
+            "usage": usage,
+            "metrics": {"latencyMs": 42},
+        }
 
 
 def model_path(model: str, action: str = "converse") -> str:

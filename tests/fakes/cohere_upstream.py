@@ -19,8 +19,8 @@ vision.
 Replies echo the last user message ("echo: <text>"); "call_tool" (with tools,
 or ``tool_choice: REQUIRED``) makes the model call the first tool and
 "call_two_tools" call it twice; "generation_error" ends the generation with
-``finish_reason: ERROR``. Faults are the OpenAI fake's, with Cohere error bodies.
-The HTTP server is ``tests.fakes.openai_upstream``'s, reused as is.
+``finish_reason: ERROR``. Faults are the shared ones (``tests.fakes.upstream``),
+with Cohere error bodies; ``error_body_200`` is a generation that ends in ERROR.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import secrets
 import uuid
 from typing import Any
 
-from tests.fakes.faults import FAULT_HEADER, Fault
-from tests.fakes.openai_upstream import FakeOpenAI, RecordedRequest, _Settings, _Upstream
-from tests.fakes.openai_wire import Reply, deliver, error_reply
+from tests.fakes.faults import Fault
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call, KeyedUpstream, RecordedRequest
 
 __all__ = ["DEFAULT_KEY", "FakeCohere", "Fault", "RecordedRequest", "cohere_error"]
 
@@ -71,83 +71,6 @@ def cohere_error(code: int, message: str | None = None) -> dict[str, Any]:
 
 class _Invalid(Exception):
     pass
-
-
-class _CohereUpstream(_Upstream):
-    def __init__(self, settings: _Settings, api_key: str | None) -> None:
-        super().__init__(settings)
-        self.api_key = api_key
-        self.cached_tokens: int | None = None
-
-    def respond(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
-    ) -> Reply:
-        body: Any = None
-        bad_json = False
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                bad_json = True
-        if self.settings.record:
-            self.requests.append(RecordedRequest(method, target, headers, body))
-        ident = str(uuid.uuid4())
-        latency = self.settings.latency
-
-        def fail(code: int, message: str | None = None, retry_after: Any = None) -> Reply:
-            payload = cohere_error(code, message)
-            return error_reply(code, payload, request_id=ident, keep_alive=keep_alive,
-                               latency=latency, retry_after=retry_after)  # fmt: skip
-
-        try:
-            fault: Fault | None = self.script.popleft()
-        except IndexError:
-            spec = headers.get(FAULT_HEADER)
-            try:
-                fault = Fault.parse(spec) if spec else None
-            except ValueError as exc:
-                return fail(400, str(exc))
-        if fault is not None and fault.kind == "status":
-            if fault.body is not None:
-                return error_reply(fault.code, fault.body, request_id=ident,
-                                   keep_alive=keep_alive, latency=latency)  # fmt: skip
-            return fail(fault.code, retry_after=fault.retry_after)
-        options: dict[str, Any] = {
-            "request_id": ident,
-            "keep_alive": keep_alive,
-            "latency": latency,
-        }
-        if fault is not None and fault.kind == "reset":
-            return deliver(fault, b"", **options)
-        if target.partition("?")[0] != "/v2/chat" or method != "POST":
-            return fail(404, f"route not found: {method} {target}")
-        auth = headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return fail(401, "no api key supplied")
-        if self.api_key is not None and auth[7:].strip() != self.api_key:
-            return fail(401, "invalid api token")
-        if bad_json:
-            return fail(400, "invalid request: could not parse the request body as JSON")
-        try:
-            _validate(body)
-        except _Invalid as exc:
-            return fail(400, f"invalid request: {exc}")
-        if not str(body["model"]).startswith(("command", "c4ai")):
-            return fail(404, f"model '{body['model']}' not found, make sure the correct model ID "
-                             "was used and that you have access to the model.")  # fmt: skip
-        reply = _Reply(body, ident, self.cached_tokens)
-        if not body.get("stream"):
-            if fault is not None and fault.kind == "error_body_200":
-                reply.finish = "ERROR"
-            return deliver(fault, _json(reply.response()), **options)
-        events = reply.events()
-        if fault is not None and fault.kind == "error_body_200":
-            end = {
-                "type": "message-end",
-                "delta": {"error": "internal error", "finish_reason": "ERROR"},
-            }
-            return deliver(None, b"", [_event(end)], **options)
-        return deliver(fault, b"", [_event(e) for e in events], **options)
 
 
 def _json(value: Any) -> bytes:
@@ -350,39 +273,66 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class FakeCohere(FakeOpenAI):
+class FakeCohere(KeyedUpstream):
     """A fake Cohere v2 API on its own thread and event loop.
 
-    :param api_key: the only key accepted (any non-empty key when None).
+    Takes `api_key` (the only key accepted, `DEFAULT_KEY` unless given; None
+    accepts any) and the options every fake takes (`tests.fakes.upstream.Options`).
     """
 
-    def __init__(
-        self,
-        api_key: str | None = DEFAULT_KEY,
-        latency: float | str = 0.0,
-        *,
-        chunk_delay: float | str = 0.0,
-        record: bool = True,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        super().__init__(latency, chunk_delay=chunk_delay, record=record, host=host, port=port)
-        self._upstream = _CohereUpstream(self._upstream.settings, api_key)
-        self._cohere = self._upstream
+    default_key = DEFAULT_KEY
+    cached_tokens: int | None = None  # reported as usage.cached_tokens when set
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, what the cohere provider takes as base_url."""
-        return f"http://{self._host}:{self._port}"
+    def new_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def answer(self, call: Call) -> Reply:
+        early = self.early_fault(call)
+        if early is not None:
+            return early
+        if call.path != "/v2/chat" or call.method != "POST":
+            return self.error(call, 404, f"route not found: {call.method} {call.target}")
+        auth = call.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return self.error(call, 401, "no api key supplied")
+        if self.api_key is not None and auth[7:].strip() != self.api_key:
+            return self.error(call, 401, "invalid api token")
+        if call.bad_json:
+            return self.error(
+                call, 400, "invalid request: could not parse the request body as JSON"
+            )
+        body = call.body
+        try:
+            _validate(body)
+        except _Invalid as exc:
+            return self.error(call, 400, f"invalid request: {exc}")
+        if not str(body["model"]).startswith(("command", "c4ai")):
+            return self.error(call, 404, f"model '{body['model']}' not found, make sure the correct "
+                              "model ID was used and that you have access to the model.")  # fmt: skip
+        reply = _Reply(body, call.ident, self.cached_tokens)
+        failed = call.kind == "error_body_200"  # the generation fails inside a 200
+        if not body.get("stream"):
+            if failed:
+                reply.finish = "ERROR"
+            return self.send(call, _json(reply.response()), kind="ok" if failed else None)
+        if failed:
+            end = {
+                "type": "message-end",
+                "delta": {"error": "internal error", "finish_reason": "ERROR"},
+            }
+            return self.send(call, events=[_event(end)], kind="ok")
+        return self.send(call, events=[_event(e) for e in reply.events()])
+
+    def error(
+        self, call: Call | None, status: int, message: str | None = None, *,
+        retry_after: float | str | None = None,
+    ) -> Reply:  # fmt: skip
+        return self.reject(call, status, cohere_error(status, message), retry_after=retry_after)
 
     def usage(self, *, cached_tokens: int | None = None) -> None:
         """Report ``usage.cached_tokens`` in every reply."""
-        self._cohere.cached_tokens = cached_tokens
+        self.cached_tokens = cached_tokens
 
     def reset(self) -> None:
         super().reset()
         self.usage()
-
-    def __enter__(self) -> FakeCohere:
-        self.start()
-        return self

@@ -27,28 +27,25 @@ Replies echo the last user turn ("echo: <text>"); "call_tool" in it (with
 tools) makes the model call the first allowed function, "call_two_tools" call
 it twice, "block_prompt" blocks the prompt (``promptFeedback.blockReason``),
 "unsafe_reply" ends the candidate with ``finishReason: SAFETY``. Faults are
-the OpenAI fake's (`Fault`, scripted or in the ``x-fake-fault`` header), with
-Google-shaped error bodies.
-
-The HTTP server is ``tests.fakes.openai_upstream``'s, reused as is.
+the shared ones (``tests.fakes.upstream``: `Fault`, scripted or in the
+``x-fake-fault`` header), with Google-shaped error bodies.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import secrets
 from typing import Any
 
-from tests.fakes.faults import FAULT_HEADER, Fault
-from tests.fakes.openai_upstream import FakeOpenAI, RecordedRequest, _Settings, _Upstream
-from tests.fakes.openai_wire import Reply, deliver, error_reply
+from tests.fakes.faults import Fault
+from tests.fakes.gemini_wire import SKIP_SIGNATURE, Invalid, validate
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call, KeyedUpstream, RecordedRequest
 
 __all__ = ["SKIP_SIGNATURE", "FakeGemini", "Fault", "RecordedRequest", "google_error"]
 
-SKIP_SIGNATURE = "skip_thought_signature_validator"
 DEFAULT_KEY = "AIzaSy-fake-gemini-key-0123456789"
 
 _STATUS = {
@@ -67,23 +64,6 @@ _MESSAGES = {
     503: "The model is overloaded. Please try again later.",
     504: "Deadline expired before operation could complete.",
 }
-_TOP = {
-    "contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
-    "safetySettings", "cachedContent",
-}  # fmt: skip
-_GENERATION = {
-    "temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences",
-    "presencePenalty", "frequencyPenalty", "seed", "responseMimeType", "responseSchema",
-    "responseJsonSchema", "responseLogprobs", "logprobs", "thinkingConfig",
-    "responseModalities", "mediaResolution",
-}  # fmt: skip
-_PART_DATA = {
-    "text", "inlineData", "fileData", "functionCall", "functionResponse",
-    "executableCode", "codeExecutionResult",
-}  # fmt: skip
-_PART_META = {"thought", "thoughtSignature", "videoMetadata", "partMetadata"}
-_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}")
-_MODES = {"AUTO", "ANY", "NONE", "VALIDATED"}
 _PIECES = re.compile(r"\s*\S+|\s+$").findall
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -110,113 +90,6 @@ def _retry_info(seconds: float | str) -> dict[str, Any]:
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds}s"}
 
 
-class _Invalid(Exception):
-    """A request the real API answers with 400 INVALID_ARGUMENT."""
-
-
-class _GeminiUpstream(_Upstream):
-    def __init__(self, settings: _Settings, api_key: str | None) -> None:
-        super().__init__(settings)
-        self.api_key = api_key
-        self.cached_tokens = 0
-        self.thoughts_tokens = 0
-        self.signatures: set[str] = set()
-
-    def respond(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
-    ) -> Reply:
-        body: Any = None
-        bad_json = False
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                bad_json = True
-        if self.settings.record:
-            self.requests.append(RecordedRequest(method, target, headers, body))
-        ident = secrets.token_urlsafe(16)
-        options: dict[str, Any] = {"request_id": ident, "keep_alive": keep_alive}
-
-        def fail(code: int, message: str | None = None, **more: Any) -> Reply:
-            payload = google_error(code, message, **more)
-            return error_reply(
-                code,
-                payload,
-                request_id=ident,
-                keep_alive=keep_alive,
-                latency=self.settings.latency,
-            )
-
-        try:
-            fault: Fault | None = self.script.popleft()
-        except IndexError:
-            spec = headers.get(FAULT_HEADER)
-            try:
-                fault = Fault.parse(spec) if spec else None
-            except ValueError as exc:
-                return fail(400, str(exc))
-        if fault is not None and fault.kind == "status":
-            if fault.body is not None:
-                return error_reply(fault.code, fault.body, latency=self.settings.latency, **options)
-            details = [_retry_info(fault.retry_after)] if fault.retry_after is not None else None
-            return fail(fault.code, details=details)
-        options["latency"] = self.settings.latency
-        if fault is not None and fault.kind == "reset":
-            return deliver(fault, b"", **options)
-
-        path, _, query = target.partition("?")
-        match = re.fullmatch(
-            r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", path
-        )
-        if match is None or method != "POST":
-            return fail(404, f"Invalid URL ({method} {path})")
-        model, action = match.groups()
-        key = headers.get("x-goog-api-key")
-        if not key:
-            return fail(
-                403,
-                "Method doesn't allow unregistered callers (callers without established "
-                "identity). Please use API Key or other form of API consumer identity to call "
-                "this API.",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return fail(
-                400,
-                "API key not valid. Please pass a valid API key.",
-                details=[{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "API_KEY_INVALID", "domain": "googleapis.com",
-                    "metadata": {"service": "generativelanguage.googleapis.com"},
-                }],
-            )  # fmt: skip
-        if not model.startswith("gemini-"):
-            return fail(
-                404,
-                f"models/{model} is not found for API version v1beta, or is not supported "
-                f"for {action}. Call ListModels to see the list of available models and their "
-                "supported methods.",
-            )
-        if bad_json:
-            return fail(400, "Invalid JSON payload received. Unexpected token.")
-        try:
-            _validate(body, model, self.signatures)
-        except _Invalid as exc:
-            return fail(400, str(exc))
-        generation = _Generation(body, model, self)
-
-        if action == "generateContent":
-            payload: Any = generation.response()
-            if fault is not None and fault.kind == "error_body_200":
-                return deliver(None, _json(google_error(500)), **options)
-            return deliver(fault, _json(payload), **options)
-        events = generation.events()
-        if "alt=sse" not in query.split("&"):
-            return deliver(fault, _json(events), **options)
-        if fault is not None and fault.kind == "error_body_200":
-            return deliver(None, b"", [_event(google_error(500))], **options)
-        return deliver(fault, b"", [_event(e) for e in events], **options)
-
-
 def _json(value: Any) -> bytes:
     return _dumps(value).encode()
 
@@ -225,297 +98,13 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + _json(payload) + b"\r\n\r\n"
 
 
-# ---------------------------------------------------------------- validation
-
-
-def _unknown(value: dict[str, Any], known: set[str], where: str) -> None:
-    for name in value:
-        if name not in known:
-            raise _Invalid(
-                f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': "
-                "Cannot find field."
-            )
-
-
-def _validate(body: Any, model: str, signatures: set[str]) -> None:
-    if not isinstance(body, dict):
-        raise _Invalid("Invalid JSON payload received. Expected an object.")
-    _unknown(body, _TOP, "")
-    contents = body.get("contents")
-    if not isinstance(contents, list) or not contents:
-        raise _Invalid("* GenerateContentRequest.contents: contents is not specified\n")
-    previous: dict[str, Any] | None = None
-    for i, content in enumerate(contents):
-        where = f"contents[{i}]"
-        if not isinstance(content, dict):
-            raise _Invalid(f"Invalid value at '{where}': expected an object.")
-        _unknown(content, {"role", "parts"}, where)
-        role = content.get("role", "user")
-        if role not in ("user", "model"):
-            raise _Invalid("Please use a valid role: user, model.")
-        parts = content.get("parts")
-        if not isinstance(parts, list) or not parts:
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n"
-            )
-        for j, part in enumerate(parts):
-            _validate_part(part, f"{where}.parts[{j}]", role)
-        if previous is not None and previous.get("role", "user") == role:
-            raise _Invalid(
-                "Please ensure that multiturn requests alternate between user and model."
-            )
-        calls = [p for p in parts if "functionCall" in p]
-        answers = [p for p in parts if "functionResponse" in p]
-        if calls and previous is None:
-            raise _Invalid(
-                "Please ensure that function call turn comes immediately after a user turn "
-                "or after a function response turn."
-            )
-        earlier = [p for p in (previous or {}).get("parts", []) if "functionCall" in p]
-        if answers and not earlier:
-            raise _Invalid(
-                "Please ensure that function response turn comes immediately after a function "
-                "call turn."
-            )
-        if earlier and len(answers) != len(earlier):
-            raise _Invalid(
-                "Please ensure that the number of function response parts is equal to the "
-                "number of function call parts of the function call turn."
-            )
-        if calls and model.startswith("gemini-3"):
-            signature = calls[0].get("thoughtSignature")
-            if signature is None:
-                raise _Invalid(
-                    "Function call is missing a thought_signature in functionCall parts. This "
-                    "is required for tools to work correctly, and missing thought_signature may "
-                    "lead to degraded model performance. Additional data, function call "
-                    f"`default_api:{calls[0]['functionCall'].get('name')}` , position {i + 1}. "
-                    "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
-                    "for more details."
-                )
-            if signature != SKIP_SIGNATURE and signature not in signatures:
-                raise _Invalid("Corrupted thought signature.")
-        previous = content
-    _validate_system(body.get("systemInstruction"))
-    names = _validate_tools(body.get("tools"))
-    _validate_tool_config(body.get("toolConfig"), names)
-    _validate_generation(body.get("generationConfig"), model)
-
-
-def _validate_part(part: Any, where: str, role: str) -> None:
-    if not isinstance(part, dict):
-        raise _Invalid(f"Invalid value at '{where}': expected an object.")
-    _unknown(part, _PART_DATA | _PART_META, where)
-    data = [name for name in part if name in _PART_DATA]
-    if len(data) != 1:
-        raise _Invalid(
-            f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have "
-            "one initialized field\n"
-        )
-    if "text" in part and not isinstance(part["text"], str):
-        raise _Invalid(f"Invalid value at '{where}.text' (TYPE_STRING)")
-    if "inlineData" in part:
-        blob = part["inlineData"]
-        if not isinstance(blob, dict) or not blob.get("mimeType") or "data" not in blob:
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.inline_data: mimeType and data are required\n"
-            )
-        try:
-            base64.b64decode(blob["data"], validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise _Invalid(
-                f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding "
-                f'failed for "{str(blob["data"])[:40]}"'
-            ) from None
-    if "fileData" in part:
-        file = part["fileData"]
-        if not isinstance(file, dict) or not file.get("fileUri") or not file.get("mimeType"):
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.file_data: fileUri and mimeType are required\n"
-            )
-    if "functionCall" in part:
-        call = part["functionCall"]
-        if role != "model":
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}: function calls come from the model\n"
-            )
-        if not isinstance(call, dict) or not call.get("name"):
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.function_call.name: Name is required.\n"
-            )
-        if not isinstance(call.get("args", {}), dict):
-            raise _Invalid(
-                f"Invalid value at '{where}.function_call.args' (type.googleapis.com/google.protobuf.Struct)"
-            )
-    if "functionResponse" in part:
-        answer = part["functionResponse"]
-        if role != "user":
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}: function responses come from the user\n"
-            )
-        if not isinstance(answer, dict) or not answer.get("name"):
-            raise _Invalid(
-                f"* GenerateContentRequest.{where}.function_response.name: Name is required.\n"
-            )
-        if not isinstance(answer.get("response"), dict):
-            raise _Invalid(
-                f"Invalid value at '{where}.function_response.response' (type.googleapis.com/google.protobuf.Struct)"
-            )
-
-
-def _validate_system(system: Any) -> None:
-    if system is None:
-        return
-    if not isinstance(system, dict) or not isinstance(system.get("parts"), list):
-        raise _Invalid("Invalid value at 'system_instruction': expected a Content with parts.")
-    _unknown(system, {"role", "parts"}, "system_instruction")
-    for j, part in enumerate(system["parts"]):
-        if not isinstance(part, dict) or not isinstance(part.get("text"), str) or len(part) != 1:
-            raise _Invalid(
-                f"* GenerateContentRequest.system_instruction.parts[{j}]: only text is supported\n"
-            )
-
-
-def _validate_tools(tools: Any) -> set[str]:
-    names: set[str] = set()
-    if tools is None:
-        return names
-    if not isinstance(tools, list):
-        raise _Invalid("Invalid value at 'tools': expected a list.")
-    for i, tool in enumerate(tools):
-        _unknown(
-            tool,
-            {"functionDeclarations", "googleSearch", "codeExecution", "urlContext"},
-            f"tools[{i}]",
-        )
-        for j, declaration in enumerate(tool.get("functionDeclarations") or []):
-            where = f"tools[{i}].function_declarations[{j}]"
-            _unknown(
-                declaration,
-                {
-                    "name",
-                    "description",
-                    "parameters",
-                    "parametersJsonSchema",
-                    "response",
-                    "responseJsonSchema",
-                    "behavior",
-                },
-                where,
-            )
-            name = declaration.get("name")
-            if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
-                raise _Invalid(
-                    f"* GenerateContentRequest.{where}.name: Invalid function name. Must start "
-                    "with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), "
-                    "underscores (_), dots (.), colons (:), or dashes (-), with a maximum "
-                    "length of 128.\n"
-                )
-            if "parameters" in declaration and "parametersJsonSchema" in declaration:
-                raise _Invalid(
-                    f"* GenerateContentRequest.{where}: parameters and parameters_json_schema are mutually exclusive\n"
-                )
-            if "parameters" in declaration and _mentions(
-                declaration["parameters"], "additionalProperties"
-            ):
-                raise _Invalid(
-                    'Invalid JSON payload received. Unknown name "additionalProperties" at '
-                    f"'{where}.parameters': Cannot find field."
-                )
-            names.add(name)
-    return names
-
-
-def _mentions(schema: Any, key: str) -> bool:
-    if isinstance(schema, dict):
-        return key in schema or any(_mentions(v, key) for v in schema.values())
-    if isinstance(schema, list):
-        return any(_mentions(v, key) for v in schema)
-    return False
-
-
-def _validate_tool_config(config: Any, names: set[str]) -> None:
-    if config is None:
-        return
-    _unknown(config, {"functionCallingConfig", "retrievalConfig"}, "tool_config")
-    calling = config.get("functionCallingConfig") or {}
-    _unknown(calling, {"mode", "allowedFunctionNames"}, "tool_config.function_calling_config")
-    mode = calling.get("mode", "AUTO")
-    if mode not in _MODES:
-        raise _Invalid(f"Invalid value at 'tool_config.function_calling_config.mode', \"{mode}\"")
-    allowed = calling.get("allowedFunctionNames")
-    if allowed is not None:
-        if mode not in ("ANY", "VALIDATED"):
-            raise _Invalid(
-                "* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
-                "allowed_function_names is only allowed when mode is ANY.\n"
-            )
-        for name in allowed:
-            if name not in names:
-                raise _Invalid(
-                    f"* GenerateContentRequest.tool_config: function {name!r} is not declared\n"
-                )
-
-
-def _validate_thinking(config: Any, model: str) -> None:
-    """thinkingConfig: a budget (Gemini 2.5's ranges) or a level (Gemini 3), not both."""
-    if config is None:
-        return
-    _unknown(config, {"thinkingBudget", "thinkingLevel", "includeThoughts"}, "thinking_config")
-    budget, level = config.get("thinkingBudget"), config.get("thinkingLevel")
-    where = "* GenerateContentRequest.generation_config.thinking_config"
-    if budget is not None and level is not None:
-        raise _Invalid(f"{where}: thinking_budget and thinking_level are mutually exclusive\n")
-    if level is not None and not model.startswith("gemini-3"):
-        raise _Invalid(f"{where}.thinking_level: not supported by this model\n")
-    if level is not None and level.lower() not in ("minimal", "low", "medium", "high"):
-        raise _Invalid(f"{where}.thinking_level: invalid value {level!r}\n")
-    ranges = {"gemini-2.5-pro": (128, 32768), "gemini-2.5-flash-lite": (512, 24576)}
-    low, high = next((r for p, r in ranges.items() if model.startswith(p)), (1, 24576))
-    if budget is not None and budget not in (0, -1) and not low <= budget <= high:
-        raise _Invalid(f"{where}.thinking_budget: must be in [{low}, {high}]\n")
-    if budget == 0 and model.startswith("gemini-2.5-pro"):
-        raise _Invalid("Budget 0 is invalid. This model only works in thinking mode.")
-
-
-def _validate_generation(config: Any, model: str) -> None:
-    if config is None:
-        return
-    _unknown(config, _GENERATION, "generation_config")
-    temperature = config.get("temperature", 1.0)
-    if not 0 <= temperature <= 2:
-        raise _Invalid(
-            "* GenerateContentRequest.generation_config.temperature: must be in [0, 2]\n"
-        )
-    if not 0 <= config.get("topP", 1.0) <= 1:
-        raise _Invalid("* GenerateContentRequest.generation_config.top_p: must be in [0, 1]\n")
-    if not 1 <= config.get("candidateCount", 1) <= 8:
-        raise _Invalid(
-            "* GenerateContentRequest.generation_config.candidate_count: must be in [1, 8]\n"
-        )
-    _validate_thinking(config.get("thinkingConfig"), model)
-    if len(config.get("stopSequences") or []) > 5:
-        raise _Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5\n")
-    if "responseSchema" in config and "responseJsonSchema" in config:
-        raise _Invalid(
-            "* GenerateContentRequest.generation_config: response_schema and response_json_schema are mutually exclusive\n"
-        )
-    if ("responseSchema" in config or "responseJsonSchema" in config) and config.get(
-        "responseMimeType"
-    ) != "application/json":
-        raise _Invalid(
-            "* GenerateContentRequest.generation_config.response_mime_type: "
-            "response_mime_type must be application/json when a response schema is set\n"
-        )
-
-
 # ---------------------------------------------------------------- responses
 
 
 class _Generation:
     """One reply to a valid request, as a response body or a list of stream events."""
 
-    def __init__(self, body: dict[str, Any], model: str, upstream: _GeminiUpstream) -> None:
+    def __init__(self, body: dict[str, Any], model: str, upstream: FakeGemini) -> None:
         self.body = body
         self.model = model
         self.upstream = upstream
@@ -682,42 +271,100 @@ class _Generation:
 # ---------------------------------------------------------------- public API
 
 
-class FakeGemini(FakeOpenAI):
+class FakeGemini(KeyedUpstream):
     """A fake Gemini API on its own thread and event loop.
 
-    :param api_key: the only key accepted (any non-empty key when None).
-    :param latency: seconds (or "50ms") before every response's first byte.
-    :param chunk_delay: seconds between SSE events of every stream.
+    Takes `api_key` (the only key accepted, `DEFAULT_KEY` unless given; None
+    accepts any) and the options every fake takes (`tests.fakes.upstream.Options`).
     """
 
-    def __init__(
-        self,
-        api_key: str | None = DEFAULT_KEY,
-        latency: float | str = 0.0,
-        *,
-        chunk_delay: float | str = 0.0,
-        record: bool = True,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        super().__init__(latency, chunk_delay=chunk_delay, record=record, host=host, port=port)
-        self._upstream = _GeminiUpstream(self._upstream.settings, api_key)
-        self._gemini = self._upstream
+    default_key = DEFAULT_KEY
+    cached_tokens = 0
+    thoughts_tokens = 0
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, what the gemini provider takes as base_url."""
-        return f"http://{self._host}:{self._port}"
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.signatures: set[str] = set()  # thought signatures it issued
+
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(16)
+
+    def answer(self, call: Call) -> Reply:
+        early = self.early_fault(call)
+        if early is not None:
+            return early
+        match = re.fullmatch(
+            r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", call.path
+        )
+        if match is None or call.method != "POST":
+            return self.error(call, 404, f"Invalid URL ({call.method} {call.path})")
+        model, action = match.groups()
+        key = call.headers.get("x-goog-api-key")
+        if not key:
+            return self.error(
+                call,
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            )
+        if self.api_key is not None and key != self.api_key:
+            return self._google(
+                call, 400, "API key not valid. Please pass a valid API key.",
+                details=[{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }],
+            )  # fmt: skip
+        if not model.startswith("gemini-"):
+            return self.error(
+                call,
+                404,
+                f"models/{model} is not found for API version v1beta, or is not supported "
+                f"for {action}. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
+        if call.bad_json:
+            return self.error(call, 400, "Invalid JSON payload received. Unexpected token.")
+        try:
+            validate(call.body, model, self.signatures)
+        except Invalid as exc:
+            return self.error(call, 400, str(exc))
+        generation = _Generation(call.body, model, self)
+        failed = call.kind == "error_body_200"
+        if action == "generateContent":
+            if failed:
+                return self.send(call, _json(google_error(500)), kind="ok")
+            return self.send(call, _json(generation.response()))
+        events = generation.events()
+        if "alt=sse" not in call.query.split("&"):
+            return self.send(call, _json(events))
+        if failed:
+            return self.send(call, events=[_event(google_error(500))], kind="ok")
+        return self.send(call, events=[_event(e) for e in events])
+
+    def error(
+        self, call: Call | None, status: int, message: str | None = None, *,
+        retry_after: float | str | None = None,
+    ) -> Reply:  # fmt: skip
+        """Google's error; a retry delay goes in a RetryInfo detail, not a header."""
+        details = [_retry_info(retry_after)] if retry_after is not None else None
+        return self._google(call, status, message, details=details)
+
+    def _google(self, call: Call | None, status: int, message: str | None, **more: Any) -> Reply:
+        return self.reject(call, status, google_error(status, message, **more))
+
+    def fault_status(self, call: Call, fault: Fault) -> Reply:
+        if fault.body is not None:  # verbatim, and Google sends no Retry-After
+            return self.reject(call, fault.code, fault.body)
+        return self.error(call, fault.code, retry_after=fault.retry_after)
 
     def usage(self, *, cached_tokens: int = 0, thoughts_tokens: int = 0) -> None:
         """Report these cached and thinking tokens in every reply's usageMetadata."""
-        self._gemini.cached_tokens = cached_tokens
-        self._gemini.thoughts_tokens = thoughts_tokens
+        self.cached_tokens = cached_tokens
+        self.thoughts_tokens = thoughts_tokens
 
     def reset(self) -> None:
         super().reset()
         self.usage()
-
-    def __enter__(self) -> FakeGemini:
-        self.start()
-        return self

@@ -1,8 +1,8 @@
 """OpenAI chat-completions wire format, as the fake upstream sends it.
 
 Success bodies (`chat.completion`, `chat.completion.chunk` SSE events, the model
-list), OpenAI error objects, and `deliver()`, which turns a body and a `Fault`
-into the exact bytes, pauses and connection ending that go on the wire.
+list), OpenAI error objects and the request checks; the bytes, pauses and
+connection endings are `tests.fakes.upstream`'s.
 """
 
 from __future__ import annotations
@@ -11,21 +11,10 @@ import itertools
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from tests.fakes.faults import Fault
-
-__all__ = [
-    "Completion",
-    "Reply",
-    "deliver",
-    "error_object",
-    "error_reply",
-    "model_list",
-    "validate_chat_request",
-]
+__all__ = ["Completion", "error_object", "model_list", "validate_chat_request"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PIECES = re.compile(r"\s*\S+|\s+$").findall
@@ -34,14 +23,6 @@ _PIECES = re.compile(r"\s*\S+|\s+$").findall
 def _json(value: Any) -> bytes:
     return _dumps(value).encode()
 
-
-_REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
-    422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout",
-}  # fmt: skip
 
 # status -> (type, code, message), as api.openai.com words them.
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -230,126 +211,9 @@ class Completion:
         return events
 
 
-def _head(status: int, content_type: str, length: int | None, extra: Iterable[str] = ()) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"content-type: {content_type}"]
-    lines.append("transfer-encoding: chunked" if length is None else f"content-length: {length}")
-    lines.extend(extra)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _http_chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-DONE, CLOSE, RESET, STALL = "done", "close", "reset", "stall"
-_SETTLE = 0.005  # lets the client read a partial response before the connection ends
-
-
-class Reply:
-    """What to write and after which pause, then how the exchange ends: DONE
-    (keep the connection for the next request), CLOSE (FIN), RESET (RST) or
-    STALL (stay open and silent)."""
-
-    __slots__ = ("end", "steps")
-
-    def __init__(self, steps: list[tuple[float, bytes]], end: str = DONE) -> None:
-        self.steps = deque(steps)
-        self.end = end
-
-
 def model_list(models: Iterable[str]) -> bytes:
     """The `GET /v1/models` body."""
     data = [
         {"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in models
     ]
     return _json({"object": "list", "data": data})
-
-
-def error_reply(
-    status: int,
-    payload: Any,
-    *,
-    request_id: str,
-    keep_alive: bool = True,
-    latency: float = 0.0,
-    retry_after: float | str | None = None,
-) -> Reply:
-    """An error response; `payload` is an error object, or str/bytes sent verbatim."""
-    if isinstance(payload, bytes):
-        body = payload
-    else:
-        body = payload.encode() if isinstance(payload, str) else _json(payload)
-    extra = [f"x-request-id: req_{request_id}"]
-    if retry_after is not None:
-        extra.append(f"retry-after: {retry_after}")
-    if not keep_alive:
-        extra.append("connection: close")
-    head = _head(status, "application/json", len(body), extra)
-    return Reply([(latency, head + body)], DONE if keep_alive else CLOSE)
-
-
-def deliver(
-    fault: Fault | None,
-    body: bytes,
-    events: list[bytes] | None = None,
-    *,
-    request_id: str,
-    keep_alive: bool = True,
-    latency: float = 0.0,
-    chunk_delay: float = 0.0,
-) -> Reply:
-    """Send the JSON `body`, or the SSE `events` when streaming, as `fault` says.
-
-    `latency` passes before the first byte (a `delay` fault replaces it) and
-    `chunk_delay` between SSE events (a `chunk_delay` fault replaces it).
-    """
-    kind = fault.kind if fault else "ok"
-    wait = fault.seconds if fault and kind == "delay" else latency
-    end = DONE if keep_alive else CLOSE
-    if fault and kind == "status":
-        payload = error_object(fault.code) if fault.body is None else fault.body
-        return error_reply(
-            fault.code, payload, request_id=request_id, keep_alive=keep_alive,
-            latency=latency, retry_after=fault.retry_after,
-        )  # fmt: skip
-    if kind == "reset":
-        return Reply([(wait, b"")], RESET)
-    if kind == "error_body_200":
-        body = _json(error_object(500))
-        if events is not None:
-            events = [b"data: " + body + b"\n\n"]
-    elif kind == "malformed_json":
-        if events is not None:
-            events = [events[0][: len(events[0]) // 2] + b"\n\n", b"data: [DONE]\n\n"]
-        else:
-            body = body[: len(body) // 2] or b"{"
-
-    extra = [f"x-request-id: req_{request_id}"]
-    if not keep_alive:
-        extra.append("connection: close")
-    if events is None:
-        head = _head(200, "application/json", len(body), extra)
-        half = head + body[: len(body) // 2]
-        if kind == "reset_mid_body":
-            return Reply([(wait, half), (_SETTLE, b"")], RESET)
-        if kind == "truncated_stream":
-            return Reply([(wait, half), (_SETTLE, b"")], CLOSE)
-        if kind == "stall_after_first":
-            return Reply([(wait, half)], STALL)
-        return Reply([(wait, head + body)], end)
-
-    extra.append("cache-control: no-cache")
-    head = _head(200, "text/event-stream; charset=utf-8", None, extra)
-    if kind in ("reset_mid_body", "truncated_stream"):
-        cut = events[2]  # mid-event: the chunk header promises more than is sent
-        partial = b"%x\r\n%s" % (len(cut), cut[: len(cut) // 2])
-        sent = head + b"".join(_http_chunk(e) for e in events[:2]) + partial
-        return Reply([(wait, sent), (_SETTLE, b"")], RESET if kind == "reset_mid_body" else CLOSE)
-    if kind == "stall_after_first":
-        return Reply([(wait, head + _http_chunk(events[0]))], STALL)
-    gap = fault.seconds if fault and kind == "chunk_delay" else chunk_delay
-    if gap <= 0:
-        return Reply([(wait, head + b"".join(map(_http_chunk, events)) + b"0\r\n\r\n")], end)
-    steps = [(wait, head)] + [(gap, _http_chunk(e)) for e in events]
-    steps[-1] = (gap, steps[-1][1] + b"0\r\n\r\n")
-    return Reply(steps, end)

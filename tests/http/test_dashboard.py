@@ -18,20 +18,20 @@ from tests.http.conftest import RunningGateway, start_gateway
 SALT = "0123456789abcdef0123"
 ADMIN, TENANT = "admin-secret-key", "tenant-secret-key"
 
-POLICY = f"""\
+POLICY = """\
 version: 1
-gateway: {{ui: true}}
+gateway: {ui: true}
 providers:
-  mock: {{type: mock}}
-  broken: {{type: mock, options: {{script: [{{fail: server_error}}], repeat: true}}}}
+  mock: {type: mock}
+  broken: {type: mock, options: {script: [{fail: server_error}], repeat: true}}
 defaults:
-  retry: {{attempts: 1, backoff: 1ms}}
-breaker: {{failures: 3, cooldown: 30s}}
+  retry: {attempts: 1, backoff: 1ms}
+breaker: {failures: 3, cooldown: 30s}
 budgets:
-  - {{name: daily, scope: gateway, limit: 5, window: day}}
+  - {name: daily, scope: gateway, limit: 5, window: day}
 routes:
   - name: smart
-    match: {{model: smart}}
+    match: {model: smart}
     targets: [broken/a]
     fallbacks: [mock/echo]
 """

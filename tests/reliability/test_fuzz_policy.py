@@ -125,10 +125,44 @@ def mutated_routes(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+HALF_EDITED = ROUTES.replace(
+    "  mock/premium: {input_per_mtok: 5, output_per_mtok: 15, context_window: 8192}",
+    "  mock/premium",
+)
+"""What the fuzzer found (``--hypothesis-seed=22``): a key with a trailing comment,
+a bare value on the next line, then a blank line; ruamel's round-trip parser
+raised "overlap in comment [CommentToken(...)]" with no line."""
+
+
 @FUZZ
 @given(mutated_routes())
+@example(HALF_EDITED)
 def test_mutated_routes_yaml_never_crashes_the_loader(text: str) -> None:
     check(text)
+
+
+def test_a_half_edited_line_under_a_commented_key_is_reported_where_it_is() -> None:
+    assert HALF_EDITED != ROUTES
+    with pytest.raises(PolicyError) as caught:
+        check_raising(HALF_EDITED)
+    (problem,) = caught.value.problems
+    line = ROUTES.splitlines().index(
+        next(x for x in ROUTES.splitlines() if x.startswith("models:"))
+    )
+    assert (problem.file, problem.line) == ("routes.yaml", line + 1)
+    assert "models" in problem.message and "mapping" in problem.message
+    assert "CommentToken" not in str(problem) and "overlap" not in str(problem)
+
+
+def test_a_trailing_comment_before_a_bare_value_parses_as_yaml_means() -> None:
+    document = parse_document("a:   # note\n  b\n\nc: 1  # more\n", file="x.yaml", env={})
+    assert document.data == {"a": "b", "c": 1}
+    assert document.locate(("c",)) == (4, 1)
+
+
+def check_raising(text: str) -> None:
+    document = parse_document(text, file="routes.yaml", env={})
+    compile_policy(document, REGISTRY.providers, REGISTRY.strategies, REGISTRY.guardrails)
 
 
 def test_a_control_character_is_reported_at_its_line_and_column() -> None:
@@ -137,3 +171,23 @@ def test_a_control_character_is_reported_at_its_line_and_column() -> None:
     (problem,) = caught.value.problems
     assert (problem.line, problem.column) == (2, 10)
     assert "U+001F" in problem.message
+
+
+@pytest.mark.parametrize(("profile", "derandomized"), [(None, True), ("explore", False)])
+def test_the_test_command_runs_hypothesis_derandomized_unless_asked_to_explore(
+    profile: str | None, derandomized: bool
+) -> None:
+    """CI (the README's `bash scripts/test.sh`) gets the same examples every run;
+    TURNOUT_HYPOTHESIS=explore gets fresh random ones."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", **({"TURNOUT_HYPOTHESIS": profile} if profile else {})}
+    code = (
+        "import tests.conftest; from hypothesis import settings; "
+        "print(settings.default.derandomize, settings.default.database is None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.split() == [str(derandomized), str(derandomized)], result.stderr
