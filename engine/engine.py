@@ -9,20 +9,29 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pluggy
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
-from turnout.contract.registry import Registry, collect_registry, make_plugin_manager
-from turnout.errors import TurnoutError
-from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.contract.registry import (
+    Registry,
+    close_plugins,
+    collect_registry,
+    make_plugin_manager,
+    start_plugins,
+)
+from turnout.errors import PolicyError, Problem, TurnoutError
+from turnout.policy.compile import compile_policy
 from turnout.policy.loader import Document, load_document, parse_document
+from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Plan
 from turnout.routing.planner import plan_request
 from turnout.run.context import RequestContext
 from turnout.run.executor import Executor, Respond
-from turnout.run.ledger import BudgetLedger, make_backend
+from turnout.run.ledger import BudgetLedger, make_backend, state_identity
+from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
@@ -34,6 +43,7 @@ from turnout.wire.chat import ChatRequest, ChatResponse
 __all__ = ["Engine", "parse_request"]
 
 RequestLike = ChatRequest | Mapping[str, Any] | bytes | str
+R = TypeVar("R")
 
 
 def parse_request(request: RequestLike) -> ChatRequest:
@@ -95,12 +105,18 @@ class Engine:
         self.stats = TargetStats(decay=table.policy.defaults.latency_decay)
         self.ledger = BudgetLedger(state or make_backend(table.limits), wall=wall)
         """Budgets, rate limits and breakers: the state backend ``state:`` chose."""
+        self._state_given = state is not None  # a backend passed in: ``state:`` does not apply
+        self._state_used = state_identity(table.limits) if table.limits is not None else None
+        """The ``state:`` the backend was built for, once a policy meters anything."""
         self.executor = Executor(
             plugin_manager, self.clients, rng=self.rng, stats=self.stats, ledger=self.ledger
         )
         self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
+        self.metrics = CollectorRegistry()
+        """This engine's Prometheus metrics (the gateway serves them at ``/metrics``)."""
+        start_plugins(plugin_manager, self.metrics)
 
     # -- construction --------------------------------------------------------
 
@@ -144,7 +160,13 @@ class Engine:
         return self._table
 
     def reload(self, path: str | os.PathLike[str] | None = None) -> RoutingTable:
-        """Compile the policy file again and swap it in; on PolicyError keep the old one."""
+        """Compile the policy file again and swap it in; on PolicyError keep the old one.
+
+        ``state:`` (see ``_apply_state``): a backend nothing was metered on yet is
+        rebuilt as the new policy says; one in use is never swapped, so a policy
+        naming another backend, file, URL or prefix is rejected with a problem
+        naming ``state:`` (its counters, holds and breakers live there, and
+        requests in flight settle there). Restart to move them."""
         source = path or self._source
         if source is None:
             raise ValueError("this engine was not built from a file; pass the path to reload")
@@ -154,10 +176,34 @@ class Engine:
             self.registry.strategies,
             self.registry.guardrails,
         )
+        self._apply_state(table, os.fspath(source))
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
         self._source = source
         return table
+
+    def _apply_state(self, table: RoutingTable, file: str) -> None:
+        """Make the ledger's backend the one ``table``'s ``state:`` names, or raise
+        PolicyError naming ``state:`` when that would move live counters."""
+        if self._state_given or table.limits is None:
+            return  # a backend passed in, or nothing metered: ``state:`` does not apply
+        wanted = state_identity(table.limits)
+        if self._state_used is None:  # nothing was ever metered: an empty memory backend
+            if wanted != ("memory",):
+                self.ledger = BudgetLedger(make_backend(table.limits), wall=self.ledger.wall)
+                self.executor.ledger = self.ledger  # before the table: requests see both
+            self._state_used = wanted
+        elif wanted != self._state_used:
+            raise PolicyError(
+                [
+                    Problem(
+                        f"state: changed ({_describe_state(self._state_used, wanted)}); a reload"
+                        " cannot move budget counters, holds and breakers to another backend",
+                        file=file,
+                        hint="restart turnout to apply it; the previous policy keeps serving",
+                    )
+                ]
+            )
 
     # -- requests ------------------------------------------------------------
 
@@ -229,13 +275,32 @@ class Engine:
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        op: StreamOperation[Any] | None = None,
     ) -> ChatStream:
         """Route one streaming request. Planning errors raise here; upstream errors
-        raise while iterating (before the first chunk only once every attempt failed)."""
+        raise while iterating (before the first chunk only once every attempt failed).
+
+        :param op: another streamed request kind (see ``turnout.run.serve``); its
+            chunks are what the operation's ``relay`` gives out."""
         ctx = self._context(request, headers, request_id, stream=True)
-        stream = ChatStream(ctx.plan, ctx.request_id, ctx)
-        stream.attach(self.executor.stream(ctx, stream.publish))
-        return stream
+        return ChatStream(self.executor.serving(ctx, op or CHAT_STREAM))
+
+    async def serve(
+        self,
+        request: RequestLike,
+        op: Operation[R],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        deliver: Respond | None = None,
+    ) -> R:
+        """Route one request of another kind (``op``, see ``turnout.run.serve``):
+        ``request`` is its planning view as a chat request (model, prompt for the
+        token estimate, ``max_tokens``); ``op`` says what each attempt calls on the
+        provider and how its answer is read. Planning, budgets, hooks, retries,
+        fallbacks, settlement and observers are the chat path's."""
+        ctx = self._context(request, headers, request_id, stream=False)
+        return await self.executor.serving(ctx, op).serve(deliver)
 
     @property
     def responses(self) -> ResponsesAPI:
@@ -276,8 +341,10 @@ class Engine:
             return self._sync_loop
 
     async def aclose(self) -> None:
-        """Wait for shadow requests, then close upstream clients and providers."""
+        """Wait for shadow requests, close the plugins' per-engine state
+        (``turnout_engine_closed``), then upstream clients and providers."""
         await self.executor.aclose()
+        await close_plugins(self.plugin_manager)
         await self.ledger.aclose()
         await self.clients.aclose()
         for provider in self._table.providers.values():
@@ -294,3 +361,14 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine {self._table.file}: {len(self._table.routes)} routes>"
+
+
+def _describe_state(before: tuple[Any, ...], after: tuple[Any, ...]) -> str:
+    """``memory -> sqlite state.db``; a redis URL is never shown (it may hold a password)."""
+    if before[0] == after[0] == "redis":
+        return "another redis url, prefix or timeout"
+
+    def one(identity: tuple[Any, ...]) -> str:
+        return f"sqlite {identity[1]}" if identity[0] == "sqlite" else str(identity[0])
+
+    return f"{one(before)} -> {one(after)}"

@@ -1,8 +1,13 @@
-"""Every Prometheus metric turnout exports, defined in this one module.
+"""The engine's own Prometheus metrics, and the exposition of an engine's.
 
-Engine-level metrics (requests by route/provider/model, tokens, cost, attempts)
-are recorded by the ``turnout.plugins.metrics`` hook plugin; gateway-level ones (HTTP
-responses, in-flight requests, overhead, policy reloads) by ``turnout.http``.
+Each engine has its own registry, ``Engine.metrics``; plugins create their
+metrics on it from ``turnout_engine_started`` (requests, attempts, tokens and
+cost in ``turnout.plugins.metrics``, the cache's and the guardrails' in
+theirs). The gateway creates its own there too (``GatewayMetrics``: HTTP responses,
+in-flight requests, overhead; and its reloader ``policy_reloads``). The
+budget, breaker and state metrics of ``turnout.run``, defined below, are
+still process-wide, on prometheus-client's default registry; ``exposition``
+serves both.
 
 Label values are bounded: routes and providers come from the policy, statuses
 and failure classes from closed sets, and model names — which a caller can
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,94 +34,30 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.registry import Collector
 
 __all__ = [
-    "ATTEMPTS",
     "BREAKER_STATE",
     "BUDGET_REFUSALS",
     "BUDGET_REMAINING",
-    "CACHE_ERRORS",
-    "CACHE_LOOKUPS",
     "CONTENT_TYPE",
-    "COST",
-    "FALLBACKS",
-    "GATEWAY_OVERHEAD",
-    "GUARDRAIL_ACTIONS",
-    "HTTP_RESPONSES",
-    "IN_FLIGHT",
     "MODEL_LABEL_LIMIT",
-    "POLICY_RELOADS",
-    "REQUESTS",
-    "REQUEST_DURATION",
-    "RETRIES",
     "STATE_ERRORS",
-    "TIME_TO_FIRST_TOKEN",
-    "TOKENS",
-    "UPSTREAM_DURATION",
+    "GatewayMetrics",
     "bounded_model",
     "exposition",
     "multiprocess_dir",
+    "policy_reloads",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MODEL_LABEL_LIMIT = 500
 
-_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-
-# -- engine: one observation per request or attempt (turnout.plugins.metrics) ---------
-
-REQUESTS = Counter(
-    "turnout_requests",
-    "Requests routed by the engine, by route, serving provider and model, and HTTP status.",
-    ["route", "provider", "model", "status"],
-)
-REQUEST_DURATION = Histogram(
-    "turnout_request_duration_seconds",
-    "End-to-end engine latency of a request (for streams: until the last chunk).",
-    ["route"],
-    buckets=_LATENCY,
-)
-UPSTREAM_DURATION = Histogram(
-    "turnout_upstream_duration_seconds",
-    "Duration of each upstream attempt (for streams: until its first chunk).",
-    ["provider", "model"],
-    buckets=_LATENCY,
-)
-TIME_TO_FIRST_TOKEN = Histogram(
-    "turnout_time_to_first_token_seconds",
-    "Time from sending a streaming attempt upstream to its first chunk, for attempts that served.",
-    ["provider", "model"],
-    buckets=_LATENCY,
-)
-TOKENS = Counter(
-    "turnout_tokens",
-    "Tokens billed by the attempt that served, by direction (input or output).",
-    ["provider", "model", "direction"],
-)
-COST = Counter(
-    "turnout_cost_usd",
-    "Cost in US dollars of the attempts that served, where the model is priced.",
-    ["route", "provider", "model"],
-)
-ATTEMPTS = Counter(
-    "turnout_attempts",
-    'Upstream attempts by outcome: "ok" or the failure class.',
-    ["provider", "model", "outcome"],
-)
-RETRIES = Counter(
-    "turnout_retries",
-    "Attempts that repeated the previous attempt's target (retries).",
-    ["route"],
-)
-FALLBACKS = Counter(
-    "turnout_fallbacks",
-    "Attempts that moved on to a different target than the previous attempt (fallbacks).",
-    ["route"],
-)
 
 # -- budgets, rate limits and breakers (turnout.run.ledger) -----------------------
 
@@ -144,69 +86,44 @@ STATE_ERRORS = Counter(
     ["backend", "operation"],
 )
 
-SHADOW_REQUESTS = Counter(
-    "turnout_shadow_requests",
-    "Shadow (mirrored) requests by route, shadow provider and model, and outcome "
-    '("ok" or the failure class); they never affect the caller.',
-    ["route", "provider", "model", "outcome"],
-)
-SHADOW_DURATION = Histogram(
-    "turnout_shadow_duration_seconds",
-    "Latency of shadow requests, by shadow provider and model.",
-    ["provider", "model"],
-    buckets=_LATENCY,
-)
-SHADOW_COST = Counter(
-    "turnout_shadow_cost_usd",
-    "USD spent on shadow requests, by route, shadow provider and model.",
-    ["route", "provider", "model"],
-)
-
-# -- hook plugins: response cache (turnout.plugins.cache), guardrails (turnout.plugins.guardrails)
-
-CACHE_LOOKUPS = Counter(
-    "turnout_cache_lookups",
-    'Response cache lookups by route and result: "hit", "miss", or "bypass" '
-    "(not cacheable, or the caller said no-cache).",
-    ["route", "result"],
-)
-CACHE_ERRORS = Counter(
-    "turnout_cache_errors",
-    "Cache backend failures (each one served as a miss, or not stored), by backend "
-    'and operation ("get" or "set").',
-    ["backend", "operation"],
-)
-GUARDRAIL_ACTIONS = Counter(
-    "turnout_guardrail_actions",
-    "Guardrail findings acted on, by route, guardrail, direction (input or output) and "
-    'action ("block", "redact", "log", "retry", "fallback", or "error" when it failed).',
-    ["route", "guardrail", "direction", "action"],
-)
-
 # -- gateway (turnout.http) ---------------------------------------------------
 
-HTTP_RESPONSES = Counter(
-    "turnout_http_responses",
-    "HTTP responses of the gateway by endpoint and status, including requests "
-    "rejected before routing (bad JSON, too large, unknown model).",
-    ["endpoint", "status"],
-)
-IN_FLIGHT = Gauge(
-    "turnout_requests_in_flight",
-    "Chat-completion requests the gateway is serving now.",
-    multiprocess_mode="livesum",
-)
-GATEWAY_OVERHEAD = Histogram(
-    "turnout_gateway_overhead_seconds",
-    "Time the gateway added to a chat completion: everything but the upstream "
-    "attempts (parsing, planning, hooks, retry backoff, serialisation).",
-    buckets=_OVERHEAD,
-)
-POLICY_RELOADS = Counter(
-    "turnout_policy_reloads",
-    'Policy reloads by result: "ok", or "rejected" (the old policy kept serving).',
-    ["result"],
-)
+
+class GatewayMetrics:
+    """The gateway's metrics, on its engine's registry (one gateway per engine)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_responses = Counter(
+            "turnout_http_responses",
+            "HTTP responses of the gateway by endpoint and status, including requests "
+            "rejected before routing (bad JSON, too large, unknown model).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "turnout_requests_in_flight",
+            "Chat-completion requests the gateway is serving now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "turnout_gateway_overhead_seconds",
+            "Time the gateway added to a chat completion: everything but the upstream "
+            "attempts (parsing, planning, hooks, retry backoff, serialisation).",
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+
+
+def policy_reloads(registry: CollectorRegistry) -> Counter:
+    """``turnout_policy_reloads`` on an engine's registry (its reloader's)."""
+    return Counter(
+        "turnout_policy_reloads",
+        'Policy reloads by result: "ok", or "rejected" (the old policy kept serving).',
+        ["result"],
+        registry=registry,
+    )
+
 
 _models: set[str] = set()
 _models_lock = threading.Lock()
@@ -228,10 +145,25 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def exposition() -> bytes:
-    """The text exposition of every metric (merged across workers in multiprocess mode)."""
+class _Both(Collector):
+    """The engine's registry and the process-wide one, as one collector."""
+
+    def __init__(self, engine: CollectorRegistry) -> None:
+        self._registries = (engine, REGISTRY)
+
+    def collect(self) -> Iterator[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
+
+
+def exposition(engine: CollectorRegistry) -> bytes:
+    """The text exposition of an engine's metrics and the process-wide ones.
+
+    In multiprocess mode every metric object writes its values to the shared
+    directory whatever registry it is on, so this merges every worker's files.
+    """
     if multiprocess_dir():
-        registry = CollectorRegistry()
-        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        merged = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+    return generate_latest(_Both(engine))

@@ -4,7 +4,7 @@ Each finished request (``turnout_request_finished``) becomes one structlog
 event named ``request`` on the standard-library logger ``turnout.request``:
 request id, route, requested and serving model, provider, status, latency,
 the attempt trail, tokens, cost, and the cache / guardrail outcome when a
-plugin reported one in ``ctx.scratch["cache"]`` / ``ctx.scratch["guardrail"]``.
+plugin reported one in ``ctx.cache`` / ``ctx.scratch["guardrail"]``.
 
 Never logged: HTTP headers (so no ``Authorization``), API keys, and message
 content — unless the policy sets ``gateway: {log_content: true}``, which adds
@@ -28,9 +28,7 @@ import logging
 from typing import Any
 
 import structlog
-from turnout.contract.hookspecs import hookimpl
-from turnout.run.context import RequestContext, RequestOutcome
-from turnout.wire.chat import AttemptRecord
+from turnout.plugin_api import AttemptRecord, RequestContext, RequestOutcome, hookimpl
 
 __all__ = ["LOGGER_NAME", "request_fields", "turnout_request_finished", "turnout_shadow_finished"]
 
@@ -66,7 +64,7 @@ def request_fields(ctx: RequestContext, outcome: RequestOutcome) -> dict[str, An
         fields["completion_tokens"] = usage.completion_tokens
     if outcome.cost is not None:
         fields["cost_usd"] = outcome.cost
-    cache = ctx.scratch.get("cache")
+    cache = ctx.cache
     if cache is None and outcome.short_circuit:
         cache = "short_circuit"
     if cache is not None:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from turnout import Ranking, Strategy, StrategyInput, hookimpl
-from turnout.contract.strategy import weighted_order
-
-if TYPE_CHECKING:
-    from turnout.policy.compile import CompiledTarget
+from turnout.plugin_api import (
+    Candidate,
+    Ranking,
+    RegisterStrategy,
+    Strategy,
+    StrategyInput,
+    hookimpl,
+    weighted_order,
+)
 
 __all__ = ["Cheapest", "LeastBusy", "LowestLatency", "Ordered", "Sticky"]
 
@@ -27,7 +31,7 @@ class _Options(BaseModel):
 class Ordered(Strategy):
     """Priority order, as written; the next only when the one before is unavailable."""
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         return Ranking(list(targets))
 
 
@@ -46,11 +50,11 @@ class LowestLatency(Strategy):
 
     Options = LowestLatencyOptions
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         stats = given.stats
         explore = self.options.explore if self.options is not None else 0.05
 
-        def score(t: CompiledTarget) -> float:
+        def score(t: Candidate) -> float:
             latency = stats.latency(t.name) if stats is not None else None
             busy = stats.busy(t.name) if stats is not None else 0
             return (latency or 0.0) * (busy + 1)
@@ -75,11 +79,11 @@ class LowestLatency(Strategy):
 class LeastBusy(Strategy):
     """Fewest requests in flight first; ties broken by weighted random."""
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         stats = given.stats
         drawn = weighted_order(targets, given.rng)
 
-        def busy(t: CompiledTarget) -> int:
+        def busy(t: Candidate) -> int:
             return stats.busy(t.name) if stats is not None else 0
 
         drawn.sort(key=busy)  # stable: the weighted draw breaks ties
@@ -92,7 +96,7 @@ class Cheapest(Strategy):
     Unpriced targets come last. The cost cap and budgets still apply after.
     """
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         costs: dict[str, float] = {}
         for t in targets:
             bound = t.info.output_bound(given.prompt_tokens, given.output_limit)
@@ -141,7 +145,7 @@ class Sticky(Strategy):
         value = (given.request.metadata or {}).get(self._name)
         return None if value is None else str(value)
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         key = self.key_of(given)
         if not key:
             return Ranking(weighted_order(targets, given.rng), {"*": "no sticky key: weighted"})
@@ -152,7 +156,7 @@ class Sticky(Strategy):
 
 
 @hookimpl
-def turnout_register_strategies(register: Any) -> None:
+def turnout_register_strategies(register: RegisterStrategy) -> None:
     register("ordered", Ordered)
     register("lowest_latency", LowestLatency)
     register("least_busy", LeastBusy)

@@ -1,9 +1,16 @@
 """Every hook turnout calls, in one place.
 
-Plugins implement these with ``@engine.hookimpl``. Request-phase hooks may be
+Plugins implement these with ``@turnout.hookimpl``. Request-phase hooks may be
 ``async def``: the engine awaits each result in pluggy's order (``tryfirst`` /
 ``trylast`` respected). Hooks run in a request are given the request's
 ``RequestContext``; they must not keep it past the request.
+
+Lifecycle: ``turnout_engine_started`` fires once when an engine is built and
+``turnout_engine_closed`` once when it is closed. A plugin that keeps state
+(stores, connections, metrics) registers a per-engine object from the first
+(``plugin_manager.register(...)``, as pytest's own plugins do from
+``pytest_configure``) and releases it in the second; module globals would be
+shared by every engine in the process.
 
 Failure policy: a pre-request or post-response hook that raises fails the
 request (guardrails fail closed); an observer hook (``turnout_on_error``,
@@ -18,6 +25,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
     from turnout.contract.guardrail import Guardrail
     from turnout.contract.provider import Provider
     from turnout.contract.strategy import Strategy
@@ -77,9 +85,45 @@ def turnout_register_guardrails(register: RegisterGuardrail) -> None:
     :param register: call ``register(name, GuardrailClass)`` for each guardrail
         the plugin provides; ``name`` is what a route lists under ``guardrails``
         (``pii``, ``secrets``, ``deny``, ``limits`` and ``json_schema`` come from
-        ``turnout.plugins.guardrails``). The class subclasses ``engine.Guardrail``; its
+        ``turnout.plugins.guardrails``). The class subclasses ``turnout.Guardrail``; its
         ``Options`` model validates the options routes.yaml gives it. Registering
         a name another plugin already registered is an error naming both plugins.
+    """
+
+
+# --------------------------------------------------------------------------
+# lifecycle: once per engine, around every request it serves
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_engine_started(
+    plugin_manager: pluggy.PluginManager, metrics: CollectorRegistry
+) -> None:
+    """Set up per-engine state, once, when an engine has been built.
+
+    Fires after the registration hooks and the first policy compile, before
+    the engine serves any request. Synchronous (an engine is built outside any
+    event loop); open connections lazily, on the first request. An exception
+    here fails building the engine.
+
+    :param plugin_manager: the engine's own plugin manager; register an object
+        whose methods implement the request hooks to keep state per engine
+        (``plugin_manager.register(ResponseCache(), name="...")``).
+    :param metrics: the engine's Prometheus registry: create the plugin's
+        metrics on it (``Counter(..., registry=metrics)``); the gateway serves
+        it at ``GET /metrics``, merged across ``--workers``.
+    """
+
+
+@hookspec
+def turnout_engine_closed() -> Awaitable[None] | None:
+    """Release per-engine state (connections, files, tasks), once.
+
+    Fires from ``await engine.aclose()``, after the last request and shadow
+    call, before the engine closes its upstream clients; the gateway calls it
+    when it shuts down. May be async. A failure is logged and the other
+    implementations still run.
     """
 
 

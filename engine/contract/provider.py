@@ -1,7 +1,8 @@
 """The one base class a provider plugin implements.
 
 A provider turns a validated ``ChatRequest`` into its vendor's wire format,
-sends it with the pooled HTTP client the engine hands it, and turns the answer
+sends it as bytes through the ``Upstream`` the engine hands it
+(``turnout.upstream.interface``), and turns the answer
 back into a ``ChatResponse`` (or a stream of ``ChatChunk``). On failure it
 raises ``ProviderError`` with the right ``FailureClass``; retries, fallbacks,
 timeouts and accounting are the engine's job, never the provider's.
@@ -17,9 +18,10 @@ from typing import Any, ClassVar
 import httpx2 as httpx
 from pydantic import BaseModel
 from turnout.errors import FailureClass, ProviderError
+from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse
 
-__all__ = ["Provider", "ProviderCall", "ProviderSettings"]
+__all__ = ["Provider", "ProviderCall", "ProviderSettings", "RawChatResponse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +53,23 @@ class ProviderCall:
     :param api_key: the key the plan chose for this attempt, or None.
     :param client: the engine's pooled client for this provider instance;
         built on first use, so providers that never touch the network
-        (the mock) never pay for one.
+        (the mock) never pay for one. Providers send through ``upstream``,
+        which speaks bytes over it.
     :param timeout: seconds left of the route's total timeout, or None for no
         limit. The engine enforces it; a provider may use it to cap its HTTP
         timeouts, but must not replace the client's connect and read timeouts
         with it (a dead upstream should fail fast and let the engine fall back).
     """
 
-    __slots__ = ("_client", "_client_factory", "api_key", "model", "request", "timeout")
+    __slots__ = (
+        "_client",
+        "_client_factory",
+        "_upstream",
+        "api_key",
+        "model",
+        "request",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -69,22 +80,63 @@ class ProviderCall:
         timeout: float | None = None,
         *,
         client_factory: Callable[[], httpx.AsyncClient] | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
-        if client is None and client_factory is None:
-            raise TypeError("ProviderCall needs a client or a client_factory")
+        if client is None and client_factory is None and upstream is None:
+            raise TypeError("ProviderCall needs an upstream, a client or a client_factory")
         self.request = request
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
         self._client = client
         self._client_factory = client_factory
+        self._upstream = upstream
 
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            assert self._client_factory is not None
+            if self._client_factory is None:
+                raise TypeError("this ProviderCall was given an upstream, not an HTTP client")
             self._client = self._client_factory()
         return self._client
+
+    @property
+    def upstream(self) -> Upstream:
+        """Where to send this call's bytes (``turnout.upstream.interface``)."""
+        if self._upstream is None:
+            self._upstream = HttpxUpstream(self.client)
+        return self._upstream
+
+
+class RawChatResponse:
+    """An OpenAI-format answer as the upstream sent it, parsed on first use.
+
+    A provider whose upstream already speaks OpenAI's format returns this from
+    ``chat_raw``: a caller that only passes the bytes on reads ``content``;
+    one that needs the model (hooks, usage) reads ``response``, which runs
+    ``parse`` once (and raises its ``ProviderError`` if the body is wrong).
+
+    :param content: the body, as received.
+    :param parse: builds the ``ChatResponse`` from ``content``.
+    """
+
+    __slots__ = ("_parse", "_response", "content")
+
+    def __init__(self, content: bytes, parse: Callable[[bytes], ChatResponse]) -> None:
+        self.content = content
+        self._parse = parse
+        self._response: ChatResponse | None = None
+
+    @property
+    def parsed(self) -> bool:
+        """Whether ``response`` was built yet."""
+        return self._response is not None
+
+    @property
+    def response(self) -> ChatResponse:
+        if self._response is None:
+            self._response = self._parse(self.content)
+        return self._response
 
 
 class Provider(abc.ABC):
@@ -96,6 +148,10 @@ class Provider(abc.ABC):
     reported with its file and line like any other policy problem.
     Constructors must do no I/O: the engine builds providers while it
     compiles a policy, and may build and drop several during a reload.
+
+    ``self.options`` is the validated ``Options`` instance (the policy loader
+    validated it; settings built by hand are validated here, once), or the
+    raw ``settings.options`` for a type without ``Options``.
     """
 
     Options: ClassVar[type[BaseModel] | None] = None
@@ -108,6 +164,11 @@ class Provider(abc.ABC):
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+        options = settings.options
+        model = type(self).Options
+        if model is not None and not isinstance(options, model):
+            options = model.model_validate(options or {})
+        self.options: Any = options
 
     @property
     def base_url(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pluggy
 from turnout.contract import hookspecs
+from turnout.contract.calls import call_observers
 from turnout.contract.guardrail import Guardrail
 from turnout.contract.provider import Provider
 from turnout.contract.strategy import Strategy, Weighted
@@ -19,11 +20,13 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "PluginError",
     "Registry",
+    "close_plugins",
     "collect_guardrail_types",
     "collect_provider_types",
     "collect_registry",
     "collect_strategy_types",
     "make_plugin_manager",
+    "start_plugins",
 ]
 
 DEFAULT_PLUGINS = (
@@ -40,6 +43,7 @@ DEFAULT_PLUGINS = (
     "turnout.plugins.cache.plugin",
     "turnout.plugins.metrics",
     "turnout.plugins.logging",
+    "turnout.plugins.tracing",
 )
 """Built-in plugins: ordinary plugin modules, loaded like any other."""
 
@@ -111,6 +115,25 @@ def check_request_hooks(pm: pluggy.PluginManager) -> None:
                     f"plugin {impl.plugin_name!r}: {hook_name} cannot be a wrapper; "
                     "use tryfirst/trylast to order it"
                 )
+
+
+def start_plugins(pm: pluggy.PluginManager, metrics: Any) -> None:
+    """Call every ``turnout_engine_started`` once; a failure names its plugin.
+
+    Per-engine objects the plugins register there are checked like the others.
+    """
+    for impl in reversed(pm.hook.turnout_engine_started.get_hookimpls()):
+        given = {"plugin_manager": pm, "metrics": metrics}
+        try:
+            impl.function(*[given[name] for name in impl.argnames])
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed to start: {exc}") from exc
+    check_request_hooks(pm)
+
+
+async def close_plugins(pm: pluggy.PluginManager) -> None:
+    """Call every ``turnout_engine_closed`` once; failures are logged, never raised."""
+    await call_observers(pm.hook.turnout_engine_closed)
 
 
 def _collect(

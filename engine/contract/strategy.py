@@ -16,16 +16,15 @@ import abc
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
+from turnout.state.stats import TargetStats
 from turnout.wire.chat import ChatRequest
 
-if TYPE_CHECKING:
-    from turnout.policy.compile import CompiledTarget
-    from turnout.state.stats import TargetStats
-
 __all__ = [
+    "Candidate",
+    "CandidateInfo",
     "Ranking",
     "Strategy",
     "StrategyInput",
@@ -33,6 +32,35 @@ __all__ = [
     "weighted_index",
     "weighted_order",
 ]
+
+
+class CandidateInfo(Protocol):
+    """What the engine knows of a target's model (``turnout.policy.catalog.ModelInfo``)."""
+
+    def output_bound(self, prompt_tokens: int, requested: int | None) -> int | None:
+        """The most output tokens an attempt can bill, or None if unbounded."""
+
+    def worst_case_cost(self, prompt_tokens: int, output_tokens: int | None) -> float | None:
+        """USD of the dearest outcome, or None when it cannot be bounded."""
+
+
+class Candidate(Protocol):
+    """A target as a strategy sees it (the compiled target of a route).
+
+    ``name`` is ``provider/model``; ``weight`` the route's weight for it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
+
+    @property
+    def info(self) -> CandidateInfo: ...
+
+
+C = TypeVar("C", bound=Candidate)
 
 
 @dataclass(slots=True)
@@ -54,7 +82,7 @@ class Ranking:
     :param notes: per target name, the figure the strategy used ("ewma 120ms").
     """
 
-    targets: list[CompiledTarget]
+    targets: list[Candidate]
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,10 +99,11 @@ class Strategy(abc.ABC):
         self.options = options
 
     @abc.abstractmethod
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         """Order ``targets`` (the route's, in file order) for this request.
 
-        Must be pure apart from ``given.rng``, and return every target once.
+        Must be pure apart from ``given.rng``, and return every target once
+        (the same objects: the planner goes on with them).
         """
 
 
@@ -87,7 +116,7 @@ def weighted_index(weights: Sequence[float], rng: random.Random) -> int:
     return len(weights) - 1
 
 
-def weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> list[CompiledTarget]:
+def weighted_order(targets: Sequence[C], rng: random.Random) -> list[C]:
     """Weighted sampling without replacement: the first is a weighted pick, and
     each later one is a weighted pick among those left."""
     if len(targets) == 1:
@@ -108,7 +137,7 @@ def weighted_order(targets: Sequence[CompiledTarget], rng: random.Random) -> lis
 class Weighted(Strategy):
     """Random by weight; the rest follow in weighted order (the default)."""
 
-    def rank(self, targets: Sequence[CompiledTarget], given: StrategyInput) -> Ranking:
+    def rank(self, targets: Sequence[Candidate], given: StrategyInput) -> Ranking:
         # the planner calls weighted_order directly for this class; the share
         # shown by explain() is computed there, only when asked for
         return Ranking(weighted_order(targets, given.rng))

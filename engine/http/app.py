@@ -111,7 +111,10 @@ class Gateway:
         self.reloader = reloader
         self.body_timeout = body_timeout
         self.drain = drain
-        surfaces = SurfaceEndpoints(lambda: self.engine, body_timeout, self._count)
+        self._metrics = metrics.GatewayMetrics(engine.metrics)
+        surfaces = SurfaceEndpoints(
+            lambda: self.engine, body_timeout, self._count, self._metrics.in_flight
+        )
         self._prefixes: tuple[tuple[str, str, Handler], ...] = (
             ("/v1/responses/", "GET, DELETE", surfaces.response_item),
             ("/v1/models/", "GET", surfaces.model),
@@ -142,8 +145,10 @@ class Gateway:
             "/ui/app.js",
             "/ui/style.css",
         }
+        self._in_flight = self._metrics.in_flight
+        self._overhead = self._metrics.overhead
         self._responses = {
-            (path, status): metrics.HTTP_RESPONSES.labels(path, str(status))
+            (path, status): self._metrics.http_responses.labels(path, str(status))
             for path in (CHAT_ENDPOINT, "/v1/models")
             for status in (200, 400, 404, 408, 413, 422, 429, 431, 499, 500, 502, 503, 504)
         }
@@ -192,13 +197,13 @@ class Gateway:
     def _count(self, endpoint: str, status: int) -> None:
         counter = self._responses.get((endpoint, status))
         if counter is None:
-            counter = metrics.HTTP_RESPONSES.labels(endpoint, str(status))
+            counter = self._metrics.http_responses.labels(endpoint, str(status))
         counter.inc()
 
     # -- chat completions ----------------------------------------------------
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics.IN_FLIGHT.inc()
+        self._in_flight.inc()
         headers = header_dict(scope)
         rid = request_id(headers)
         status = 500
@@ -222,7 +227,7 @@ class Gateway:
             log.exception("request failed unexpectedly", request_id=rid)
             await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
         finally:
-            metrics.IN_FLIGHT.dec()
+            self._in_flight.dec()
             self._count(CHAT_ENDPOINT, status)
 
     async def _chat(self, headers: dict[str, str], rid: str, receive: Receive, send: Send) -> int:
@@ -283,7 +288,7 @@ class Gateway:
                     *_cost_header(fields.cost if fields else None),
                 ],
             )
-            metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
+            self._overhead.observe(overhead / 1000)
 
         # From here a client that leaves cancels the work (and the upstream call);
         # the watcher is disarmed as soon as the answer is complete.
@@ -321,7 +326,7 @@ class Gateway:
                 )
             trail = stream.trail
             overhead = (time.perf_counter() - started) * 1000 - _ms(trail)
-            metrics.GATEWAY_OVERHEAD.observe(overhead / 1000)
+            self._overhead.observe(overhead / 1000)
             attempt = stream.attempt
             await send(
                 {
@@ -335,7 +340,7 @@ class Gateway:
                         (b"x-turnout-model", (attempt.model if attempt else "").encode()),
                         (b"x-turnout-attempts", str(len(trail)).encode()),
                         (b"x-turnout-overhead-ms", f"{overhead:.3f}".encode()),
-                        *_CACHE_HEADERS.get(stream.scratch.get("cache"), ()),  # type: ignore[arg-type]
+                        *_CACHE_HEADERS.get(stream.cache, ()),  # type: ignore[arg-type]
                     ],
                 }
             )
@@ -383,7 +388,7 @@ class Gateway:
         await send_json(send, 200, json_bytes({"object": "list", "data": rows}))
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = metrics.exposition()
+        body = metrics.exposition(self.engine.metrics)
         await send(
             {
                 "type": "http.response.start",

@@ -6,7 +6,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from turnout.http.wire import json_bytes
-from turnout.policy.compile import RoutingTable
+from turnout.policy.table import RoutingTable
 
 __all__ = ["model_list"]
 

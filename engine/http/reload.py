@@ -59,6 +59,7 @@ class PolicyReloader:
         self._task: asyncio.Task[None] | None = None
         self._signature = _signature(self.path)
         self._signal_installed = False
+        self._reloads = metrics.policy_reloads(engine.metrics)
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         """The last reloads, newest last: when, why, ``ok`` or ``rejected``, and the problems."""
 
@@ -71,7 +72,7 @@ class PolicyReloader:
                     raise PolicyError([Problem("the policy file is empty", file=self.path)])
                 table = await asyncio.to_thread(self.engine.reload, self.path)
             except PolicyError as exc:
-                metrics.POLICY_RELOADS.labels("rejected").inc()
+                self._reloads.labels("rejected").inc()
                 log.error(
                     "policy rejected; the previous policy keeps serving",
                     path=self.path,
@@ -81,7 +82,7 @@ class PolicyReloader:
                 self._record(reason, "rejected", [str(p) for p in exc.problems])
                 return False
             except OSError as exc:
-                metrics.POLICY_RELOADS.labels("rejected").inc()
+                self._reloads.labels("rejected").inc()
                 log.error(
                     "policy file unreadable; the previous policy keeps serving",
                     path=self.path,
@@ -90,7 +91,7 @@ class PolicyReloader:
                 )
                 self._record(reason, "rejected", [str(exc)])
                 return False
-            metrics.POLICY_RELOADS.labels("ok").inc()
+            self._reloads.labels("ok").inc()
             log.info("policy reloaded", path=self.path, reason=reason, routes=len(table.routes))
             self._record(reason, "ok", [])
             return True

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
-from turnout import metrics
+from prometheus_client import Gauge
 from turnout.engine import Engine
 from turnout.errors import TurnoutError
 from turnout.http import sse
@@ -90,6 +90,7 @@ class SurfaceEndpoints:
     :param engine: a callable returning the engine (the gateway's).
     :param body_timeout: seconds a client may take to send its body (408 after).
     :param count: counts one answer by endpoint and status (``/metrics``).
+    :param in_flight: the gateway's in-flight requests gauge.
     """
 
     def __init__(
@@ -97,10 +98,12 @@ class SurfaceEndpoints:
         engine: Callable[[], Engine],
         body_timeout: float,
         count: Callable[[str, int], None],
+        in_flight: Gauge,
     ) -> None:
         self._engine = engine
         self.body_timeout = body_timeout
         self._count = count
+        self._in_flight = in_flight
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limits = self._engine().table.policy.gateway
@@ -126,7 +129,7 @@ class SurfaceEndpoints:
         self, endpoint: str, scope: Scope, receive: Receive, send: Send, work: Any
     ) -> None:
         """Run ``work(headers, rid)``; errors become OpenAI-shaped answers."""
-        metrics.IN_FLIGHT.inc()
+        self._in_flight.inc()
         headers = header_dict(scope)
         rid = request_id(headers)
         status = 500
@@ -142,7 +145,7 @@ class SurfaceEndpoints:
             log.exception("request failed unexpectedly", request_id=rid)
             await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
         finally:
-            metrics.IN_FLIGHT.dec()
+            self._in_flight.dec()
             self._count(endpoint, status)
 
     async def _watched(self, receive: Receive, work: Any) -> int:

@@ -31,6 +31,7 @@ from turnout.policy.models import (
     ProviderConfig,
     Route,
     StrategySpec,
+    Telemetry,
 )
 from turnout.policy.problems import problems_from_validation
 from turnout.policy.table import (
@@ -42,7 +43,7 @@ from turnout.policy.table import (
 )
 from turnout.types import JSONPath
 
-__all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "compile_policy"]
+__all__ = ["compile_policy"]
 
 _LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
 
@@ -121,6 +122,7 @@ class _Compiler:
             defaults=defaults,
             routes=[],
             gateway=top.gateway if top else Gateway(),
+            telemetry=top.telemetry if top else Telemetry(),
             **({name: getattr(top, name) for name in _LIMIT_FIELDS} if top else {}),
         )
         direct = None

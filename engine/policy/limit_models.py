@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+from turnout.policy.units import Duration, Strict
 
 __all__ = [
     "Breaker",
@@ -43,26 +44,15 @@ def _window(value: Any) -> Any:
     return value
 
 
-def _duration(value: Any) -> float:
-    from turnout.policy.models import parse_duration
-
-    return parse_duration(value)
-
-
-Seconds = Annotated[float, BeforeValidator(_duration)]
 Window = Annotated[Literal["minute", "hour", "day", "month"], BeforeValidator(_window)]
 Unit = Literal["usd", "tokens", "requests"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
-class BudgetLimit(_Strict):
+class BudgetLimit(Strict):
     """A budget on the thing it is written under (a route or an API key)."""
 
     name: str | None = Field(None, description="shown in errors and /v1/budgets")
@@ -89,7 +79,7 @@ class Budget(BudgetLimit):
     match: str | None = None
 
 
-class RateLimit(_Strict):
+class RateLimit(Strict):
     """Requests and tokens per minute, on what it is written under."""
 
     rpm: int | None = Field(None, gt=0, description="requests per minute")
@@ -114,7 +104,7 @@ class RateLimitRule(RateLimit):
     match: str | None = None
 
 
-class Breaker(_Strict):
+class Breaker(Strict):
     """The circuit breaker every target gets (off unless ``breaker:`` is given)."""
 
     failures: int = Field(5, ge=1, description="consecutive failures that open the circuit")
@@ -122,25 +112,25 @@ class Breaker(_Strict):
         None, gt=0, le=1, description="failure share in `window` that opens it"
     )
     min_calls: int = Field(20, ge=1, description="calls in `window` before `ratio` applies")
-    window: Seconds = Field(60.0, gt=0, description="the window of `ratio`")
-    cooldown: Seconds = Field(30.0, gt=0, description="open this long, then one probe goes")
+    window: Duration = Field(60.0, gt=0, description="the window of `ratio`")
+    cooldown: Duration = Field(30.0, gt=0, description="open this long, then one probe goes")
 
 
-class StateConfig(_Strict):
+class StateConfig(Strict):
     """Where budgets, rate limits and breakers are kept."""
 
     backend: Literal["memory", "sqlite", "redis"] = "memory"
     path: str = Field("turnout-state.db", description="sqlite: the database file")
     url: str | None = Field(None, description="redis: redis://host:port/db")
     prefix: str = Field("turnout:", description="redis: key prefix")
-    timeout: Seconds = Field(1.0, gt=0, description="redis: socket timeout")
+    timeout: Duration = Field(1.0, gt=0, description="redis: socket timeout")
     budgets_on_error: Literal["closed", "open"] = Field(
         "closed", description="state unreachable: refuse requests under a budget (closed)"
     )
     rate_limits_on_error: Literal["closed", "open"] = Field(
         "open", description="state unreachable: let requests through their rate limits (open)"
     )
-    responses_ttl: Seconds = Field(
+    responses_ttl: Duration = Field(
         30 * 86400, gt=0, description="how long stored /v1/responses answers are kept (720h)"
     )
 
@@ -151,7 +141,7 @@ class StateConfig(_Strict):
         return self
 
 
-class KeyEntry(_Strict):
+class KeyEntry(Strict):
     """One gateway API key, stored as a hash (``turnout key hash`` makes one)."""
 
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
@@ -165,7 +155,7 @@ class KeyEntry(_Strict):
     admin: bool = Field(False, description="may open the dashboard (/ui)")
 
 
-class Keys(_Strict):
+class Keys(Strict):
     """Gateway API keys. When given, every request needs one (401 otherwise)."""
 
     salt: str = Field(min_length=16, description="per-file salt of the hashes")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from turnout.errors import TurnoutError
 from turnout.policy.limit_models import BudgetLimit, KeyEntry, RateLimit, StateConfig
@@ -23,7 +23,6 @@ from turnout.state import BreakerRule
 from turnout.types import JSONPath
 
 if TYPE_CHECKING:
-    from turnout.policy.compile import CompiledProvider, CompiledTarget
     from turnout.policy.models import Policy, Route
     from turnout.wire.chat import ChatRequest
 
@@ -33,6 +32,7 @@ __all__ = [
     "CompiledLimits",
     "KeyRing",
     "Rule",
+    "ScopedTarget",
     "compile_limits",
     "hash_key",
     "window_bounds",
@@ -110,6 +110,21 @@ class KeyRing:
         return found
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class ScopedTarget(Protocol):
+    """What a per-target rule reads of a target (a compiled target is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> _Named: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One budget or rate limit, counted per window in integer units.
@@ -128,7 +143,7 @@ class Rule:
     limit: int
     per_target: bool
 
-    def scope_value(self, facts: RequestFacts, target: CompiledTarget | None) -> str | None:
+    def scope_value(self, facts: RequestFacts, target: ScopedTarget | None) -> str | None:
         """Which counter of this rule the request (and target) uses; None: it does not apply."""
         scope = self.scope
         if scope == "gateway":
@@ -241,10 +256,12 @@ class _LimitCompiler:
 def compile_limits(
     policy: Policy,
     routes: Sequence[tuple[Route, JSONPath]],
-    providers: Mapping[str, CompiledProvider],
+    providers: Collection[str],
     problem: Problem,
 ) -> CompiledLimits | None:
-    """The compiled limits of ``policy``, or None when it sets none (the fast path)."""
+    """The compiled limits of ``policy``, or None when it sets none (the fast path).
+
+    :param providers: the names of the policy's provider instances."""
     c = _LimitCompiler(problem)
     route_names = {route.name for route, _ in routes}
     request_rules: list[Rule] = []

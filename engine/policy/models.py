@@ -6,6 +6,7 @@ cross-references between sections are checked in ``compile``.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from turnout.policy.limit_models import (
     RateLimitRule,
     StateConfig,
 )
+from turnout.policy.units import Duration, Strict
 
 __all__ = [
     "ApiKey",
@@ -35,7 +37,6 @@ __all__ = [
     "Condition",
     "CostCap",
     "Defaults",
-    "Duration",
     "Gateway",
     "GuardrailSpec",
     "Match",
@@ -49,50 +50,22 @@ __all__ = [
     "StrategySpec",
     "Target",
     "Timeout",
-    "parse_duration",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``250ms``, ``10s``, ``1.5m``, ``2h`` or a bare number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"invalid duration {value!r}: must not be negative")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(
-        f"invalid duration {value!r}: use a number followed by ms, s, m or h, such as 250ms or 10m"
-    )
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ApiKey(_Strict):
+class ApiKey(Strict):
     """One of several API keys of a provider; requests are spread by weight."""
 
     key: str
     weight: float = Field(1.0, gt=0)
 
 
-class ProviderTimeouts(_Strict):
+class ProviderTimeouts(Strict):
     connect: Duration = 5.0
     read: Duration = 60.0
 
 
-class ProviderConfig(_Strict):
+class ProviderConfig(Strict):
     """A named instance of a provider type (``openai``, ``mock``, ...)."""
 
     type: str
@@ -107,7 +80,7 @@ class ProviderConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModelOverride(_Strict):
+class ModelOverride(Strict):
     """Prices and limits of one ``provider/model``, overriding the bundled catalog."""
 
     input_per_mtok: float | None = Field(None, ge=0)
@@ -120,7 +93,7 @@ def _target_shorthand(value: Any) -> Any:
     return {"model": value} if isinstance(value, str) else value
 
 
-class _TargetFields(_Strict):
+class _TargetFields(Strict):
     model: str = Field(description='"provider/model": a provider instance name and its model')
     weight: float = Field(1.0, gt=0)
 
@@ -141,7 +114,7 @@ Patterns = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, s
 _OPERATORS = ("eq", "ne", "in", "not_in", "regex", "gt", "gte", "lt", "lte", "exists")
 
 
-class Condition(_Strict):
+class Condition(Strict):
     """One test on a request field; exactly one operator.
 
     ``field``: ``model``, ``user``, ``stream``, ``prompt_tokens`` (the estimate),
@@ -187,7 +160,7 @@ class Condition(_Strict):
         raise AssertionError("validated to have one operator")
 
 
-class Match(_Strict):
+class Match(Strict):
     """When a route applies. Every given condition must hold; values may be globs."""
 
     model: Patterns | None = None
@@ -233,7 +206,7 @@ def _failure_classes(value: Any) -> Any:
     return list(dict.fromkeys(out))
 
 
-class Retry(_Strict):
+class Retry(Strict):
     """Retries of one target before moving to the next attempt."""
 
     attempts: int = Field(1, ge=1, le=10, description="tries per target, the first included")
@@ -245,12 +218,12 @@ class Retry(_Strict):
     )
 
 
-class Timeout(_Strict):
+class Timeout(Strict):
     total: Duration | None = 60.0
     first_token: Duration | None = None
 
 
-class CostCap(_Strict):
+class CostCap(Strict):
     per_request: float = Field(gt=0, description="USD, worst case of one attempt")
 
 
@@ -276,7 +249,7 @@ class StrategySpec(BaseModel):
 Strategy = Annotated[StrategySpec, BeforeValidator(_strategy_shorthand)]
 
 
-class Shadow(_Strict):
+class Shadow(Strict):
     """Mirror a share of a route's traffic to another target, after the response."""
 
     target: str = Field(description='"provider/model"')
@@ -294,7 +267,7 @@ def _cache_shorthand(value: Any) -> Any:
     return value
 
 
-class CacheConfig(_Strict):
+class CacheConfig(Strict):
     """Response caching of a route (``cache: {ttl: 10m}``; ``cache: false`` turns it off).
 
     A route's ``cache`` overrides only the keys it sets of ``defaults.cache``.
@@ -342,7 +315,7 @@ class GuardrailSpec(BaseModel):
 Guardrails = list[Annotated[GuardrailSpec, BeforeValidator(_guardrail_shorthand)]]
 
 
-class Defaults(_Strict):
+class Defaults(Strict):
     """Settings every route inherits unless it sets its own."""
 
     retry: Retry = Retry()
@@ -355,7 +328,7 @@ class Defaults(_Strict):
     guardrails: Guardrails = Field(default_factory=list)
 
 
-class Gateway(_Strict):
+class Gateway(Strict):
     """Settings of the HTTP gateway (``turnout serve``) and of the request log."""
 
     max_body: ByteSize = Field(
@@ -392,7 +365,48 @@ class Gateway(_Strict):
     )
 
 
-class Route(_Strict):
+def _otel_installed() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry.sdk.trace") is not None
+    except ImportError:  # no opentelemetry package at all
+        return False
+
+
+class Telemetry(Strict):
+    """OpenTelemetry traces (``turnout.plugins.tracing``, needs ``turnout[otel]``).
+
+    Unset fields fall back to the standard ``OTEL_*`` environment variables.
+    """
+
+    traces: bool | None = Field(
+        None,
+        description="export traces over OTLP/HTTP; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT "
+        "or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set",
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="OTLP/HTTP collector URL, e.g. http://collector:4318 (/v1/traces is added "
+        "to a bare host); unset: the OTEL_EXPORTER_OTLP_* variables, else localhost:4318",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="headers sent to the collector (e.g. an API key)"
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans; unset: OTEL_SERVICE_NAME, else turnout"
+    )
+    content: bool = Field(
+        False, description="put message content on the spans (off: never recorded)"
+    )
+
+    @model_validator(mode="after")
+    def _installed(self) -> Telemetry:
+        if self.traces and not _otel_installed():
+            raise ValueError("traces need the OpenTelemetry SDK: pip install 'turnout[otel]'")
+        return self
+
+
+class Route(Strict):
     name: str = Field(min_length=1)
     strategy: Strategy | None = None
     shadow: Shadow | None = None
@@ -412,7 +426,7 @@ class Route(_Strict):
     guardrails: Guardrails | None = None
 
 
-class Policy(_Strict):
+class Policy(Strict):
     """The whole of routes.yaml."""
 
     version: Literal[1] = 1
@@ -426,3 +440,4 @@ class Policy(_Strict):
     rate_limits: list[RateLimitRule] = Field(default_factory=list)
     breaker: Breaker | None = None
     keys: Keys | None = None
+    telemetry: Telemetry = Telemetry()

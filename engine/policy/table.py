@@ -13,7 +13,6 @@ from turnout.policy.catalog import Catalog, ModelInfo
 from turnout.policy.limits import CompiledLimits
 from turnout.policy.matching import Matcher
 from turnout.policy.models import CacheConfig, Policy, ProviderConfig, Retry, Timeout
-from turnout.routing.plan import Role
 from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "make_target"]
@@ -66,16 +65,10 @@ class CompiledRoute:
     total_weight: float = field(init=False)
     weighted: bool = field(init=False)
     """The route uses the engine's own weighted strategy (a fast path in the planner)."""
-    fallback_candidates: tuple[tuple[CompiledTarget, Role, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_weight", sum(t.weight for t in self.targets) or 1.0)
         object.__setattr__(self, "weighted", type(self.strategy) is Weighted)
-        object.__setattr__(
-            self,
-            "fallback_candidates",
-            tuple((t, Role.FALLBACK, i) for i, t in enumerate(self.fallbacks)),
-        )
 
     @property
     def direct(self) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from turnout.policy.compile import CompiledRoute, CompiledTarget
+    from turnout.policy.table import CompiledRoute, CompiledTarget
 
 __all__ = ["Attempt", "Plan", "Role", "Skip", "SkipReason"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import random
 from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 from turnout.contract.strategy import StrategyInput, weighted_index, weighted_order
 from turnout.errors import TurnoutError
-from turnout.policy.compile import CompiledRoute, CompiledTarget, RoutingTable
+from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.routing.plan import Attempt, Plan, Role, Skip, SkipReason
 from turnout.routing.tokens import estimate_prompt_tokens
 from turnout.state import EMPTY_STATE, StateSnapshot
@@ -48,7 +49,8 @@ def _ranked(
         return weighted_order(route.targets, rng)
     ranking = route.strategy.rank(route.targets, given())
     notes.update(ranking.notes)
-    return ranking.targets
+    # a strategy returns the very targets it was given (Strategy.rank's contract)
+    return cast("list[CompiledTarget]", ranking.targets)
 
 
 def _candidates(
@@ -66,11 +68,10 @@ def _candidates(
         ranked = _ranked(route, given, rng, notes)
         out = [(t, Role.PICKED if i == 0 else Role.TARGET, i) for i, t in enumerate(ranked)]
     requested = request.fallbacks
+    if route.fallbacks and (not requested or route.request_fallbacks != "replace"):
+        out += [(t, Role.FALLBACK, i) for i, t in enumerate(route.fallbacks)]
     if not requested or route.request_fallbacks == "ignore":
-        out += route.fallback_candidates
         return out
-    if route.request_fallbacks == "append":
-        out += route.fallback_candidates
     for i, name in enumerate(requested):
         target = table.target(name)
         out.append((target if target is not None else name, Role.REQUEST_FALLBACK, i))

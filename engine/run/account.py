@@ -1,13 +1,18 @@
 """One request's account with the budget ledger: the holds it reserved before
 each attempt, settled to actual use after it, and its breaker events.
 
-``BudgetLedger.open`` (engine/ledger.py) creates it; the attempt loop drives it.
+``BudgetLedger.open`` (turnout.run.ledger) creates it; the request's lifecycle
+owner (``turnout.run.serve.Serving``) reserves, settles and releases it, and
+nothing else touches it. It holds values, never its parents: the ``Books`` it
+writes to (backend, wall clock, failure and background sinks) and a
+``worst_case`` function for the request's operation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -21,15 +26,13 @@ from turnout.policy.limits import (
     describe_reset,
     window_bounds,
 )
-from turnout.state import Hold, Release, StateUnavailable
+from turnout.state import Hold, Release, StateBackend, StateUnavailable
 
 if TYPE_CHECKING:
     from turnout.routing.plan import Attempt
-    from turnout.run.context import RequestContext
-    from turnout.run.ledger import BudgetLedger
     from turnout.wire.chat import Usage
 
-__all__ = ["BREAKER_GAUGE", "Held", "RequestAccount", "budget_error"]
+__all__ = ["BREAKER_GAUGE", "Books", "Held", "RequestAccount", "WorstCase", "budget_error"]
 
 log = structlog.get_logger("turnout.ledger")
 
@@ -46,6 +49,26 @@ _UNHEALTHY = frozenset(
 BREAKER_GAUGE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 Held = list[tuple[Rule, Hold]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    """The most one attempt can use: tokens (prompt + output bound) and USD.
+    None: unbounded (no price, no output limit), which a budget cannot hold."""
+
+    tokens: int | None
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Books:
+    """What an account needs of the ledger, as values: the backend, the wall
+    clock, where backend failures are reported, where background settlements run."""
+
+    backend: StateBackend
+    wall: Callable[[], float]
+    failed: Callable[[str, Exception], None]
+    spawn: Callable[[Coroutine[Any, Any, None]], None]
 
 
 def budget_error(rule: Rule, end: float, now: float, detail: str = "") -> TurnoutError:
@@ -69,12 +92,18 @@ def budget_error(rule: Rule, end: float, now: float, detail: str = "") -> Turnou
 class RequestAccount:
     """The holds of one request: what it reserved, on which counters."""
 
-    def __init__(self, ledger: BudgetLedger, ctx: RequestContext, limits: CompiledLimits) -> None:
-        self.ledger = ledger
-        self.ctx = ctx
+    def __init__(
+        self,
+        books: Books,
+        limits: CompiledLimits,
+        facts: RequestFacts,
+        worst_case: Callable[[Attempt], WorstCase],
+    ) -> None:
+        self.books = books
         self.limits = limits
-        self.facts = RequestFacts.of(ctx.route.name, ctx.request, ctx.key)
-        self.cheaper = ctx.route.name in limits.cheaper_routes
+        self.facts = facts
+        self.worst_case = worst_case
+        self.cheaper = facts.route in limits.cheaper_routes
         self.rules = (
             limits.request_rules + limits.key_rules.get(self.facts.key or "", ()),
             limits.target_rules,
@@ -90,7 +119,7 @@ class RequestAccount:
     def holds(self, attempt: Attempt, now: float, *, with_fixed: bool) -> Held | None:
         """Every hold the attempt needs, or None when its worst case is unbounded."""
         out: Held = []
-        plan = self.ctx.plan
+        worst: WorstCase | None = None
         for rules in self.rules:
             for rule in rules:
                 value = rule.scope_value(self.facts, attempt.target)
@@ -99,14 +128,13 @@ class RequestAccount:
                 once = rule.unit == "requests" and not rule.per_target
                 if once and not with_fixed:
                     continue
-                if rule.unit == "requests":
-                    amount: int | None = 1
-                elif rule.unit == "tokens":
-                    bound = attempt.target.info.output_bound(plan.prompt_tokens, plan.output_limit)
-                    amount = None if bound is None else plan.prompt_tokens + bound
-                else:
-                    cost = attempt.estimated_cost
-                    amount = None if cost is None else math.ceil(cost * NANO)
+                amount: int | None = 1
+                if rule.unit != "requests":
+                    worst = worst or self.worst_case(attempt)
+                    if rule.unit == "tokens":
+                        amount = worst.tokens
+                    else:
+                        amount = None if worst.cost is None else math.ceil(worst.cost * NANO)
                 if amount is None:
                     return None
                 start, end = window_bounds(rule.window, now)
@@ -120,8 +148,8 @@ class RequestAccount:
     async def reserve(self, attempt: Attempt) -> bool:
         """Hold the attempt's worst case. False: skip this target. Raises 429 when
         the request cannot fit at all."""
-        ledger = self.ledger
-        now = ledger.wall()
+        books = self.books
+        now = books.wall()
         if attempt.name in self.probes:
             state = await self._breaker(attempt.name, "check", now)
             if state is not None and not state:
@@ -136,9 +164,9 @@ class RequestAccount:
             self.current = []
             return True
         try:
-            index = await ledger.backend.reserve([h for _, h in holds])
+            index = await books.backend.reserve([h for _, h in holds])
         except StateUnavailable as exc:
-            ledger.failed("reserve", exc)
+            books.failed("reserve", exc)
             config = self.limits.state
             closed = any(
                 (r.kind == "budget" and config.budgets_on_error == "closed")
@@ -195,9 +223,9 @@ class RequestAccount:
         if self.limits.breaker is not None:
             if error is None:
                 if attempt.name in self.probes or self._dirty(attempt.name):
-                    await self._breaker(attempt.name, "success", self.ledger.wall())
+                    await self._breaker(attempt.name, "success", self.books.wall())
             elif error.failure in _UNHEALTHY:
-                await self._breaker(attempt.name, "failure", self.ledger.wall())
+                await self._breaker(attempt.name, "failure", self.books.wall())
 
     async def close(self) -> None:
         """The request is over: release whatever is still held (nothing was used)."""
@@ -215,16 +243,16 @@ class RequestAccount:
         releases += [Release(h.key, h.amount, h.amount, h.expires) for _, h in self.fixed or ()]
         self.current, self.fixed = [], []
         if releases:
-            self.ledger.spawn(self._release(releases))
+            self.books.spawn(self._release(releases))
 
     def refusal(self) -> TurnoutError | None:
         return self.refused[0] if self.refused else None
 
     async def _release(self, releases: Sequence[Release]) -> None:
         try:
-            await self.ledger.backend.release(releases)
+            await self.books.backend.release(releases)
         except StateUnavailable as exc:
-            self.ledger.failed("release", exc)
+            self.books.failed("release", exc)
 
     def _dirty(self, target: str) -> bool:
         fields = self.breakers.get(target)
@@ -238,9 +266,9 @@ class RequestAccount:
         rule = self.limits.breaker
         assert rule is not None
         try:
-            state = await self.ledger.backend.breaker(target, event, now, rule)
+            state = await self.books.backend.breaker(target, event, now, rule)
         except StateUnavailable as exc:
-            self.ledger.failed("breaker", exc)
+            self.books.failed("breaker", exc)
             return None
         metrics.BREAKER_STATE.labels(target).set(BREAKER_GAUGE.get(state.state, 0.0))
         return state.allowed

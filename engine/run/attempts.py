@@ -1,14 +1,15 @@
 """The attempt loop: which call comes next, retries with backoff, and the final error.
 
-Shared by the non-streaming and streaming paths of the executor; decisions are
-made from the FailureClass alone.
+Used by the serve path (``turnout.run.serve``) for every request kind; decisions
+are made from the FailureClass alone. It keeps the request's attempt trail
+(``ctx.trail``, ``ctx.attempt``) and the live in-flight stats; budgets are not
+its business (the serve path reserves and settles them around each call).
 """
 
 from __future__ import annotations
 
 import random
 from functools import partial
-from typing import TYPE_CHECKING
 
 import structlog
 from turnout.contract.calls import call_observers
@@ -17,10 +18,8 @@ from turnout.errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutEr
 from turnout.policy.models import Retry
 from turnout.routing.plan import Attempt, Plan, SkipReason
 from turnout.run.context import RequestContext
+from turnout.run.runtime import Runtime
 from turnout.wire.chat import AttemptRecord
-
-if TYPE_CHECKING:
-    from turnout.run.executor import Executor
 
 __all__ = ["Attempts", "backoff_delay", "classify_unexpected", "empty_plan_error"]
 
@@ -77,10 +76,10 @@ def empty_plan_error(plan: Plan) -> TurnoutError:
 
 
 class Attempts:
-    """The retry and fallback loop shared by chat and stream."""
+    """The retry and fallback loop of one request."""
 
-    def __init__(self, executor: Executor, ctx: RequestContext) -> None:
-        self.executor = executor
+    def __init__(self, rt: Runtime, ctx: RequestContext) -> None:
+        self.rt = rt
         self.ctx = ctx
         total = ctx.route.timeout.total
         self.deadline = ctx.started + total if total else None
@@ -90,35 +89,28 @@ class Attempts:
         self._tries = 0
         self._open: Attempt | None = None
         self._calling: tuple[Attempt, float] | None = None  # the call in flight, and since when
-        self.account = ctx.account
 
     def remaining(self) -> float | None:
         if self.deadline is None:
             return None
-        return self.deadline - self.executor.clock()
+        return self.deadline - self.rt.clock()
+
+    def skip(self) -> tuple[Attempt, ProviderCall] | None:
+        """The call just returned will not be made (its target has no room in a
+        budget): the first call to the next target instead, or None."""
+        self._calling = None
+        self._unopen()
+        self._index += 1
+        self._tries = 0
+        attempts = self.ctx.plan.attempts
+        return self._call(attempts[self._index]) if self._index < len(attempts) else None
 
     async def next_call(self) -> tuple[Attempt, ProviderCall] | None:
         """The next upstream call to make (after any backoff), or None when the
         request is over: served, refused, out of attempts or out of time.
 
-        Call ``failed`` or ``succeeded`` after each call it returns. With budgets,
-        each call's worst case is held first; a target that does not fit is skipped.
+        Call ``failed``, ``succeeded`` or ``skip`` after each call it returns.
         """
-        account = self.account
-        if account is None:
-            return await self._next_call()
-        next_call = await self._next_call()
-        while next_call is not None and not await account.reserve(next_call[0]):
-            self._unopen()
-            self._index += 1
-            self._tries = 0
-            attempts = self.ctx.plan.attempts
-            next_call = self._call(attempts[self._index]) if self._index < len(attempts) else None
-        if next_call is None:
-            await account.close()
-        return next_call
-
-    async def _next_call(self) -> tuple[Attempt, ProviderCall] | None:
         retry = self.ctx.route.retry
         attempts = self.ctx.plan.attempts
         if self._tries:  # the call before this one
@@ -126,7 +118,7 @@ class Attempts:
             if error is None or error.failure in CALLER_FAULTS:
                 return None
             if error.failure in retry.on and self._tries < retry.attempts:
-                delay = backoff_delay(retry, self._tries, self.executor.rng)
+                delay = backoff_delay(retry, self._tries, self.rt.rng)
                 if error.retry_after is not None:
                     # an upstream that wants longer than we ever wait: next target
                     delay = (
@@ -136,7 +128,7 @@ class Attempts:
                     )
                 remaining = self.remaining()
                 if delay >= 0 and (remaining is None or delay < remaining):
-                    await self.executor.sleep(delay)
+                    await self.rt.sleep(delay)
                     return self._call(attempts[self._index])
             self._index += 1
         if self._index >= len(attempts):
@@ -151,8 +143,8 @@ class Attempts:
             return None
         self._tries += 1
         self.ctx.attempt = attempt
-        self._calling = (attempt, self.executor.clock())
-        stats = self.executor.stats
+        self._calling = (attempt, self.rt.clock())
+        stats = self.rt.stats
         if stats is not None:
             stats.started(attempt.name)
             self._open = attempt
@@ -163,13 +155,13 @@ class Attempts:
             attempt.model,
             key,
             timeout=remaining,
-            client_factory=partial(self.executor.clients.client, provider),
+            client_factory=partial(self.rt.clients.client, provider),
         )
         return attempt, call
 
     def _settle(self, latency: float | None) -> None:
         self._calling = None
-        stats = self.executor.stats
+        stats = self.rt.stats
         if self._open is not None and stats is not None:
             stats.finished(self._open.name, latency)
             self._open = None
@@ -186,7 +178,7 @@ class Attempts:
         self._unopen()
 
     def _unopen(self) -> None:
-        stats = self.executor.stats
+        stats = self.rt.stats
         if self._open is not None and stats is not None:
             stats.cancelled(self._open.name)
             self._open = None
@@ -194,15 +186,13 @@ class Attempts:
     async def failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
         self._settle(None)
         self.last_error = error
-        if self.account is not None:
-            await self.account.settle(attempt, error=error)
         self._record(attempt, started, error.failure.value, error.status_code, error.message)
         await call_observers(
-            self.executor.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
+            self.rt.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
         )
 
     def succeeded(self, attempt: Attempt, started: float) -> None:
-        self._settle(self.executor.clock() - started)
+        self._settle(self.rt.clock() - started)
         self.last_error = None
         self._record(attempt, started, "ok")
 
@@ -220,17 +210,19 @@ class Attempts:
                 provider=attempt.provider,
                 model=attempt.model,
                 outcome=outcome,
-                latency_ms=round((self.executor.clock() - started) * 1000, 3),
+                latency_ms=round((self.rt.clock() - started) * 1000, 3),
                 status_code=status_code,
                 message=message,
                 why=attempt.why(self.ctx.route),
+                started=started,
             )
         )
 
-    def final_error(self) -> TurnoutError:
+    def final_error(self, refused: TurnoutError | None = None) -> TurnoutError:
+        """Why the request could not be served; ``refused``: the first budget
+        refusal, which wins when no upstream call was made."""
         ctx = self.ctx
         error = self.last_error
-        refused = self.account.refusal() if self.account is not None else None
         if refused is not None and (error is None or not ctx.trail):
             return refused
         if error is None or self.timed_out:

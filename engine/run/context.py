@@ -10,10 +10,9 @@ from turnout.wire.chat import AttemptRecord, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
     from turnout.errors import TurnoutError
-    from turnout.policy.compile import CompiledRoute, RoutingTable
     from turnout.policy.limits import ApiKeyInfo
+    from turnout.policy.table import CompiledRoute, RoutingTable
     from turnout.routing.plan import Attempt, Plan
-    from turnout.run.account import RequestAccount
 
 __all__ = ["RequestContext", "RequestOutcome"]
 
@@ -25,9 +24,14 @@ class RequestContext:
     :param request: the validated request; a pre-request hook may replace it.
     :param headers: the caller's HTTP headers, lower-cased (empty in-process).
     :param table: the policy snapshot this request uses for every attempt.
+    :param plan: the plan in force; once the request has started, as budgets
+        and breakers left it (the serve path sets it, before any hook runs).
     :param attempt: the attempt being made or that served, once there is one.
     :param trail: one record per upstream call made so far.
     :param scratch: free space for plugins, keyed by plugin name.
+    :param cache: what a response cache made of this request: ``hit``, ``miss``
+        or ``bypass`` (None: no cache applies); the gateway sends it as
+        ``X-Turnout-Cache`` and the request log records it.
     """
 
     request: ChatRequest
@@ -40,12 +44,9 @@ class RequestContext:
     attempt: Attempt | None = None
     trail: list[AttemptRecord] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
+    cache: str | None = None
     key: ApiKeyInfo | None = None
     """The caller's gateway API key (never the key itself), when ``keys:`` is on."""
-    account: RequestAccount | None = None
-    """The request's budget holds, when budgets, rate limits or breakers apply."""
-    finished: bool = False
-    """True once the ``turnout_request_finished`` observers have been called."""
 
     @property
     def route(self) -> CompiledRoute:

@@ -1,11 +1,12 @@
 """Budget and rate-limit accounting around a request's attempts; circuit breakers.
 
-The executor drives it (the planner never does I/O):
+The request's lifecycle owner (``turnout.run.serve.Serving``) drives it (the
+planner never does I/O):
 
 1. ``BudgetLedger.open`` — before any attempt: one read of the counters and
-   breakers the plan could touch, turned into a ``StateSnapshot``; the plan is
-   restricted to what fits (``planner.restrict``), or the request is refused
-   (429 naming the budget and when it resets).
+   breakers the plan could touch, turned into a ``StateSnapshot``; it returns the
+   request's account and the plan restricted to what fits (``planner.restrict``),
+   or refuses the request (429 naming the budget and when it resets).
 2. ``RequestAccount.reserve`` — before each attempt: hold the attempt's worst
    case (the planner's estimate: prompt + max output at the catalog's dearest
    price) on every counter that applies, atomically, all or nothing. A hold
@@ -21,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 from turnout import metrics
@@ -35,15 +36,20 @@ from turnout.policy.limits import (
     describe_reset,
     window_bounds,
 )
+from turnout.routing.plan import Attempt, Plan
 from turnout.routing.planner import restrict
-from turnout.run.account import BREAKER_GAUGE, Held, RequestAccount, budget_error
+from turnout.run.account import (
+    BREAKER_GAUGE,
+    Books,
+    Held,
+    RequestAccount,
+    WorstCase,
+    budget_error,
+)
 from turnout.state import Counter, StateBackend, StateSnapshot, StateUnavailable
 from turnout.state.base import breaker_view
 
-if TYPE_CHECKING:
-    from turnout.run.context import RequestContext
-
-__all__ = ["BudgetLedger", "RequestAccount", "make_backend"]
+__all__ = ["BudgetLedger", "RequestAccount", "make_backend", "state_identity"]
 
 
 log = structlog.get_logger("turnout.ledger")
@@ -66,6 +72,17 @@ def make_backend(limits: CompiledLimits | None) -> StateBackend:
     return RedisState(config.url, prefix=config.prefix, timeout=config.timeout)
 
 
+def state_identity(limits: CompiledLimits | None) -> tuple[Any, ...]:
+    """What makes two ``state:`` sections the same backend (``make_backend`` would
+    build the same thing); the ``*_on_error`` choices are read per request."""
+    config = limits.state if limits is not None else None
+    if config is None or config.backend == "memory":
+        return ("memory",)
+    if config.backend == "sqlite":
+        return ("sqlite", config.path)
+    return ("redis", config.url, config.prefix, config.timeout)
+
+
 class BudgetLedger:
     """The engine's accounting: one backend, shared by every request.
 
@@ -78,13 +95,20 @@ class BudgetLedger:
         self.wall = wall
         self._tasks: set[asyncio.Task[None]] = set()
         self._gauges: dict[str, Any] = {}
+        self.books = Books(backend, wall, self.failed, self.spawn)
 
-    async def open(self, ctx: RequestContext, limits: CompiledLimits) -> RequestAccount:
-        """Read the state the plan depends on; restrict the plan to what fits."""
-        account = RequestAccount(self, ctx, limits)
-        ctx.account = account
+    async def open(
+        self,
+        limits: CompiledLimits,
+        plan: Plan,
+        facts: RequestFacts,
+        worst_case: Callable[[Attempt], WorstCase],
+    ) -> tuple[RequestAccount, Plan]:
+        """Read the state ``plan`` depends on: the request's account, and the plan
+        restricted to what fits (``plan`` itself when nothing is left out).
+        Raises the 429 when the request cannot fit at all."""
+        account = RequestAccount(self.books, limits, facts, worst_case)
         now = self.wall()
-        plan = ctx.plan
         held = [account.holds(a, now, with_fixed=True) for a in plan.attempts]
         keys = list(dict.fromkeys(h.key for holds in held if holds for _, h in holds))
         targets = [a.name for a in plan.attempts] if limits.breaker else []
@@ -132,8 +156,8 @@ class BudgetLedger:
                 rate_limited=rate_limited,
                 over_budget=over_budget,
             )
-            ctx.plan = restrict(plan, snapshot)
-        return account
+            plan = restrict(plan, snapshot)
+        return account, plan
 
     def _export(self, held: Sequence[Held | None], counters: dict[str, Counter]) -> None:
         """``turnout_budget_remaining`` from the counters ``open`` read anyway (no
@@ -158,7 +182,7 @@ class BudgetLedger:
         metrics.STATE_ERRORS.labels(type(self.backend).name, operation).inc()
         log.warning("state backend failed", operation=operation, error=str(exc))
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

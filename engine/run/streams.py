@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from turnout.wire.chat import ChatChunk, ChatResponse, ChunkChoice, Delta, ExtraFields
+from turnout.routing.plan import Attempt, Plan
+from turnout.run.context import RequestContext
+from turnout.wire.chat import (
+    AttemptRecord,
+    ChatChunk,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    ExtraFields,
+)
 
-if TYPE_CHECKING:
-    from turnout.routing.plan import Attempt, Plan
-    from turnout.run.context import RequestContext
-    from turnout.wire.chat import AttemptRecord
-
-__all__ = ["ChatStream", "chunks_from_response"]
+__all__ = ["ChatStream", "StreamSource", "chunks_from_response"]
 
 
 def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
@@ -53,52 +57,71 @@ def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
         yield ChatChunk(**base, choices=[], usage=response.usage)
 
 
+class StreamSource(Protocol):
+    """What a ``ChatStream`` reads: the serve path's ``Serving`` of the request."""
+
+    @property
+    def ctx(self) -> RequestContext: ...
+
+    @property
+    def fields(self) -> ExtraFields | None: ...
+
+    def stream(self) -> AsyncIterator[ChatChunk]: ...
+
+
 class ChatStream:
     """An async iterator of chunks, with the plan and, once it ends, ``extra_fields``.
 
     Iterate it once. Closing it (``await stream.aclose()``, or leaving an
     ``async with`` block) cancels the upstream request. Once the first chunk
-    has arrived, ``attempt`` is the attempt serving it and ``trail`` the
-    attempts made so far (a gateway sends them as response headers).
+    has arrived, ``plan`` is the plan in force (restricted by budgets and
+    breakers), ``attempt`` the attempt serving it and ``trail`` the attempts
+    made so far (a gateway sends them as response headers).
     """
 
-    def __init__(self, plan: Plan, request_id: str, ctx: RequestContext | None = None) -> None:
-        self.plan = plan
-        self.request_id = request_id
-        self.extra_fields: ExtraFields | None = None
+    def __init__(self, source: StreamSource) -> None:
+        self._source = source
+        self._ctx = source.ctx
+        self._chunks: AsyncIterator[ChatChunk] = source.stream()
+
+    @property
+    def plan(self) -> Plan:
+        """The request's plan: once iteration began, as budgets and breakers left it."""
+        return self._ctx.plan
+
+    @property
+    def request_id(self) -> str:
+        return self._ctx.request_id
+
+    @property
+    def extra_fields(self) -> ExtraFields | None:
         """None until the stream has ended well."""
-        self._chunks: AsyncIterator[ChatChunk] | None = None
-        self._ctx = ctx
-
-    def attach(self, chunks: AsyncIterator[ChatChunk]) -> None:
-        """Give the stream its source of chunks (the engine does this)."""
-        self._chunks = chunks
-
-    def publish(self, fields: ExtraFields) -> None:
-        """Called by the engine with the extra_fields once the stream has ended well."""
-        self.extra_fields = fields
+        return self._source.fields
 
     @property
     def attempt(self) -> Attempt | None:
         """The attempt being made or serving, once there is one."""
-        return self._ctx.attempt if self._ctx is not None else None
+        return self._ctx.attempt
 
     @property
     def scratch(self) -> dict[str, Any]:
-        """Plugins' per-request state (``ctx.scratch``), e.g. ``scratch["cache"]``."""
-        return self._ctx.scratch if self._ctx is not None else {}
+        """Plugins' per-request state (``ctx.scratch``)."""
+        return self._ctx.scratch
+
+    @property
+    def cache(self) -> str | None:
+        """The response cache's outcome (``ctx.cache``): ``hit``, ``miss``, ``bypass`` or None."""
+        return self._ctx.cache
 
     @property
     def trail(self) -> list[AttemptRecord]:
         """One record per upstream call made so far."""
-        return self._ctx.trail if self._ctx is not None else []
+        return self._ctx.trail
 
     def __aiter__(self) -> ChatStream:
         return self
 
     async def __anext__(self) -> ChatChunk:
-        if self._chunks is None:
-            raise StopAsyncIteration
         return await anext(self._chunks)
 
     async def aclose(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from turnout.policy.compile import RoutingTable
+    from turnout.policy.table import RoutingTable
     from turnout.run.ledger import BudgetLedger
     from turnout.run.streams import ChatStream
     from turnout.wire.chat import ChatRequest, ChatResponse

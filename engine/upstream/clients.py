@@ -20,7 +20,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 
 import httpx2 as httpx
-from turnout.policy.compile import CompiledProvider
+from turnout.policy.table import CompiledProvider
 from turnout.upstream.transport import AiohttpTransport, Reply
 
 __all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "Reply", "TransportName", "post_bytes"]

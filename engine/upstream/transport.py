@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
 import httpx2 as httpx
+from turnout.upstream.interface import Reply
 
 __all__ = ["AiohttpTransport", "Reply", "map_exception"]
 
@@ -66,23 +66,6 @@ def map_exception(exc: BaseException, request: httpx.Request | None = None) -> h
     else:
         kind = httpx.TransportError
     return kind(message, request=request)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A whole upstream answer: what providers read of a non-streaming response.
-
-    ``headers`` is case-insensitive, like ``httpx2.Response.headers``.
-    """
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
-    reason_phrase: str = ""
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
 
 
 class _ResponseStream(httpx.AsyncByteStream):

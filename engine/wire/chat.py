@@ -123,6 +123,8 @@ class AttemptRecord(BaseModel):
     status_code: int | None = None
     message: str | None = None
     why: str | None = Field(None, description="why the plan had this attempt (strategy, figures)")
+    started: float = Field(0.0, exclude=True)
+    """When the call began, on the engine's clock (monotonic seconds); not on the wire."""
 
 
 class ExtraFields(_Open):
@@ -139,7 +141,9 @@ class ExtraFields(_Open):
     request_id: str | None = None
     cost: float | None = Field(None, description="USD of the attempt that served, if priced")
     attempts: list[AttemptRecord] = Field(default_factory=list)
-    cache: str | None = None
+    cache: str | None = Field(
+        None, description='the response cache: "hit", "miss" or "bypass" (None: no cache)'
+    )
 
 
 class ChatResponse(_Open):

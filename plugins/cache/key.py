@@ -30,11 +30,10 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from turnout import ChatRequest
+from turnout.plugin_api import ChatRequest
 
 if TYPE_CHECKING:
-    from turnout import RequestContext
-    from turnout.policy.compile import CompiledRoute
+    from turnout.plugin_api import CompiledRoute, RequestContext
 
 __all__ = [
     "CALLER_SCRATCH_KEY",

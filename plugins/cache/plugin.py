@@ -5,9 +5,8 @@ A route caches when its ``cache`` (over ``defaults.cache``) is on.
 stored response (a stream replays it as chunks); ``turnout_post_response``
 stores complete non-streaming responses; a stream's chunks are accumulated by
 ``turnout_stream_chunk`` and stored by ``turnout_request_finished`` once the
-stream ended well. The outcome is ``extra_fields.cache`` and
-``ctx.scratch["cache"]`` — ``hit``, ``miss`` or ``bypass`` — which the gateway
-sends as ``X-Turnout-Cache``.
+stream ended well. The outcome is ``ctx.cache`` and ``extra_fields.cache`` —
+``hit``, ``miss`` or ``bypass`` — which the gateway sends as ``X-Turnout-Cache``.
 
 What is cached: only successful, complete responses (every choice finished,
 none by ``content_filter``); never errors or streams cut short. Requests that
@@ -26,7 +25,10 @@ and ``turnout_cache_lookups`` counts it. A backend failure (Redis down or
 slower than the route's ``timeout``) is logged, counted in
 ``turnout_cache_errors`` and served as a miss.
 
-The in-memory store belongs to one compiled policy: a reload starts it empty.
+State is per engine: ``turnout_engine_started`` registers a ``ResponseCache``
+on the engine's plugin manager, which holds the stores and the cache metrics
+and closes its Redis clients when the engine closes. The in-memory store
+belongs to one compiled policy: a reload starts it empty.
 """
 
 from __future__ import annotations
@@ -35,61 +37,36 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import pluggy
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
-from turnout import (
+from turnout.plugin_api import (
+    CacheConfig,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Choice,
     ExtraFields,
     RequestContext,
     RequestOutcome,
+    ResponseMessage,
+    RoutingTable,
     TurnoutError,
+    Usage,
     hookimpl,
+    parse_duration,
 )
-from turnout.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from turnout.plugins.cache.key import cache_key, caller_id
 from turnout.plugins.cache.memory import MemoryStore
 from turnout.plugins.cache.redis import RedisStore
 from turnout.plugins.cache.store import CacheStore, CacheUnavailable
-from turnout.policy.compile import RoutingTable
-from turnout.policy.models import CacheConfig, parse_duration
-from turnout.wire.chat import Choice, ResponseMessage, Usage
 
-__all__ = [
-    "turnout_post_response",
-    "turnout_pre_request",
-    "turnout_request_finished",
-    "turnout_stream_chunk",
-]
+__all__ = ["ResponseCache", "turnout_engine_started"]
 
 log = structlog.get_logger("turnout.cache")
 
 SCRATCH = "turnout.plugins.cache"
-REPORT = "cache"
-"""``ctx.scratch["cache"]``: ``hit``, ``miss`` or ``bypass``."""
-
-_memory: weakref.WeakKeyDictionary[RoutingTable, dict[int, MemoryStore]] = (
-    weakref.WeakKeyDictionary()
-)
-_redis: dict[tuple[str, float], RedisStore] = {}
-
-
-def store_for(table: RoutingTable, config: CacheConfig) -> CacheStore:
-    """The store a route's config names: memory per policy and size, Redis per URL."""
-    if config.backend == "redis":
-        key = (config.url, config.timeout)
-        store = _redis.get(key)
-        if store is None:
-            store = _redis[key] = RedisStore(config.url, config.timeout)
-        return store
-    stores = _memory.get(table)
-    if stores is None:
-        stores = _memory[table] = {}
-    memory = stores.get(config.max_entries)
-    if memory is None:
-        memory = stores[config.max_entries] = MemoryStore(config.max_entries)
-    return memory
 
 
 # -- per-request control -------------------------------------------------------
@@ -171,87 +148,10 @@ class _Accumulated:
     usage: Usage | None = None
 
 
-def _count(route: str, result: str) -> None:
-    key = (route, result)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = CACHE_LOOKUPS.labels(route, result)
-    child.inc()
-
-
-_children: dict[tuple[str, str], Any] = {}
-
-
-def _error(ctx: RequestContext, store: CacheStore, operation: str, exc: Exception) -> None:
-    CACHE_ERRORS.labels(store.name, operation).inc()
-    log.warning(
-        "cache backend failed; served as a miss" if operation == "get" else "cache store failed",
-        request_id=ctx.request_id,
-        route=ctx.route.name,
-        backend=store.name,
-        error=str(exc),
-    )
-
-
 def _cacheable(request: ChatRequest, config: CacheConfig) -> bool:
     if config.sampled:
         return True
     return request.temperature == 0
-
-
-@hookimpl
-async def turnout_pre_request(ctx: RequestContext) -> ChatResponse | None:
-    request = ctx.request
-    extra = request.model_extra
-    body = extra.get("cache") if extra else None
-    if body is not None:
-        ctx.request = request = _without_control(request)
-    config = ctx.route.cache
-    if config is None:
-        return None
-    control = request_control(body, ctx.headers)
-    route = ctx.route.name
-    if (control.no_cache and control.no_store) or not _cacheable(request, config):
-        ctx.scratch[REPORT] = "bypass"
-        _count(route, "bypass")
-        return None
-    caller = caller_id(ctx, config.caller_header) if config.per_caller else "-"
-    key = cache_key(request, ctx.route, prefix=config.prefix, caller=caller)
-    store = store_for(ctx.table, config)
-    if not control.no_store:
-        ttl = min(config.ttl, control.ttl) if control.ttl is not None else config.ttl
-        ctx.scratch[SCRATCH] = _Pending(store, key, ttl)
-    if control.no_cache:
-        ctx.scratch[REPORT] = "bypass"
-        _count(route, "bypass")
-        return None
-    try:
-        value = await store.get(key)
-    except CacheUnavailable as exc:
-        _error(ctx, store, "get", exc)
-        value = None
-    hit = None
-    if value is not None:
-        try:
-            hit = ChatResponse.model_validate_json(value)
-        except ValidationError as exc:
-            _error(ctx, store, "get", exc)
-    if hit is None:
-        ctx.scratch[REPORT] = "miss"
-        _count(route, "miss")
-        return None
-    ctx.scratch[REPORT] = "hit"
-    ctx.scratch.pop(SCRATCH, None)
-    _count(route, "hit")
-    hit.extra_fields = ExtraFields(
-        request_type="chat_completion_stream" if ctx.stream else "chat_completion",
-        model_requested=request.model,
-        route=route,
-        request_id=ctx.request_id,
-        cost=0.0,
-        cache="hit",
-    )
-    return hit
 
 
 # -- store ---------------------------------------------------------------------
@@ -264,33 +164,7 @@ def _complete(response: ChatResponse) -> bool:
     )
 
 
-async def _store(ctx: RequestContext, pending: _Pending, response: ChatResponse) -> None:
-    if not _complete(response):
-        return
-    value = response.model_dump_json(exclude={"extra_fields"}, exclude_none=True).encode()
-    try:
-        await pending.store.set(pending.key, value, pending.ttl)
-    except CacheUnavailable as exc:
-        _error(ctx, pending.store, "set", exc)
-
-
-@hookimpl(trylast=True)
-async def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> None:
-    report = ctx.scratch.get(REPORT)
-    if report is None:
-        return
-    if response.extra_fields is not None:
-        response.extra_fields.cache = report
-    pending = ctx.scratch.pop(SCRATCH, None)
-    if pending is not None:
-        await _store(ctx, pending, response)
-
-
-@hookimpl(trylast=True)
-def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> None:
-    pending: _Pending | None = ctx.scratch.get(SCRATCH)
-    if pending is None:
-        return
+def _accumulate(pending: _Pending, chunk: ChatChunk) -> None:
     acc = pending.chunks
     if acc is None:
         acc = pending.chunks = _Accumulated(chunk.model_copy())
@@ -345,11 +219,169 @@ def _assembled(acc: _Accumulated) -> ChatResponse:
     )
 
 
+# -- the per-engine cache --------------------------------------------------------
+
+
+class ResponseCache:
+    """One engine's response cache: its stores, its metrics, and the hooks.
+
+    In-memory stores are kept per compiled policy and size (a reload starts
+    empty); Redis stores per URL and timeout, closed with the engine.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lookups = Counter(
+            "turnout_cache_lookups",
+            'Response cache lookups by route and result: "hit", "miss", or "bypass" '
+            "(not cacheable, or the caller said no-cache).",
+            ["route", "result"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "turnout_cache_errors",
+            "Cache backend failures (each one served as a miss, or not stored), by backend "
+            'and operation ("get" or "set").',
+            ["backend", "operation"],
+            registry=registry,
+        )
+        self._memory: weakref.WeakKeyDictionary[RoutingTable, dict[int, MemoryStore]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._redis: dict[tuple[str, float], RedisStore] = {}
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def store_for(self, table: RoutingTable, config: CacheConfig) -> CacheStore:
+        """The store a route's config names: memory per policy and size, Redis per URL."""
+        if config.backend == "redis":
+            key = (config.url, config.timeout)
+            store = self._redis.get(key)
+            if store is None:
+                store = self._redis[key] = RedisStore(config.url, config.timeout)
+            return store
+        stores = self._memory.get(table)
+        if stores is None:
+            stores = self._memory[table] = {}
+        memory = stores.get(config.max_entries)
+        if memory is None:
+            memory = stores[config.max_entries] = MemoryStore(config.max_entries)
+        return memory
+
+    def _report(self, ctx: RequestContext, result: str) -> None:
+        ctx.cache = result
+        key = (ctx.route.name, result)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.lookups.labels(*key)
+        child.inc()
+
+    def _error(
+        self, ctx: RequestContext, store: CacheStore, operation: str, exc: Exception
+    ) -> None:
+        self.errors.labels(store.name, operation).inc()
+        log.warning(
+            "cache backend failed; served as a miss"
+            if operation == "get"
+            else "cache store failed",
+            request_id=ctx.request_id,
+            route=ctx.route.name,
+            backend=store.name,
+            error=str(exc),
+        )
+
+    async def _store(self, ctx: RequestContext, pending: _Pending, response: ChatResponse) -> None:
+        if not _complete(response):
+            return
+        value = response.model_dump_json(exclude={"extra_fields"}, exclude_none=True).encode()
+        try:
+            await pending.store.set(pending.key, value, pending.ttl)
+        except CacheUnavailable as exc:
+            self._error(ctx, pending.store, "set", exc)
+
+    @hookimpl
+    async def turnout_pre_request(self, ctx: RequestContext) -> ChatResponse | None:
+        request = ctx.request
+        extra = request.model_extra
+        body = extra.get("cache") if extra else None
+        if body is not None:
+            ctx.request = request = _without_control(request)
+        config = ctx.route.cache
+        if config is None:
+            return None
+        control = request_control(body, ctx.headers)
+        if (control.no_cache and control.no_store) or not _cacheable(request, config):
+            self._report(ctx, "bypass")
+            return None
+        caller = caller_id(ctx, config.caller_header) if config.per_caller else "-"
+        key = cache_key(request, ctx.route, prefix=config.prefix, caller=caller)
+        store = self.store_for(ctx.table, config)
+        if not control.no_store:
+            ttl = min(config.ttl, control.ttl) if control.ttl is not None else config.ttl
+            ctx.scratch[SCRATCH] = _Pending(store, key, ttl)
+        if control.no_cache:
+            self._report(ctx, "bypass")
+            return None
+        try:
+            value = await store.get(key)
+        except CacheUnavailable as exc:
+            self._error(ctx, store, "get", exc)
+            value = None
+        hit = None
+        if value is not None:
+            try:
+                hit = ChatResponse.model_validate_json(value)
+            except ValidationError as exc:
+                self._error(ctx, store, "get", exc)
+        if hit is None:
+            self._report(ctx, "miss")
+            return None
+        self._report(ctx, "hit")
+        ctx.scratch.pop(SCRATCH, None)
+        hit.extra_fields = ExtraFields(
+            request_type="chat_completion_stream" if ctx.stream else "chat_completion",
+            model_requested=request.model,
+            route=ctx.route.name,
+            request_id=ctx.request_id,
+            cost=0.0,
+            cache="hit",
+        )
+        return hit
+
+    @hookimpl(trylast=True)
+    async def turnout_post_response(self, ctx: RequestContext, response: ChatResponse) -> None:
+        if ctx.cache is None:
+            return
+        if response.extra_fields is not None:
+            response.extra_fields.cache = ctx.cache
+        pending = ctx.scratch.pop(SCRATCH, None)
+        if pending is not None:
+            await self._store(ctx, pending, response)
+
+    @hookimpl(trylast=True)
+    def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> None:
+        pending: _Pending | None = ctx.scratch.get(SCRATCH)
+        if pending is not None:
+            _accumulate(pending, chunk)
+
+    @hookimpl
+    async def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
+        if not ctx.stream or outcome.status != "ok" or outcome.short_circuit:
+            return
+        pending: _Pending | None = ctx.scratch.pop(SCRATCH, None)
+        if pending is None or pending.chunks is None:
+            return
+        await self._store(ctx, pending, _assembled(pending.chunks))
+
+    @hookimpl
+    async def turnout_engine_closed(self) -> None:
+        """Close every Redis client this engine opened."""
+        stores, self._redis = list(self._redis.values()), {}
+        for store in stores:
+            await store.aclose()
+        self._memory.clear()
+
+
 @hookimpl
-async def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None:
-    if not ctx.stream or outcome.status != "ok" or outcome.short_circuit:
-        return
-    pending: _Pending | None = ctx.scratch.pop(SCRATCH, None)
-    if pending is None or pending.chunks is None:
-        return
-    await _store(ctx, pending, _assembled(pending.chunks))
+def turnout_engine_started(
+    plugin_manager: pluggy.PluginManager, metrics: CollectorRegistry
+) -> None:
+    plugin_manager.register(ResponseCache(metrics), name="turnout.plugins.cache.engine")

@@ -14,13 +14,22 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-from turnout import ChatRequest, FailureClass, Finding, ProviderError, RequestContext, TurnoutError
-from turnout.contract.guardrail import CompiledGuardrail
-from turnout.metrics import GUARDRAIL_ACTIONS
+from prometheus_client import CollectorRegistry, Counter
+from turnout.plugin_api import (
+    ChatRequest,
+    CompiledGuardrail,
+    FailureClass,
+    Finding,
+    ProviderError,
+    RequestContext,
+    TurnoutError,
+)
 from turnout.plugins.guardrails.redact import Redactor, without_overlaps
 
 __all__ = [
+    "ACTIONS",
     "REPORT",
+    "ActionCounter",
     "Held",
     "Place",
     "Redact",
@@ -44,15 +53,35 @@ REPORT = "guardrail"
 """``ctx.scratch["guardrail"]``: what guardrails did to this request (a list)."""
 
 
+class ActionCounter:
+    """One engine's ``turnout_guardrail_actions``, its label children memoised."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.metric = Counter(
+            "turnout_guardrail_actions",
+            "Guardrail findings acted on, by route, guardrail, direction (input or output) "
+            'and action ("block", "redact", "log", "retry", "fallback", or "error" when it '
+            "failed).",
+            ["route", "guardrail", "direction", "action"],
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, str, str], Any] = {}
+
+    def inc(self, key: tuple[str, str, str, str]) -> None:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.metric.labels(*key)
+        child.inc()
+
+
+ACTIONS = "turnout.plugins.guardrails.actions"
+"""``ctx.scratch[ACTIONS]``: the engine's ``ActionCounter`` (set by its ``Guardrails``)."""
+
+
 def count(ctx: RequestContext, rail: CompiledGuardrail, direction: str, action: str) -> None:
-    key = (ctx.route.name, rail.name, direction, action)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = GUARDRAIL_ACTIONS.labels(*key)
-    child.inc()
-
-
-_children: dict[tuple[str, str, str, str], Any] = {}
+    actions: ActionCounter | None = ctx.scratch.get(ACTIONS)
+    if actions is not None:
+        actions.inc((ctx.route.name, rail.name, direction, action))
 
 
 def report(

@@ -10,8 +10,7 @@ not limited by it (set ``max_tokens`` upstream defaults in the provider).
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from turnout import ChatRequest, Guardrail
-from turnout.routing.tokens import estimate_prompt_tokens
+from turnout.plugin_api import ChatRequest, Guardrail, estimate_prompt_tokens
 
 __all__ = ["Limits"]
 

@@ -44,16 +44,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnout import (
+import pluggy
+from prometheus_client import CollectorRegistry
+from turnout.plugin_api import (
     ChatChunk,
     ChatResponse,
+    CompiledGuardrail,
     Finding,
+    RegisterGuardrail,
     RequestContext,
     hookimpl,
 )
-from turnout.contract.guardrail import CompiledGuardrail
-from turnout.contract.hookspecs import RegisterGuardrail
 from turnout.plugins.guardrails.acting import (
+    ACTIONS,
+    ActionCounter,
     Place,
     Redact,
     blocked,
@@ -77,10 +81,9 @@ from turnout.plugins.guardrails.streaming import HOLD_BACK, REASONING, stream_ch
 
 __all__ = [
     "HOLD_BACK",
-    "turnout_post_response",
-    "turnout_pre_request",
+    "Guardrails",
+    "turnout_engine_started",
     "turnout_register_guardrails",
-    "turnout_stream_chunk",
 ]
 
 BUILT_INS = {
@@ -153,8 +156,7 @@ def _scan_calls(
 # -- input ---------------------------------------------------------------------
 
 
-@hookimpl(tryfirst=True)
-def turnout_pre_request(ctx: RequestContext) -> None:
+def check_input(ctx: RequestContext) -> None:
     rails = [r for r in ctx.route.guardrails if r.input]
     if not rails:
         return
@@ -243,8 +245,7 @@ def _scan_extra(
     return changed
 
 
-@hookimpl(tryfirst=True)
-def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatResponse | None:
+def check_response(ctx: RequestContext, response: ChatResponse) -> ChatResponse | None:
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails:
         return None
@@ -278,10 +279,39 @@ def turnout_post_response(ctx: RequestContext, response: ChatResponse) -> ChatRe
     return response if changed else None
 
 
-@hookimpl(tryfirst=True)
-def turnout_stream_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+def check_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
     rails = [r for r in ctx.route.guardrails if r.output]
     if not rails or not chunk.choices:
         return None
     stream_chunk(ctx, rails, chunk)
     return chunk
+
+
+class Guardrails:
+    """The guardrail hooks of one engine, counting into its ``turnout_guardrail_actions``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = ActionCounter(registry)
+
+    @hookimpl(tryfirst=True)
+    def turnout_pre_request(self, ctx: RequestContext) -> None:
+        if ctx.route.guardrails:
+            ctx.scratch[ACTIONS] = self.actions
+            check_input(ctx)
+
+    @hookimpl(tryfirst=True)
+    def turnout_post_response(
+        self, ctx: RequestContext, response: ChatResponse
+    ) -> ChatResponse | None:
+        return check_response(ctx, response)
+
+    @hookimpl(tryfirst=True)
+    def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
+        return check_chunk(ctx, chunk)
+
+
+@hookimpl
+def turnout_engine_started(
+    plugin_manager: pluggy.PluginManager, metrics: CollectorRegistry
+) -> None:
+    plugin_manager.register(Guardrails(metrics), name="turnout.plugins.guardrails.engine")

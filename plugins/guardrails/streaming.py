@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnout import ChatChunk, Finding, RequestContext
-from turnout.contract.guardrail import CompiledGuardrail
+from turnout.plugin_api import (
+    ChatChunk,
+    ChunkChoice,
+    CompiledGuardrail,
+    Delta,
+    Finding,
+    RequestContext,
+)
 from turnout.plugins.guardrails.acting import (
     Held,
     Place,
@@ -28,7 +34,6 @@ from turnout.plugins.guardrails.acting import (
     unredactable,
 )
 from turnout.plugins.guardrails.arguments import redact_arguments
-from turnout.wire.chat import ChunkChoice, Delta
 
 __all__ = ["HOLD_BACK", "REASONING", "stream_chunk"]
 

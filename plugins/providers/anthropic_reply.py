@@ -11,13 +11,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.errors import FailureClass, ProviderError
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatChunk,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    FailureClass,
+    ProviderError,
     ResponseMessage,
     Usage,
 )
@@ -146,7 +147,7 @@ def _tool_call(block: Mapping[str, Any]) -> dict[str, Any]:
 class StreamTranslator:
     """Turns Anthropic stream events into ``chat.completion.chunk`` objects.
 
-    Feed each event's name and decoded data to ``event``; it returns the chunks
+    Feed each event's name and decoded data to ``feed``; it returns the chunks
     to send (often none). The role chunk comes just before the first content,
     not at ``message_start``, so an ``overloaded_error`` event right after
     ``message_start`` fails the attempt before any chunk (and the engine can
@@ -155,7 +156,7 @@ class StreamTranslator:
     chunks (a tool call's first chunk has its ``index``, ``id``, ``type`` and
     ``function.name``, later ones only ``function.arguments`` fragments);
     ``message_delta`` gives the ``finish_reason`` chunk; ``message_stop`` the
-    final usage-only chunk (``choices: []``) and sets ``done``. ``ping`` and
+    final usage-only chunk (``choices: []``) and sets ``finished``. ``ping`` and
     unknown events are ignored; an ``error`` event raises ``ProviderError``.
     """
 
@@ -163,7 +164,7 @@ class StreamTranslator:
         self.created = created
         self.id = ""
         self.model = model
-        self.done = False
+        self.finished = False
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, dict[str, Any]] = {}
         self._tool_calls = 0
@@ -173,7 +174,11 @@ class StreamTranslator:
         choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish)]
         return ChatChunk(id=self.id, created=self.created, model=self.model, choices=choices)
 
-    def event(self, name: str, data: Mapping[str, Any]) -> list[ChatChunk]:
+    def finish(self) -> list[ChatChunk]:
+        """Nothing: the usage chunk came with ``message_stop``."""
+        return []
+
+    def feed(self, name: str, data: Mapping[str, Any]) -> list[ChatChunk]:
         """The chunks for one event. ``name`` is the SSE event name (or ``data.type``)."""
         handler = getattr(self, "_on_" + name, None)
         if handler is None:
@@ -260,7 +265,7 @@ class StreamTranslator:
         return [self._chunk(Delta(), finish_reason(stop) or "stop")]
 
     def _on_message_stop(self, data: Mapping[str, Any]) -> list[ChatChunk]:
-        self.done = True
+        self.finished = True
         final = self._chunk(None)
         final.usage = usage(self._usage)
         return [final]

@@ -43,11 +43,9 @@ they are re-exported here so this module is the one surface of both halves.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.errors import FailureClass, ProviderError
 from turnout.plugins.providers import reasoning
 from turnout.plugins.providers.anthropic_reply import (
     FINISH_REASONS,
@@ -57,7 +55,14 @@ from turnout.plugins.providers.anthropic_reply import (
     finish_reason,
     usage,
 )
-from turnout.wire.chat import ChatRequest, Message
+from turnout.provider_api import (
+    ChatRequest,
+    FailureClass,
+    Message,
+    ProviderError,
+    append_turn,
+    data_url,
+)
 
 __all__ = [
     "API_VERSION",
@@ -113,7 +118,6 @@ _MAX_OUTPUT: tuple[tuple[str, int], ...] = (
 _EXACT_MAX_OUTPUT = {"claude-opus-4": 32_000, "claude-sonnet-4": 64_000}
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,]*?)?;base64,(?P<data>.*)", re.S)
 _DROPPED_SAMPLING = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs")
 
 
@@ -172,12 +176,7 @@ def messages_body(
             system.extend(_text_blocks(message.content, f"messages[{position}]"))
             continue
         role, blocks = _turn(message, position)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, blocks)
     if not turns:
         raise _bad("the Anthropic Messages API needs at least one user or assistant message")
     for turn in turns:
@@ -337,23 +336,23 @@ def _image(part: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise _bad(f"{where}: image_url part without a url")
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    match = _DATA_URL.fullmatch(url)
-    if match is None:
+    inline = data_url(url, where)
+    if inline is None:
         raise _bad(f"{where}: image url must be http(s) or a base64 data: URL")
-    media_type = match["type"].lower()
+    media_type = inline.media_type
     if media_type not in _IMAGE_TYPES:
         raise _bad(f"{where}: Anthropic accepts jpeg, png, gif and webp images, not {media_type}")
-    source = {"type": "base64", "media_type": media_type, "data": match["data"]}
+    source = {"type": "base64", "media_type": media_type, "data": inline.data}
     return {"type": "image", "source": source}
 
 
 def _document(part: Mapping[str, Any], where: str) -> dict[str, Any]:
     file = part.get("file")
     data = file.get("file_data") if isinstance(file, Mapping) else None
-    match = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
-    if match is None or match["type"].lower() != "application/pdf":
+    inline = data_url(data, where) if isinstance(data, str) else None
+    if inline is None or inline.media_type != "application/pdf":
         raise _bad(f"{where}: only PDF files given inline as file_data (a data: URL) are supported")
-    source = {"type": "base64", "media_type": "application/pdf", "data": match["data"]}
+    source = {"type": "base64", "media_type": "application/pdf", "data": inline.data}
     block: dict[str, Any] = {"type": "document", "source": source}
     if isinstance(file, Mapping) and isinstance(file.get("filename"), str):
         block["title"] = file["filename"]

@@ -21,14 +21,11 @@ another vendor.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
-from turnout.contract.hookspecs import hookimpl
-from turnout.contract.provider import ProviderCall, ProviderSettings
-from turnout.errors import FailureClass, ProviderError
+from turnout import provider_api as api
 from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
-from turnout.wire.chat import ChatResponse
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOptions", "AzureProvider"]
 
@@ -57,16 +54,14 @@ class AzureProvider(OpenAIProvider):
     Options = AzureOptions
     price_provider = "azure"
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: api.ProviderSettings) -> None:
         if not settings.base_url:
             raise ValueError(
                 "azure needs base_url: your resource endpoint, "
                 "e.g. https://my-resource.openai.azure.com"
             )
-        options = settings.options
-        if not isinstance(options, AzureOptions):
-            options = AzureOptions.model_validate(options or {})
         super().__init__(settings)
+        options = self.options
         root = self.base_url
         if root.endswith("/openai"):
             root = root[: -len("/openai")]
@@ -80,34 +75,30 @@ class AzureProvider(OpenAIProvider):
             {"api-version": options.api_version}
         )
 
-    def request_url(self, call: ProviderCall) -> str:
+    def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         if self._v1_url is not None:
             return self._v1_url
-        return self._deployments + urllib.parse.quote(call.model, safe="") + self._query
+        return self._deployments + api.path_segment(call.model, "deployment") + self._query
 
-    def request_headers(self, call: ProviderCall, *, stream: bool) -> dict[str, str]:
-        headers = self._stream_headers if stream else self._headers
-        key = call.api_key
-        if not key:
-            return headers
+    def authorize(self, headers: dict[str, str], key: str) -> dict[str, str]:
         if self._bearer:
-            return {**headers, "authorization": f"Bearer {key}"}
+            return super().authorize(headers, key)
         return {**headers, "api-key": key}
 
-    async def chat(self, call: ProviderCall) -> ChatResponse:
+    async def chat(self, call: api.ProviderCall) -> api.ChatResponse:
         """As ``OpenAIProvider.chat``; a completion withheld by the content
         filter (every choice ``content_filter`` and empty) is an error."""
         response = await super().chat(call)
         if _all_filtered(response):
-            raise ProviderError(
-                FailureClass.CONTENT_FILTER,
+            raise api.ProviderError(
+                api.FailureClass.CONTENT_FILTER,
                 "the completion was withheld by Azure's content filter",
                 code="content_filter",
             )
         return response
 
 
-def _all_filtered(response: ChatResponse) -> bool:
+def _all_filtered(response: api.ChatResponse) -> bool:
     choices = response.choices
     return bool(choices) and all(
         choice.finish_reason == "content_filter"
@@ -117,7 +108,7 @@ def _all_filtered(response: ChatResponse) -> bool:
     )
 
 
-@hookimpl
-def turnout_register_providers(register: Any) -> None:
+@api.hookimpl
+def turnout_register_providers(register: api.RegisterProvider) -> None:
     """Register the ``azure`` provider type."""
     register("azure", AzureProvider)

@@ -26,19 +26,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-import httpx2 as httpx
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from turnout.contract.hookspecs import hookimpl
-from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
-from turnout.errors import FailureClass, ProviderError
-from turnout.plugins.providers import _http
+from turnout import provider_api as api
 from turnout.plugins.providers import bedrock_wire as wire
-from turnout.wire.chat import ChatChunk, ChatResponse, ExtraFields
 
 try:
     from botocore.auth import SigV4Auth
@@ -53,7 +47,6 @@ __all__ = ["BedrockOptions", "BedrockProvider"]
 
 _SIGNING_NAME = "bedrock"  # bedrock-runtime signs as "bedrock" (its service model says so)
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
-_MAX_MESSAGE = 500
 # Characters left as they are in the model ID's path segment. The signature
 # covers the path exactly as sent, and some transports (aiohttp's yarl)
 # rewrite %3A as ":"; sending the canonical form keeps what is signed and
@@ -76,7 +69,7 @@ class BedrockOptions(BaseModel):
     """``inferenceConfig.maxTokens`` for requests that set no limit."""
 
 
-class BedrockProvider(Provider):
+class BedrockProvider(api.TranslatingProvider):
     """Chat completions served by Bedrock Converse / ConverseStream.
 
     The target's model is the Bedrock model ID or inference profile
@@ -86,17 +79,17 @@ class BedrockProvider(Provider):
     Options = BedrockOptions
     requires_api_key = False
     price_provider = "aws"
+    stream_media_type = _EVENT_STREAM
+    stream_end = "messageStop"
+    stop_at_end = False
 
-    def __init__(self, settings: ProviderSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: api.ProviderSettings) -> None:
         if SigV4Auth is None:
             raise ValueError(
                 "the bedrock provider needs botocore (AWS request signing): pip install botocore"
             )
-        options = settings.options
-        if not isinstance(options, BedrockOptions):
-            options = BedrockOptions.model_validate(options or {})
-        self._options = options
+        super().__init__(settings)
+        options = self.options
         key_id = options.access_key_id or None
         secret = options.secret_access_key or None
         if bool(key_id) != bool(secret):
@@ -113,25 +106,22 @@ class BedrockProvider(Provider):
         )
         root = settings.base_url or f"https://bedrock-runtime.{options.region}.amazonaws.com"
         self._root = root.rstrip("/") + "/model/"
-        self._extra = dict(settings.headers)
-        self._raw_response = settings.raw_response
 
-    def _url(self, model: str, stream: bool) -> str:
+    def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         action = "converse-stream" if stream else "converse"
-        return f"{self._root}{urllib.parse.quote(model, safe=_PATH_SAFE)}/{action}"
+        return f"{self._root}{api.path_segment(call.model, safe=_PATH_SAFE)}/{action}"
 
-    def _request(self, call: ProviderCall, *, stream: bool) -> tuple[str, bytes, dict[str, str]]:
-        try:
-            body = wire.to_converse(
-                call.request, default_max_tokens=self._options.max_tokens, model=call.model
-            )
-        except wire.TranslationError as exc:
-            raise ProviderError(FailureClass.BAD_REQUEST, str(exc)) from None
-        content = pydantic_core.to_json(body)
-        url = self._url(call.model, stream)
-        headers = {**self._extra, "content-type": "application/json"}
-        if stream:
-            headers["accept"] = _EVENT_STREAM
+    def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
+        return wire.to_converse(
+            call.request, default_max_tokens=self.options.max_tokens, model=call.model
+        )
+
+    def build(self, call: api.ProviderCall, *, stream: bool) -> api.UpstreamRequest:
+        """Signed with SigV4 (the signature covers URL and body), or a Bedrock API
+        key as ``Authorization: Bearer``."""
+        url = self.request_url(call, stream=stream)
+        content = pydantic_core.to_json(self.request_body(call, stream=stream))
+        headers = dict(self.stream_headers if stream else self.headers)
         if self._signer is not None:
             signed = AWSRequest(
                 method="POST", url=url, data=content, headers={"Content-Type": "application/json"}
@@ -139,98 +129,79 @@ class BedrockProvider(Provider):
             self._signer.add_auth(signed)
             headers.update({name.lower(): value for name, value in signed.headers.items()})
         elif call.api_key:
-            headers["authorization"] = f"Bearer {call.api_key}"
+            headers = self.authorize(headers, call.api_key)
         else:
-            raise ProviderError(
-                FailureClass.AUTH,
+            raise api.ProviderError(
+                api.FailureClass.AUTH,
                 f"{self.settings.name}: no AWS credentials (options.access_key_id / "
                 "secret_access_key) and no api_key",
             )
-        return url, content, headers
+        return api.UpstreamRequest(url, content, headers, timeout=call.timeout)
 
-    def _secrets(self, call: ProviderCall) -> tuple[str, ...]:
+    def _secrets(self, call: api.ProviderCall) -> tuple[str, ...]:
         return tuple(s for s in (self._secret, call.api_key) if s)
 
-    async def chat(self, call: ProviderCall) -> ChatResponse:
-        """Send one Converse request and translate its answer."""
-        url, content, headers = self._request(call, stream=False)
-        hidden = self._secrets(call)
+    def error_in(self, payload: Any) -> Mapping[str, Any] | None:
+        return None  # Converse reports errors by status and frame, never in a 2xx body
+
+    def error_from_answer(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        reason: str,
+        call: api.ProviderCall,
+    ) -> api.ProviderError:
+        return _error_from_response(status, headers, body, self._secrets(call))
+
+    def not_a_stream(
+        self, content_type: str, body: bytes, call: api.ProviderCall
+    ) -> api.ProviderError:
+        return _error_from_response(502, {}, body, self._secrets(call))
+
+    def translate_reply(
+        self, call: api.ProviderCall, payload: Any, reply: api.Reply
+    ) -> api.ChatResponse:
         try:
-            response = await call.client.post(
-                url, content=content, headers=headers, timeout=_http.attempt_timeout(call)
-            )
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=self._secret) from exc
-        if not response.is_success:
-            raise _error_from_response(
-                response.status_code, response.headers, response.content, hidden
-            )
-        try:
-            body = json.loads(response.content)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-            result = ChatResponse.model_validate(
+            return api.ChatResponse.model_validate(
                 wire.from_converse(
-                    body,
-                    response_id=_new_id(response.headers),
+                    payload,
+                    response_id=_new_id(reply.headers),
                     model=call.model,
                     created=int(time.time()),
                 )
             )
         except (ValueError, ValidationError) as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR,
+            raise api.ProviderError(
+                api.FailureClass.SERVER_ERROR,
                 f"upstream answered with a body that is not a Converse response ({exc})",
             ) from None
-        if self._raw_response:
-            result.extra_fields = ExtraFields(raw_response=body)
-        return result
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
-        """Send one ConverseStream request and yield OpenAI chunks as events arrive.
-
-        The stream must reach ``messageStop``; a body that ends before it, a
-        frame that fails its CRC, or an exception event raises ``ProviderError``.
-        """
-        url, content, headers = self._request(call, stream=True)
+    async def events(
+        self, reply: api.StreamReply, call: api.ProviderCall
+    ) -> AsyncGenerator[tuple[str, Any], None]:
+        """AWS event-stream frames: events by type; an exception frame raises."""
         hidden = self._secrets(call)
+        buffer = EventStreamBuffer()
         try:
-            async with call.client.stream(
-                "POST", url, content=content, headers=headers, timeout=_http.attempt_timeout(call)
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _error_from_response(
-                        response.status_code, response.headers, response.content, hidden
-                    )
-                kind = response.headers.get("content-type", "")
-                if not kind.lower().startswith(_EVENT_STREAM):
-                    await response.aread()
-                    raise _error_from_response(502, response.headers, response.content, hidden)
-                state = wire.ConverseStreamState(
-                    response_id=_new_id(response.headers),
-                    model=call.model,
-                    created=int(time.time()),
-                )
-                buffer = EventStreamBuffer()
-                async for data in response.aiter_bytes():
-                    buffer.add_data(data)
-                    for message in buffer:
-                        for chunk in _translate(message, state, hidden):
-                            yield ChatChunk.model_validate(chunk)
-                if not state.finished:
-                    raise ProviderError(FailureClass.CONNECTION, "stream ended before messageStop")
+            async for data in reply.chunks():
+                buffer.add_data(data)
+                for message in buffer:
+                    yield _event(message, hidden)
         except ParserError as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"upstream sent a malformed event stream ({exc})"
+            raise api.ProviderError(
+                api.FailureClass.SERVER_ERROR, f"upstream sent a malformed event stream ({exc})"
             ) from None
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=self._secret) from exc
+
+    def translator(
+        self, call: api.ProviderCall, reply: api.StreamReply
+    ) -> wire.ConverseStreamState:
+        return wire.ConverseStreamState(
+            response_id=_new_id(reply.headers), model=call.model, created=int(time.time())
+        )
 
 
-def _translate(
-    message: Any, state: wire.ConverseStreamState, hidden: tuple[str, ...]
-) -> list[dict[str, Any]]:
+def _event(message: Any, hidden: tuple[str, ...]) -> tuple[str, Any]:
     headers: Mapping[str, Any] = message.headers
     kind = headers.get(":message-type")
     if kind == "event":
@@ -238,10 +209,10 @@ def _translate(
         try:
             payload = json.loads(message.payload) if message.payload else {}
         except ValueError:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"upstream sent a {event} event that is not JSON"
+            raise api.ProviderError(
+                api.FailureClass.SERVER_ERROR, f"upstream sent a {event} event that is not JSON"
             ) from None
-        return state.feed(event, payload if isinstance(payload, dict) else {})
+        return event, payload if isinstance(payload, dict) else {}
     if kind == "exception":
         name = str(headers.get(":exception-type", ""))
         text = _message_of(message.payload) or name
@@ -249,7 +220,7 @@ def _translate(
         name = str(headers.get(":error-code", ""))
         text = str(headers.get(":error-message", "")) or name
     failure = wire.classify_exception(name, None, text)
-    raise ProviderError(failure, _clean(f"{name}: {text}", hidden), code=name or None)
+    raise api.ProviderError(failure, api.clean(f"{name}: {text}", *hidden), code=name or None)
 
 
 def _message_of(payload: bytes) -> str:
@@ -265,7 +236,7 @@ def _message_of(payload: bytes) -> str:
 
 def _error_from_response(
     status: int, headers: Mapping[str, str], content: bytes, hidden: tuple[str, ...]
-) -> ProviderError:
+) -> api.ProviderError:
     """A ``ProviderError`` for a non-2xx Bedrock answer (rest-json error shape)."""
     name = headers.get("x-amzn-errortype", "")
     message = ""
@@ -279,22 +250,13 @@ def _error_from_response(
         message = str(value) if value else ""
     short = name.split(":", 1)[0].split("#")[-1]
     text = f"{short}: {message}" if short and message else (message or short or f"HTTP {status}")
-    return ProviderError(
+    return api.ProviderError(
         wire.classify_exception(name, status, message),
-        _clean(text, hidden),
+        api.clean(text, *hidden),
         status_code=status,
-        retry_after=_http.parse_retry_after(headers),
+        retry_after=api.parse_retry_after(headers),
         code=short or None,
     )
-
-
-def _clean(message: str, hidden: tuple[str, ...]) -> str:
-    for secret in hidden:
-        if len(secret) >= 8:
-            message = message.replace(secret, "***")
-    if len(message) > _MAX_MESSAGE:
-        message = message[: _MAX_MESSAGE - 1] + "…"
-    return message
 
 
 def _new_id(headers: Mapping[str, str]) -> str:
@@ -302,7 +264,7 @@ def _new_id(headers: Mapping[str, str]) -> str:
     return f"chatcmpl-{request_id}" if request_id else f"chatcmpl-{secrets.token_hex(12)}"
 
 
-@hookimpl
-def turnout_register_providers(register: Any) -> None:
+@api.hookimpl
+def turnout_register_providers(register: api.RegisterProvider) -> None:
     """Register the ``bedrock`` provider type."""
     register("bedrock", BedrockProvider)

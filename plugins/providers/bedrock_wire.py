@@ -26,10 +26,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.errors import FailureClass
 from turnout.plugins.providers import reasoning
 from turnout.plugins.providers.anthropic_wire import DEFAULT_MAX_TOKENS, model_output_limit
-from turnout.wire.chat import ChatRequest, Message
+from turnout.provider_api import (
+    ChatChunk,
+    ChatRequest,
+    FailureClass,
+    Message,
+    TranslationError,
+    append_turn,
+    data_url,
+    image_url,
+)
 
 __all__ = [
     "FINISH_REASONS",
@@ -54,7 +62,6 @@ FINISH_REASONS: dict[str, str] = {
 """Bedrock ``stopReason`` → OpenAI ``finish_reason``; anything else is ``stop``."""
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
-_DATA_URL = re.compile(r"data:image/(?P<format>[a-zA-Z]+);base64,(?P<data>.*)", re.DOTALL)
 
 _EXCEPTION_CLASS: dict[str, FailureClass] = {
     "throttlingexception": FailureClass.RATE_LIMITED,
@@ -78,10 +85,6 @@ _TOO_LONG = re.compile(
     r"too long|context length|context window|too many (input )?tokens|max(imum)? input tokens",
     re.IGNORECASE,
 )
-
-
-class TranslationError(ValueError):
-    """A request Bedrock cannot express (e.g. an image by http URL)."""
 
 
 # --------------------------------------------------------------------------
@@ -119,12 +122,7 @@ def to_converse(
         else:
             blocks = _user_blocks(message.content)
             turn_role = "user"
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == turn_role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": turn_role, "content": blocks})
+        append_turn(turns, turn_role, blocks)
     for turn in turns:  # tool results first in a user turn, as Converse expects
         if turn["role"] == "user":
             turn["content"].sort(key=lambda block: 0 if "toolResult" in block else 1)
@@ -204,23 +202,22 @@ def _user_blocks(content: str | list[dict[str, Any]] | None) -> list[dict[str, A
             if part.get("text"):
                 blocks.append({"text": str(part["text"])})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            blocks.append({"image": _image(str(url or ""))})
+            blocks.append({"image": _image(image_url(part, "bedrock: image_url"))})
         else:
             raise TranslationError(f"bedrock: content part of type {kind!r} is not supported")
     return blocks
 
 
 def _image(url: str) -> dict[str, Any]:
-    match = _DATA_URL.fullmatch(url.strip())
-    if match is not None:
-        fmt = _IMAGE_FORMATS.get(match["format"].lower())
+    inline = data_url(url, "bedrock: image_url")
+    if inline is not None:
+        kind, _, subtype = inline.media_type.partition("/")
+        fmt = _IMAGE_FORMATS.get(subtype) if kind == "image" else None
         if fmt is None:
             raise TranslationError(
-                f"bedrock: image format {match['format']!r} is not one of png, jpeg, gif, webp"
+                f"bedrock: image format {subtype or kind!r} is not one of png, jpeg, gif, webp"
             )
-        data = re.sub(r"\s+", "", match["data"])
+        data = inline.data
         try:
             base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
@@ -430,12 +427,8 @@ def classify_exception(name: str | None, status: int | None, message: str) -> Fa
 
 
 class ConverseStreamState:
-    """Turns ConverseStream events into ``chat.completion.chunk`` dicts.
-
-    Feed each event's type and decoded JSON payload to ``feed``; it returns the
-    chunks to send (often one, sometimes none). ``finished`` is True once
-    ``messageStop`` arrived.
-    """
+    """Turns ConverseStream events into chunks: a ``StreamTranslator`` (``dicts``
+    gives them as plain dicts); ``finished`` is True once ``messageStop`` arrived."""
 
     def __init__(self, *, response_id: str, model: str, created: int) -> None:
         self._base = {
@@ -457,8 +450,14 @@ class ConverseStreamState:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
-    def feed(self, event: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: str, payload: Mapping[str, Any]) -> list[ChatChunk]:
         """Chunks for one event; unknown events (and reasoning deltas) give none."""
+        return [ChatChunk.model_validate(chunk) for chunk in self.dicts(event, payload)]
+
+    def finish(self) -> list[ChatChunk]:
+        return []  # usage came with the ``metadata`` event
+
+    def dicts(self, event: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         if event == "messageStart":
             return [self._chunk({"content": ""})]
         if event == "contentBlockStart":

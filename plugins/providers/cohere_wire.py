@@ -31,17 +31,21 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from turnout.errors import FailureClass
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    FailureClass,
     Message,
+    ProviderError,
     ResponseMessage,
+    TranslationError,
     Usage,
+    function_tool,
+    image_url,
 )
 
 __all__ = [
@@ -66,17 +70,8 @@ _TOO_LONG = re.compile(r"too many tokens|context (length|window)|maximum context
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
-class TranslationError(ValueError):
-    """A request Cohere cannot be given as it stands; the message says what to fix."""
-
-
-class GenerationFailed(Exception):
+class GenerationFailed(ProviderError):
     """Cohere ended a generation with ``finish_reason`` ERROR or TIMEOUT."""
-
-    def __init__(self, failure: FailureClass, message: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.message = message
 
 
 # --------------------------------------------------------------------------
@@ -204,10 +199,7 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
             blocks.append({"type": "text", "text": str(part.get("text") or "")})
         elif kind == "image_url":
             image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str) or not url:
-                raise TranslationError(f"{where}.content[{number}]: image_url needs a url")
-            block: dict[str, Any] = {"url": url}
+            block: dict[str, Any] = {"url": image_url(part, f"{where}.content[{number}]")}
             if isinstance(image, dict) and image.get("detail") in ("auto", "low", "high"):
                 block["detail"] = image["detail"]
             blocks.append({"type": "image_url", "image_url": block})
@@ -245,20 +237,11 @@ def _tool_content(text: str) -> str | list[dict[str, Any]]:
 
 
 def _tool(tool: Mapping[str, Any], number: int) -> dict[str, Any]:
-    function = tool.get("function")
-    if tool.get("type") != "function" or not isinstance(function, dict):
-        raise TranslationError(
-            f"tools[{number}]: only function tools are supported by Cohere, "
-            f"not {tool.get('type')!r}"
-        )
-    name = function.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"tools[{number}].function: needs a name")
-    spec: dict[str, Any] = {"name": name}
-    if function.get("description"):
-        spec["description"] = function["description"]
-    parameters = function.get("parameters")
-    spec["parameters"] = parameters if isinstance(parameters, dict) else dict(_EMPTY_PARAMETERS)
+    function = function_tool(tool, number, vendor="Cohere")
+    spec: dict[str, Any] = {"name": function.name}
+    if function.description:
+        spec["description"] = function.description
+    spec["parameters"] = function.parameters or dict(_EMPTY_PARAMETERS)
     return {"type": "function", "function": spec}
 
 
@@ -379,7 +362,12 @@ class CohereStream:
         self.usage: Usage | None = None
         self._calls: dict[int, int] = {}
 
-    def feed(self, event: Mapping[str, Any], name: str = "") -> list[ChatChunk]:
+    def finish(self) -> list[ChatChunk]:
+        """The usage-only chunk, when ``message-end`` reported usage."""
+        usage = self.usage_chunk()
+        return [usage] if usage is not None else []
+
+    def feed(self, name: str, event: Mapping[str, Any]) -> list[ChatChunk]:
         """The chunks for one event (possibly none); raises ``GenerationFailed``."""
         kind = event.get("type") or name
         delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}

@@ -9,13 +9,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.errors import FailureClass
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatChunk,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    FailureClass,
     ResponseMessage,
     Usage,
 )
@@ -212,8 +212,14 @@ class GeminiStream:
         """True once every candidate that began has sent its finishReason."""
         return bool(self._finished) and self._finished >= self._started
 
-    def feed(self, payload: Mapping[str, Any]) -> list[ChatChunk]:
-        """The chunks for one event (possibly none)."""
+    def finish(self) -> list[ChatChunk]:
+        """The usage-only chunk, when the stream reported usage."""
+        usage = self.usage_chunk()
+        return [usage] if usage is not None else []
+
+    def feed(self, name: str, payload: Mapping[str, Any]) -> list[ChatChunk]:
+        """The chunks for one event (possibly none); ``name`` is unused (Gemini's
+        events are unnamed)."""
         if self._first:
             self._first = False
             self.response_id = str(payload.get("responseId") or self.response_id)

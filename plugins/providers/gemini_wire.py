@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -52,9 +51,15 @@ from turnout.plugins.providers.gemini_reply import (
     retry_delay,
     usage_from_gemini,
 )
-from turnout.wire.chat import (
+from turnout.provider_api import (
     ChatRequest,
     Message,
+    TranslationError,
+    append_turn,
+    arguments,
+    data_url,
+    function_tool,
+    image_url,
 )
 
 __all__ = [
@@ -72,12 +77,7 @@ __all__ = [
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
-_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac"}
-
-
-class TranslationError(ValueError):
-    """A request Gemini cannot be given as it stands; the message says what to fix."""
 
 
 # --------------------------------------------------------------------------
@@ -183,10 +183,7 @@ def contents_from_messages(
             if role == "user":
                 raise TranslationError(f"{where}: a user message needs some content")
             continue
-        if contents and contents[-1]["role"] == gemini_role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": gemini_role, "parts": parts})
+        append_turn(contents, gemini_role, parts, key="parts")
     if not contents:
         raise TranslationError("messages: Gemini needs at least one user or assistant message")
     return system, contents
@@ -218,11 +215,7 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
             if part.get("text"):
                 parts.append({"text": str(part["text"])})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str) or not url:
-                raise TranslationError(f"{at}: image_url needs a url")
-            parts.append(_media(url, at))
+            parts.append(_media(image_url(part, at), at))
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
             fmt = str(audio.get("format", "")).lower()
@@ -245,14 +238,9 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _media(url: str, where: str) -> dict[str, Any]:
     """``inlineData`` for a base64 data: URL, ``fileData`` for any other URL."""
-    match = _DATA_URL.match(url)
-    if match:
-        mime = match.group("mime")
-        if not mime:
-            raise TranslationError(f"{where}: the data: URL needs a media type")
-        return {"inlineData": {"mimeType": mime.lower(), "data": url[match.end() :]}}
-    if url.startswith("data:"):
-        raise TranslationError(f"{where}: data: URLs must be base64 (data:<type>;base64,...)")
+    inline = data_url(url, where)
+    if inline is not None:
+        return {"inlineData": {"mimeType": inline.media_type, "data": inline.data}}
     path = urllib.parse.urlsplit(url).path
     mime, _ = mimetypes.guess_type(path, strict=False)
     if mime is None:
@@ -278,7 +266,9 @@ def _assistant_parts(
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise TranslationError(f"{at}: the function needs a name")
-        part: dict[str, Any] = {"functionCall": {"name": name, "args": _arguments(function, at)}}
+        part: dict[str, Any] = {
+            "functionCall": {"name": name, "args": arguments(function.get("arguments"), at)}
+        }
         signature = _signature(call)
         if signature:
             part["thoughtSignature"] = signature
@@ -288,21 +278,6 @@ def _assistant_parts(
     if calls and not any("thoughtSignature" in part for part in calls):
         calls[0]["thoughtSignature"] = SKIP_SIGNATURE
     return parts + calls
-
-
-def _arguments(function: Mapping[str, Any], where: str) -> dict[str, Any]:
-    raw = function.get("arguments")
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, dict):
-        return raw
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        raise TranslationError(f"{where}: function.arguments is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise TranslationError(f"{where}: function.arguments must be a JSON object")
-    return value
 
 
 def _signature(call: Mapping[str, Any]) -> str | None:
@@ -335,20 +310,12 @@ def _function_response(
 def _function_declarations(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     declarations = []
     for number, tool in enumerate(tools):
-        function = tool.get("function")
-        if tool.get("type") != "function" or not isinstance(function, dict):
-            raise TranslationError(
-                f"tools[{number}]: only function tools are supported by Gemini, "
-                f"not {tool.get('type')!r}"
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError(f"tools[{number}].function: needs a name")
-        declaration: dict[str, Any] = {"name": name}
-        if function.get("description"):
-            declaration["description"] = function["description"]
-        if isinstance(function.get("parameters"), dict):
-            declaration["parametersJsonSchema"] = function["parameters"]
+        function = function_tool(tool, number, vendor="Gemini")
+        declaration: dict[str, Any] = {"name": function.name}
+        if function.description:
+            declaration["description"] = function.description
+        if function.parameters is not None:
+            declaration["parametersJsonSchema"] = function.parameters
         declarations.append(declaration)
     return declarations
 

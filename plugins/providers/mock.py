@@ -22,34 +22,22 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from turnout.contract.hookspecs import hookimpl
-from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
-from turnout.errors import FailureClass, ProviderError
-from turnout.policy.models import Duration
-from turnout.wire.chat import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    ChunkChoice,
-    Delta,
-    Usage,
-)
+from turnout import provider_api as api
 
 __all__ = ["MockOptions", "MockProvider", "MockStep"]
 
 _STATUS = {
-    FailureClass.RATE_LIMITED: 429,
-    FailureClass.OVERLOADED: 503,
-    FailureClass.SERVER_ERROR: 500,
-    FailureClass.TIMEOUT: 504,
-    FailureClass.AUTH: 401,
-    FailureClass.BAD_REQUEST: 400,
-    FailureClass.CONTEXT_LENGTH: 400,
-    FailureClass.CONTENT_FILTER: 400,
-    FailureClass.NOT_FOUND: 404,
+    api.FailureClass.RATE_LIMITED: 429,
+    api.FailureClass.OVERLOADED: 503,
+    api.FailureClass.SERVER_ERROR: 500,
+    api.FailureClass.TIMEOUT: 504,
+    api.FailureClass.AUTH: 401,
+    api.FailureClass.BAD_REQUEST: 400,
+    api.FailureClass.CONTEXT_LENGTH: 400,
+    api.FailureClass.CONTENT_FILTER: 400,
+    api.FailureClass.NOT_FOUND: 404,
 }
 
 
@@ -58,9 +46,9 @@ class MockStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fail: FailureClass | None = None
-    retry_after: Duration | None = None
-    latency: Duration | None = None
+    fail: api.FailureClass | None = None
+    retry_after: api.Duration | None = None
+    latency: api.Duration | None = None
     reply: str | None = None
     fail_after_chunks: int | None = Field(None, ge=1, description="streams: fail after N chunks")
 
@@ -68,15 +56,15 @@ class MockStep(BaseModel):
 class MockOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency: Duration = 0.0
-    chunk_delay: Duration = 0.0
+    latency: api.Duration = 0.0
+    chunk_delay: api.Duration = 0.0
     reply: str | None = None
     script: list[MockStep] = Field(default_factory=list)
     repeat: bool = False
     usage: dict[str, int] | None = None
 
 
-def _last_user_text(request: ChatRequest) -> str:
+def _last_user_text(request: api.ChatRequest) -> str:
     for message in reversed(request.messages):
         if message.role == "user":
             content = message.content
@@ -87,7 +75,7 @@ def _last_user_text(request: ChatRequest) -> str:
     return ""
 
 
-def _words(request: ChatRequest) -> int:
+def _words(request: api.ChatRequest) -> int:
     total = 0
     for message in request.messages:
         if isinstance(message.content, str):
@@ -95,13 +83,13 @@ def _words(request: ChatRequest) -> int:
     return total
 
 
-class MockProvider(Provider):
+class MockProvider(api.Provider):
     Options = MockOptions
     free = True
+    options: MockOptions
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: api.ProviderSettings) -> None:
         super().__init__(settings)
-        self.options: MockOptions = settings.options or MockOptions()
         self._calls = itertools.count()
         self._ids = itertools.count(1)
 
@@ -114,7 +102,7 @@ class MockProvider(Provider):
             return script[n % len(script)]
         return None
 
-    async def _prepare(self, call: ProviderCall) -> tuple[str, MockStep | None]:
+    async def _prepare(self, call: api.ProviderCall) -> tuple[str, MockStep | None]:
         step = self._step()
         latency = (
             step.latency if step is not None and step.latency is not None else self.options.latency
@@ -122,7 +110,7 @@ class MockProvider(Provider):
         if latency:
             await asyncio.sleep(latency)
         if step is not None and step.fail is not None and step.fail_after_chunks is None:
-            raise ProviderError(
+            raise api.ProviderError(
                 step.fail,
                 f"mock: scripted {step.fail.value}",
                 status_code=_STATUS.get(step.fail),
@@ -131,7 +119,7 @@ class MockProvider(Provider):
         reply = (step.reply if step is not None else None) or self.options.reply
         return (reply if reply is not None else _last_user_text(call.request)), step
 
-    def _usage(self, call: ProviderCall, reply: str) -> dict[str, int]:
+    def _usage(self, call: api.ProviderCall, reply: str) -> dict[str, int]:
         if self.options.usage:
             prompt = self.options.usage.get("prompt_tokens", 0)
             completion = self.options.usage.get("completion_tokens", 0)
@@ -143,9 +131,9 @@ class MockProvider(Provider):
             "total_tokens": prompt + completion,
         }
 
-    async def chat(self, call: ProviderCall) -> ChatResponse:
+    async def chat(self, call: api.ProviderCall) -> api.ChatResponse:
         reply, _ = await self._prepare(call)
-        return ChatResponse.model_validate(
+        return api.ChatResponse.model_validate(
             {
                 "id": f"chatcmpl-mock-{next(self._ids)}",
                 "created": int(time.time()),
@@ -161,24 +149,26 @@ class MockProvider(Provider):
             }
         )
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
+    async def stream(self, call: api.ProviderCall) -> AsyncIterator[api.ChatChunk]:
         reply, step = await self._prepare(call)
         ident, created = f"chatcmpl-mock-{next(self._ids)}", int(time.time())
 
-        def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> ChatChunk:
+        def chunk(
+            delta: api.Delta, finish: str | None = None, usage: api.Usage | None = None
+        ) -> api.ChatChunk:
             choices = (
                 []
                 if usage is not None
-                else [ChunkChoice(index=0, delta=delta, finish_reason=finish)]
+                else [api.ChunkChoice(index=0, delta=delta, finish_reason=finish)]
             )
-            return ChatChunk(
+            return api.ChatChunk(
                 id=ident, created=created, model=call.model, choices=choices, usage=usage
             )
 
         words = reply.split(" ")
         for i, word in enumerate(words):
             if step is not None and step.fail is not None and step.fail_after_chunks == i:
-                raise ProviderError(
+                raise api.ProviderError(
                     step.fail,
                     f"mock: scripted {step.fail.value} mid-stream",
                     status_code=_STATUS.get(step.fail),
@@ -186,12 +176,14 @@ class MockProvider(Provider):
             if i and self.options.chunk_delay:
                 await asyncio.sleep(self.options.chunk_delay)
             text = word if i == 0 else " " + word
-            yield chunk(Delta(role="assistant", content=text) if i == 0 else Delta(content=text))
-        yield chunk(Delta(), finish="stop")
+            yield chunk(
+                api.Delta(role="assistant", content=text) if i == 0 else api.Delta(content=text)
+            )
+        yield chunk(api.Delta(), finish="stop")
         # always, as providers should: the engine drops it for callers who did not ask
-        yield chunk(Delta(), usage=Usage.model_validate(self._usage(call, reply)))
+        yield chunk(api.Delta(), usage=api.Usage.model_validate(self._usage(call, reply)))
 
 
-@hookimpl
-def turnout_register_providers(register: Any) -> None:
+@api.hookimpl
+def turnout_register_providers(register: api.RegisterProvider) -> None:
     register("mock", MockProvider)

@@ -12,18 +12,10 @@ always ask the upstream for a final usage chunk (unless the caller chose
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2 as httpx
-import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
-from turnout.contract.hookspecs import hookimpl
-from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
-from turnout.errors import FailureClass, ProviderError
-from turnout.plugins.providers import _http
-from turnout.upstream.clients import post_bytes
-from turnout.wire.chat import ChatChunk, ChatResponse, ExtraFields
+from turnout import provider_api as api
 
 __all__ = ["OpenAIOptions", "OpenAIProvider"]
 
@@ -39,7 +31,7 @@ class OpenAIOptions(BaseModel):
     streamed requests to it are then not costed."""
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(api.TranslatingProvider):
     """Chat completions against any OpenAI-compatible ``base_url``.
 
     Headers: the policy's ``headers``, then ``Authorization: Bearer <key>``
@@ -52,92 +44,37 @@ class OpenAIProvider(Provider):
     default_base_url = "https://api.openai.com/v1"
     requires_api_key = True
     price_provider = "openai"
+    stream_end = "[DONE]"
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: api.ProviderSettings) -> None:
         super().__init__(settings)
-        options = settings.options
-        if not isinstance(options, OpenAIOptions):
-            options_type = self.Options if self.Options is not None else OpenAIOptions
-            options = options_type.model_validate(options or {})
-        self._stream_usage = options.stream_usage
-        self._raw_response = settings.raw_response
+        self._stream_usage = self.options.stream_usage
         self._url = f"{self.base_url}/chat/completions"
-        configured = {name.lower(): value for name, value in settings.headers.items()}
-        self._headers = {"content-type": "application/json", **configured}
-        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
 
     # Hook points for OpenAI-compatible vendors (presets, Azure): each is
     # called once per upstream call; the defaults are plain OpenAI.
 
-    def request_url(self, call: ProviderCall) -> str:
+    def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         """The URL to POST one call to (Azure puts the deployment in the path)."""
         return self._url
-
-    def request_headers(self, call: ProviderCall, *, stream: bool) -> dict[str, str]:
-        """The headers of one call, authentication included (Bearer by default)."""
-        return _with_key(self._stream_headers if stream else self._headers, call.api_key)
 
     def adapt_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The JSON body to send, after ``stream``/``stream_options`` are settled;
         override to adjust a vendor's quirks (field names, enum values)."""
         return body
 
-    async def chat(self, call: ProviderCall) -> ChatResponse:
-        """Send one non-streaming request (``stream`` and ``stream_options`` removed).
-
-        The response's ``extra_fields`` is None, or holds only ``raw_response``
-        (the upstream's JSON) when the policy asks for it.
-        """
+    def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
+        """The caller's request with the upstream model; without streaming,
+        ``stream`` and ``stream_options`` are removed. Streams ask for a final
+        usage chunk (``stream_options.include_usage: true``) unless the caller
+        set ``include_usage`` either way, so the engine can settle cost; that
+        chunk is yielded like any other, and the engine drops it for callers
+        that did not ask."""
         body = call.request.upstream_body(call.model)
-        body.pop("stream", None)
-        body.pop("stream_options", None)  # OpenAI rejects it without stream
-        try:
-            response = await post_bytes(
-                call.client,
-                self.request_url(call),
-                content=pydantic_core.to_json(self.adapt_body(body)),
-                headers=self.request_headers(call, stream=False),
-                timeout=_http.attempt_timeout(call),
-            )
-        except httpx.RequestError as exc:
-            raise _http.error_from_transport(exc, secret=call.api_key) from exc
-        content = response.content
-        if not response.is_success:
-            raise _http.error_from_response(
-                response.status_code,
-                response.headers,
-                content,
-                reason=response.reason_phrase,
-                secret=call.api_key,
-            )
-        try:
-            result = ChatResponse.model_validate_json(content)
-        except ValidationError as exc:
-            raise _malformed(content, exc, "a chat completion", call.api_key) from None
-        if result.model_extra and result.model_extra.get("error"):
-            raise _embedded_error(result.model_extra, call.api_key)
-        # extra_fields is turnout's namespace: never pass on an upstream gateway's.
-        result.extra_fields = (
-            ExtraFields(raw_response=json.loads(content)) if self._raw_response else None
-        )
-        return result
-
-    async def stream(self, call: ProviderCall) -> AsyncIterator[ChatChunk]:
-        """Send one streaming request and yield its chunks as the upstream sends them.
-
-        Usage: unless the caller set ``stream_options.include_usage`` (either
-        way), it is sent as ``true``, so the upstream ends with a usage-only
-        chunk (``choices: []``) that the engine needs for cost accounting.
-        That chunk is yielded like any other. A caller that did not ask for it
-        should not see it; dropping it is the engine's job (it knows what the
-        caller asked, and other providers produce such a chunk anyway).
-
-        Ends at ``data: [DONE]``. A stream that ends without it, an ``error``
-        event, or an ``{"error": ...}`` payload raises ``ProviderError``. The
-        upstream response is closed however the iteration ends (consumer
-        stops, cancellation, error).
-        """
-        body = call.request.upstream_body(call.model)
+        if not stream:
+            body.pop("stream", None)
+            body.pop("stream_options", None)  # OpenAI rejects it without stream
+            return self.adapt_body(body)
         body["stream"] = True
         if self._stream_usage:
             stream_options = body.get("stream_options")
@@ -145,100 +82,122 @@ class OpenAIProvider(Provider):
                 body["stream_options"] = {"include_usage": True}
             elif "include_usage" not in stream_options:
                 stream_options["include_usage"] = True
+        return self.adapt_body(body)
+
+    async def chat_raw(self, call: api.ProviderCall) -> api.RawChatResponse:
+        """Send one non-streaming request; the answer as received, parsed on demand.
+
+        Reading ``.response`` validates it (a malformed body, or an ``error``
+        in a 2xx body, raises ``ProviderError``) and fills ``extra_fields``.
+        """
+        reply = await self.send(call, self.build(call, stream=False))
         secret = call.api_key
-        async with _http.event_stream(
-            call,
-            self.request_url(call),
-            content=pydantic_core.to_json(self.adapt_body(body)),
-            headers=self.request_headers(call, stream=True),
-            on_status=lambda response: _http.error_from_response(
-                response.status_code,
-                response.headers,
-                response.content,
-                reason=response.reason_phrase,
-                secret=secret,
-            ),
-            on_not_sse=lambda content_type, content: _not_a_stream(content_type, content, secret),
-        ) as events:
-            async for event in events:
-                data = event.data
-                if data.startswith("[DONE]"):
-                    await _http.drain(events)
-                    return
-                if event.event == "error":
-                    raise _error_event(data, secret)
-                if not data:
-                    continue
-                try:
-                    chunk = ChatChunk.model_validate_json(data)
-                except ValidationError as exc:
-                    raise _malformed(data, exc, "a chat completion chunk", secret) from None
-                extra = chunk.model_extra
-                if extra and extra.get("error"):
-                    raise _embedded_error(extra, secret)
-                if chunk.extra_fields is not None:
-                    chunk.extra_fields = None
-                yield chunk
-        raise ProviderError(FailureClass.CONNECTION, "stream ended before [DONE]")
+        raw_response = self.raw_response
+
+        def parse(content: bytes) -> api.ChatResponse:
+            try:
+                result = api.ChatResponse.model_validate_json(content)
+            except ValidationError as exc:
+                raise _malformed(content, exc, "a chat completion", secret) from None
+            if result.model_extra and result.model_extra.get("error"):
+                raise _embedded_error(result.model_extra, secret)
+            # extra_fields is turnout's namespace: never pass on an upstream gateway's.
+            result.extra_fields = (
+                api.ExtraFields(raw_response=json.loads(content)) if raw_response else None
+            )
+            return result
+
+        return api.RawChatResponse(reply.content, parse)
+
+    async def chat(self, call: api.ProviderCall) -> api.ChatResponse:
+        """Send one non-streaming request (``stream`` and ``stream_options`` removed).
+
+        The response's ``extra_fields`` is None, or holds only ``raw_response``
+        (the upstream's JSON) when the policy asks for it.
+        """
+        return (await self.chat_raw(call)).response
+
+    def decode_event(
+        self, event: api.ServerSentEvent, call: api.ProviderCall
+    ) -> tuple[str, Any] | None:
+        """The chunk's JSON text as sent (the translator validates it in one step);
+        ``[DONE]`` ends the stream; an ``error`` event raises."""
+        data = event.data
+        if data.startswith("[DONE]"):
+            return "done", data
+        if event.event == "error":
+            raise _error_event(data, call.api_key)
+        return (event.event, data) if data else None
+
+    def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> _Chunks:
+        return _Chunks(call.api_key)
 
 
-def _with_key(headers: dict[str, str], api_key: str | None) -> dict[str, str]:
-    if api_key:
-        return {**headers, "authorization": f"Bearer {api_key}"}
-    return headers
+class _Chunks:
+    """OpenAI's own chunks, validated; ends at ``data: [DONE]``."""
+
+    __slots__ = ("_secret", "finished")
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret
+        self.finished = False
+
+    def feed(self, name: str, data: str) -> list[api.ChatChunk]:
+        if name == "done":
+            self.finished = True
+            return []
+        try:
+            chunk = api.ChatChunk.model_validate_json(data)
+        except ValidationError as exc:
+            raise _malformed(data, exc, "a chat completion chunk", self._secret) from None
+        extra = chunk.model_extra
+        if extra and extra.get("error"):
+            raise _embedded_error(extra, self._secret)
+        if chunk.extra_fields is not None:
+            chunk.extra_fields = None
+        return [chunk]
+
+    def finish(self) -> list[api.ChatChunk]:
+        return []
 
 
 def _malformed(
     content: bytes | str, exc: ValidationError, expected: str, secret: str | None
-) -> ProviderError:
+) -> api.ProviderError:
     """The error for a 2xx body (or stream payload) that is not what it should be."""
     try:
         payload = json.loads(content)
     except ValueError:
-        return ProviderError(
-            FailureClass.SERVER_ERROR, f"upstream answered with invalid JSON, not {expected}"
+        return api.ProviderError(
+            api.FailureClass.SERVER_ERROR, f"upstream answered with invalid JSON, not {expected}"
         )
-    error = _http.error_object(payload)
+    error = api.error_object(payload)
     if error is not None:
-        return _http.error_from_payload(error, secret=secret)
+        return api.error_from_payload(error, secret=secret)
     first = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
-    return ProviderError(
-        FailureClass.SERVER_ERROR,
+    return api.ProviderError(
+        api.FailureClass.SERVER_ERROR,
         f"upstream answered with JSON that is not {expected} ({where}: {first['msg']})",
     )
 
 
-def _embedded_error(payload: dict[str, Any], secret: str | None) -> ProviderError:
-    error = _http.error_object(payload) or {"message": "upstream reported an error"}
-    return _http.error_from_payload(error, secret=secret)
+def _embedded_error(payload: dict[str, Any], secret: str | None) -> api.ProviderError:
+    error = api.error_object(payload) or {"message": "upstream reported an error"}
+    return api.error_from_payload(error, secret=secret)
 
 
-def _error_event(data: str, secret: str | None) -> ProviderError:
+def _error_event(data: str, secret: str | None) -> api.ProviderError:
     try:
-        error = _http.error_object(json.loads(data))
+        error = api.error_object(json.loads(data))
     except ValueError:
         error = None
     if error is None:
         error = {"message": f"upstream sent an error event: {data}"}
-    return _http.error_from_payload(error, secret=secret)
+    return api.error_from_payload(error, secret=secret)
 
 
-def _not_a_stream(content_type: str, content: bytes, secret: str | None) -> ProviderError:
-    try:
-        error = _http.error_object(json.loads(content))
-    except ValueError:
-        error = None
-    if error is not None:
-        return _http.error_from_payload(error, secret=secret)
-    return ProviderError(
-        FailureClass.SERVER_ERROR,
-        f"upstream answered a stream request with {content_type or 'no content type'!r}, "
-        "not text/event-stream",
-    )
-
-
-@hookimpl
-def turnout_register_providers(register: Any) -> None:
+@api.hookimpl
+def turnout_register_providers(register: api.RegisterProvider) -> None:
     """Register the ``openai`` provider type."""
     register("openai", OpenAIProvider)

@@ -16,12 +16,10 @@ servers (LM Studio). ``options: {stream_usage: true}`` turns it back on.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from turnout.contract.hookspecs import hookimpl
-from turnout.contract.provider import ProviderSettings
 from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from turnout.provider_api import RegisterProvider, hookimpl
 
 __all__ = [
     "PRESETS",
@@ -119,20 +117,17 @@ class OpenRouterProvider(OpenAIProvider):
     default_base_url = "https://openrouter.ai/api/v1"
     price_provider = "openrouter"
 
-    def __init__(self, settings: ProviderSettings) -> None:
-        options = settings.options
-        if not isinstance(options, OpenRouterOptions):
-            options = OpenRouterOptions.model_validate(options or {})
+    def base_headers(self, configured: dict[str, str]) -> dict[str, str]:
+        options = self.options
         attribution = {
             name: value
             for name, value in (
-                ("HTTP-Referer", options.http_referer),
-                ("X-Title", options.x_title),
+                ("http-referer", options.http_referer),
+                ("x-title", options.x_title),
             )
             if value
         }
-        headers = {**attribution, **settings.headers}  # the policy's headers win
-        super().__init__(dataclasses.replace(settings, headers=headers, options=options))
+        return super().base_headers({**attribution, **configured})  # the policy's headers win
 
 
 class XAIProvider(OpenAIProvider):
@@ -205,7 +200,7 @@ PRESETS: dict[str, type[OpenAIProvider]] = {
 
 
 @hookimpl
-def turnout_register_providers(register: Any) -> None:
+def turnout_register_providers(register: RegisterProvider) -> None:
     """Register every preset type."""
     for name, cls in PRESETS.items():
         register(name, cls)

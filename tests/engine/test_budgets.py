@@ -223,3 +223,20 @@ async def test_state_outage_fails_closed_for_budgets(make_engine: Callable[..., 
 def _unused(_: StateBackend) -> None:
     textwrap.dedent("")
     _ = NANO
+
+
+async def test_a_stream_reports_the_plan_its_budget_left(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """``ChatStream.plan`` is the plan that ran: the budget skipped the dear target."""
+    policy = PRICED.format(state="{}", latency="0s").replace("limit: 0.05", "limit: 0.0155")
+    engine = make_engine(policy)
+    request = {**REQUEST, "model": "thrifty"}
+    await engine.chat(request)  # $0.01 of $0.0155 spent: mock/paid no longer fits
+    stream = engine.stream({**request, "stream": True})
+    async for _ in stream:
+        pass
+    assert [a.name for a in stream.plan.attempts] == ["mock/cheap"]
+    assert {s.name: s.reason.value for s in stream.plan.skipped} == {"mock/paid": "budget"}
+    assert stream.extra_fields is not None and stream.extra_fields.provider == "mock"
+    assert stream.extra_fields.attempts[-1].model == "cheap"

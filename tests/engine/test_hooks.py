@@ -494,6 +494,78 @@ def test_builtin_mock_is_an_ordinary_plugin(engine) -> None:
     assert engine.plugin_manager.has_plugin("turnout.plugins.providers.mock")
 
 
+# -- lifecycle -------------------------------------------------------------------
+
+
+class Tally:
+    """A plugin with per-engine state, as docs/plugins.md shows: the module-level
+    hook registers one ``Counted`` per engine."""
+
+    def __init__(self) -> None:
+        self.closed: list[Counted] = []
+
+    @hookimpl
+    def turnout_engine_started(self, plugin_manager, metrics) -> None:
+        plugin_manager.register(Counted(metrics, self.closed))
+
+
+class Counted:
+    def __init__(self, metrics, closed: list[Counted]) -> None:
+        from prometheus_client import Counter
+
+        self.served = Counter("tally_requests", "Requests this engine served.", registry=metrics)
+        self.closed = closed
+
+    @hookimpl
+    def turnout_request_finished(self, ctx, outcome) -> None:
+        self.served.inc()
+
+    @hookimpl
+    async def turnout_engine_closed(self) -> None:
+        self.closed.append(self)
+
+
+async def test_turnout_engine_started_gives_each_engine_its_own_state(make_engine) -> None:
+    tally = Tally()
+    one, two = make_engine(POLICY, plugins=[tally]), make_engine(POLICY, plugins=[tally])
+    await one.chat(user("a", model="r"))
+    await one.chat(user("b", model="r"))
+    await two.chat(user("c", model="r"))
+    assert one.metrics.get_sample_value("tally_requests_total") == 2
+    assert two.metrics.get_sample_value("tally_requests_total") == 1
+
+
+async def test_turnout_engine_closed_fires_once_per_engine_on_aclose() -> None:
+    tally = Tally()
+    engine = Engine.from_yaml(POLICY, plugins=[tally], autoload=False)
+    await engine.chat(user("a", model="r"))
+    assert tally.closed == []
+    await engine.aclose()
+    assert len(tally.closed) == 1
+
+
+async def test_a_failing_close_hook_is_logged_and_the_others_still_run() -> None:
+    class Broken:
+        @hookimpl
+        def turnout_engine_closed(self) -> None:
+            raise RuntimeError("cannot close")
+
+    tally = Tally()
+    engine = Engine.from_yaml(POLICY, plugins=[tally, Broken()], autoload=False)
+    await engine.aclose()
+    assert len(tally.closed) == 1
+
+
+def test_a_plugin_that_fails_to_start_is_named() -> None:
+    class Unstartable:
+        @hookimpl
+        def turnout_engine_started(self) -> None:
+            raise RuntimeError("no licence")
+
+    with pytest.raises(PluginError, match=r"plugin '.*Unstartable' failed to start: no licence"):
+        Engine.from_yaml(POLICY, plugins=[Unstartable()], autoload=False)
+
+
 # -- meta-tests: every hook is tested here and documented ----------------------
 
 
@@ -506,6 +578,8 @@ HOOKS = sorted(
 
 def test_hook_list_is_what_we_expect() -> None:
     assert HOOKS == [
+        "turnout_engine_closed",
+        "turnout_engine_started",
         "turnout_on_error",
         "turnout_post_response",
         "turnout_pre_request",

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from turnout import ChatRequest, SkipReason
 from turnout.contract.registry import collect_provider_types, make_plugin_manager
-from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.compile import compile_policy
 from turnout.policy.loader import parse_document
+from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Role
 from turnout.routing.planner import NoRouteError, plan_request
 from turnout.state import StateSnapshot

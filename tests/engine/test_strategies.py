@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from turnout import ChatRequest
 from turnout.contract.registry import collect_registry, make_plugin_manager
-from turnout.policy.compile import RoutingTable, compile_policy
+from turnout.policy.compile import compile_policy
 from turnout.policy.loader import parse_document
+from turnout.policy.table import RoutingTable
 from turnout.routing.planner import plan_request
 from turnout.state import StateSnapshot
 from turnout.state.stats import TargetStats

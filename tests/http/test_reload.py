@@ -70,3 +70,22 @@ def test_a_file_caught_empty_mid_write_is_never_loaded(reloading: RunningGateway
         "the rejection of the empty file",
     )
     assert _reply(reloading) == "first"
+
+
+def test_a_changed_state_backend_is_rejected_naming_state(
+    reloading: RunningGateway, tmp_path: Path
+) -> None:
+    rejected = reloading.metric("turnout_policy_reloads_total", result="rejected")
+    metered = GOOD + "    rate_limit: {{rpm: 1000}}\n"
+    reloading.policy.write_text(metered.format(reply="first"))  # memory, now in use
+    reloading.wait_for(lambda: reloading.engine.table.limits is not None, "the rate limit")
+    state = f"state: {{{{backend: sqlite, path: '{tmp_path / 's.db'}'}}}}\n"
+    reloading.policy.write_text((state + metered).format(reply="second"))
+    reloading.wait_for(
+        lambda: reloading.metric("turnout_policy_reloads_total", result="rejected") >= rejected + 1,
+        "the rejection of the new state backend",
+    )
+    assert _reply(reloading) == "first"
+    last = reloading.app.reloader.history[-1]
+    assert last["result"] == "rejected"
+    assert any(p.split(": ", 1)[1].startswith("state: changed") for p in last["problems"])

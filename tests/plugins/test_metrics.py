@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
 from turnout import Engine, TurnoutError
 
 POLICY = """\
@@ -25,53 +24,60 @@ routes:
 HI = [{"role": "user", "content": "one two three"}]
 
 
-def value(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def value(engine: Engine, name: str, **labels: str) -> float:
+    return engine.metrics.get_sample_value(name, labels) or 0.0
 
 
 async def test_a_request_with_retries_and_a_fallback_is_counted() -> None:
     engine = Engine.from_yaml(POLICY, autoload=False)
     ok = {"route": "metered", "provider": "mock", "model": "b", "status": "200"}
     before = {
-        "requests": value("turnout_requests_total", **ok),
-        "retries": value("turnout_retries_total", route="metered"),
-        "fallbacks": value("turnout_fallbacks_total", route="metered"),
-        "failed": value("turnout_attempts_total", provider="down", model="a", outcome="overloaded"),
-        "input": value("turnout_tokens_total", provider="mock", model="b", direction="input"),
-        "latency": value("turnout_request_duration_seconds_count", route="metered"),
+        "requests": value(engine, "turnout_requests_total", **ok),
+        "retries": value(engine, "turnout_retries_total", route="metered"),
+        "fallbacks": value(engine, "turnout_fallbacks_total", route="metered"),
+        "failed": value(
+            engine, "turnout_attempts_total", provider="down", model="a", outcome="overloaded"
+        ),
+        "input": value(
+            engine, "turnout_tokens_total", provider="mock", model="b", direction="input"
+        ),
+        "latency": value(engine, "turnout_request_duration_seconds_count", route="metered"),
     }
     await engine.chat({"model": "metered", "messages": HI})
-    assert value("turnout_requests_total", **ok) == before["requests"] + 1
-    assert value("turnout_retries_total", route="metered") == before["retries"] + 1
-    assert value("turnout_fallbacks_total", route="metered") == before["fallbacks"] + 1
+    assert value(engine, "turnout_requests_total", **ok) == before["requests"] + 1
+    assert value(engine, "turnout_retries_total", route="metered") == before["retries"] + 1
+    assert value(engine, "turnout_fallbacks_total", route="metered") == before["fallbacks"] + 1
     assert (
-        value("turnout_attempts_total", provider="down", model="a", outcome="overloaded")
+        value(engine, "turnout_attempts_total", provider="down", model="a", outcome="overloaded")
         == before["failed"] + 2
     )
     assert (
-        value("turnout_tokens_total", provider="mock", model="b", direction="input")
+        value(engine, "turnout_tokens_total", provider="mock", model="b", direction="input")
         == before["input"] + 3
     )
-    assert value("turnout_request_duration_seconds_count", route="metered") == before["latency"] + 1
+    assert (
+        value(engine, "turnout_request_duration_seconds_count", route="metered")
+        == before["latency"] + 1
+    )
 
 
 async def test_a_failed_request_is_counted_with_its_status() -> None:
     engine = Engine.from_yaml(POLICY, autoload=False)
     labels = {"route": "hopeless", "provider": "down", "model": "c", "status": "503"}
-    before = value("turnout_requests_total", **labels)
+    before = value(engine, "turnout_requests_total", **labels)
     try:
         await engine.chat({"model": "hopeless", "messages": HI})
     except TurnoutError as exc:
         assert exc.status_code == 503
-    assert value("turnout_requests_total", **labels) == before + 1
+    assert value(engine, "turnout_requests_total", **labels) == before + 1
 
 
 async def test_streams_record_time_to_first_token() -> None:
     engine = Engine.from_yaml(POLICY, autoload=False)
-    before = value("turnout_time_to_first_token_seconds_count", provider="mock", model="s")
+    before = value(engine, "turnout_time_to_first_token_seconds_count", provider="mock", model="s")
     async for _ in engine.stream({"model": "mock/s", "messages": HI}):
         pass
-    after = value("turnout_time_to_first_token_seconds_count", provider="mock", model="s")
+    after = value(engine, "turnout_time_to_first_token_seconds_count", provider="mock", model="s")
     assert after == before + 1
 
 
@@ -88,23 +94,47 @@ async def test_shadow_requests_are_counted_apart_from_the_request() -> None:
         autoload=False,
     )
     labels = {"route": "shadowed", "provider": "candidate", "model": "next"}
-    before_failed = value("turnout_shadow_requests_total", **labels, outcome="server_error")
-    before_ok = value("turnout_shadow_requests_total", **labels, outcome="ok")
+    before_failed = value(engine, "turnout_shadow_requests_total", **labels, outcome="server_error")
+    before_ok = value(engine, "turnout_shadow_requests_total", **labels, outcome="ok")
     served = value(
-        "turnout_requests_total", route="shadowed", provider="mock", model="live", status="200"
+        engine,
+        "turnout_requests_total",
+        route="shadowed",
+        provider="mock",
+        model="live",
+        status="200",
     )
     for _ in range(2):
         await engine.chat({"model": "shadowed", "messages": HI})
     await engine.aclose()  # waits for the shadow calls
     assert (
-        value("turnout_shadow_requests_total", **labels, outcome="server_error")
+        value(engine, "turnout_shadow_requests_total", **labels, outcome="server_error")
         == before_failed + 1
     )
-    assert value("turnout_shadow_requests_total", **labels, outcome="ok") == before_ok + 1
+    assert value(engine, "turnout_shadow_requests_total", **labels, outcome="ok") == before_ok + 1
     assert (
         value(
-            "turnout_requests_total", route="shadowed", provider="mock", model="live", status="200"
+            engine,
+            "turnout_requests_total",
+            route="shadowed",
+            provider="mock",
+            model="live",
+            status="200",
         )
         == served + 2
     )
-    assert value("turnout_shadow_duration_seconds_count", provider="candidate", model="next") >= 2
+    assert (
+        value(engine, "turnout_shadow_duration_seconds_count", provider="candidate", model="next")
+        >= 2
+    )
+
+
+async def test_each_engine_counts_only_its_own_requests() -> None:
+    first = Engine.from_yaml(POLICY, autoload=False)
+    second = Engine.from_yaml(POLICY, autoload=False)
+    labels = {"route": "metered", "provider": "mock", "model": "b", "status": "200"}
+    await first.chat({"model": "metered", "messages": HI})
+    await first.chat({"model": "metered", "messages": HI})
+    await second.chat({"model": "metered", "messages": HI})
+    assert value(first, "turnout_requests_total", **labels) == 2
+    assert value(second, "turnout_requests_total", **labels) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from turnout import PolicyError, TurnoutError, hookimpl
-from turnout.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 
 from tests.conftest import user
 
@@ -25,8 +24,22 @@ def greedy(text: str = "hello", **extra):
     return user(text, temperature=0, **extra)
 
 
-def sample(metric, *labels: str) -> float:
-    return metric.labels(*labels)._value.get()
+def lookups(engine, route: str, result: str) -> float:
+    return (
+        engine.metrics.get_sample_value(
+            "turnout_cache_lookups_total", {"route": route, "result": result}
+        )
+        or 0.0
+    )
+
+
+def errors_of(engine, backend: str, operation: str) -> float:
+    return (
+        engine.metrics.get_sample_value(
+            "turnout_cache_errors_total", {"backend": backend, "operation": operation}
+        )
+        or 0.0
+    )
 
 
 async def test_a_repeated_request_is_answered_from_the_cache(make_engine) -> None:
@@ -43,11 +56,11 @@ async def test_a_repeated_request_is_answered_from_the_cache(make_engine) -> Non
 
 async def test_hits_and_misses_are_counted(make_engine) -> None:
     engine = make_engine(MEMORY)
-    hits, misses = sample(CACHE_LOOKUPS, "r", "hit"), sample(CACHE_LOOKUPS, "r", "miss")
+    hits, misses = lookups(engine, "r", "hit"), lookups(engine, "r", "miss")
     await engine.chat(greedy("counted", model="r"))
     await engine.chat(greedy("counted", model="r"))
-    assert sample(CACHE_LOOKUPS, "r", "hit") == hits + 1
-    assert sample(CACHE_LOOKUPS, "r", "miss") == misses + 1
+    assert lookups(engine, "r", "hit") == hits + 1
+    assert lookups(engine, "r", "miss") == misses + 1
 
 
 async def test_sampled_requests_bypass_unless_the_route_allows_them(make_engine) -> None:
@@ -122,7 +135,7 @@ async def test_a_stream_is_stored_and_a_hit_replays_as_a_stream(make_engine) -> 
     engine = make_engine(MEMORY)
     first = engine.stream(greedy("streamed words here", model="r"))
     text = "".join([c.choices[0].delta.content or "" async for c in first if c.choices])
-    assert first.scratch["cache"] == "miss"
+    assert first.cache == "miss"
     replay = engine.stream(greedy("streamed words here", model="r"))
     chunks = [c async for c in replay]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
@@ -175,16 +188,35 @@ async def test_engines_sharing_redis_share_entries(make_engine, redis_url) -> No
     assert hit.extra_fields.cache == "hit" and hit.extra_fields.attempts == []
 
 
+async def test_closing_the_engine_closes_its_redis_connections(make_engine, redis_url) -> None:
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(redis_url)
+    name = "turnout-close-test"
+
+    async def ours() -> int:
+        return sum(1 for c in await admin.client_list() if c.get("name") == name)
+
+    engine = make_engine(
+        POLICY.format(backend=f"backend: redis, url: '{redis_url}?client_name={name}'")
+    )
+    await engine.chat(greedy("connects", model="r"))
+    assert await ours() >= 1
+    await engine.aclose()
+    assert await ours() == 0
+    await admin.aclose()
+
+
 async def test_a_redis_outage_is_a_counted_miss_never_a_failure(make_engine) -> None:
     from tests.http.conftest import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     engine = make_engine(POLICY.format(backend=f"backend: redis, url: '{dead}', timeout: 200ms"))
-    errors = sample(CACHE_ERRORS, "redis", "get")
-    stores = sample(CACHE_ERRORS, "redis", "set")
+    errors = errors_of(engine, "redis", "get")
+    stores = errors_of(engine, "redis", "set")
     for _ in range(2):
         response = await engine.chat(greedy("outage", model="r"))
         assert response.extra_fields.cache == "miss"
         assert response.choices[0].message.content == "outage"
-    assert sample(CACHE_ERRORS, "redis", "get") == errors + 2
-    assert sample(CACHE_ERRORS, "redis", "set") == stores + 2
+    assert errors_of(engine, "redis", "get") == errors + 2
+    assert errors_of(engine, "redis", "set") == stores + 2

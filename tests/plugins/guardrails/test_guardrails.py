@@ -10,7 +10,6 @@ import pytest
 from pydantic import BaseModel
 from turnout import ChatChunk, ChatResponse, Guardrail, PolicyError, TurnoutError, hookimpl
 from turnout.contract.provider import Provider, ProviderCall
-from turnout.metrics import GUARDRAIL_ACTIONS
 
 from tests.conftest import user
 
@@ -64,18 +63,19 @@ def engine(make_engine):
     return make_engine(POLICY)
 
 
-def count(route: str, rail: str, direction: str, action: str) -> float:
-    return GUARDRAIL_ACTIONS.labels(route, rail, direction, action)._value.get()
+def count(engine, route: str, rail: str, direction: str, action: str) -> float:
+    labels = {"route": route, "guardrail": rail, "direction": direction, "action": action}
+    return engine.metrics.get_sample_value("turnout_guardrail_actions_total", labels) or 0.0
 
 
 async def test_personal_data_is_redacted_before_it_reaches_the_provider(engine) -> None:
-    before = count("r", "pii", "input", "redact")
+    before = count(engine, "r", "pii", "input", "redact")
     response = await engine.chat(user(f"mail a@b.io, card {CARD}, again a@b.io", model="r"))
     # the mock echoes what it received
     assert response.choices[0].message.content == (
         "mail [EMAIL_1], card [CREDIT_CARD_1], again [EMAIL_1]"
     )
-    assert count("r", "pii", "input", "redact") == before + 1
+    assert count(engine, "r", "pii", "input", "redact") == before + 1
 
 
 async def test_a_secret_blocks_the_request_naming_the_guardrail(engine) -> None:

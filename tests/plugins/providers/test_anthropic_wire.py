@@ -421,8 +421,8 @@ EVENTS: list[tuple[str, dict[str, Any]]] = [
 
 def run(events: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     translator = wire.StreamTranslator(created=1, model="fallback-name")
-    chunks = [chunk for name, data in events for chunk in translator.event(name, data)]
-    assert translator.done
+    chunks = [chunk for name, data in events for chunk in translator.feed(name, data)]
+    assert translator.finished
     return chunks
 
 
@@ -487,9 +487,9 @@ def test_thinking_deltas_become_reasoning_content_and_a_signed_block():
 )
 def test_error_events_raise_the_mapped_class(kind, failure):
     translator = wire.StreamTranslator()
-    assert translator.event(*EVENTS[0]) == []  # nothing sent yet: the attempt can fall back
+    assert translator.feed(*EVENTS[0]) == []  # nothing sent yet: the attempt can fall back
     with pytest.raises(ProviderError) as caught:
-        translator.event("error", {"type": "error", "error": {"type": kind, "message": "Boom"}})
+        translator.feed("error", {"type": "error", "error": {"type": kind, "message": "Boom"}})
     assert caught.value.failure is failure and caught.value.message == "Boom"
 
 

@@ -634,7 +634,7 @@ def test_stream_events_rebuild_the_same_message_as_converse(blocks):
     buffer.add_data(b"".join(stream_events(reply)))
     state = wire.ConverseStreamState(response_id="x", model="m", created=0)
     chunks = [
-        c for m in buffer for c in state.feed(m.headers[":event-type"], json.loads(m.payload))
+        c for m in buffer for c in state.dicts(m.headers[":event-type"], json.loads(m.payload))
     ]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     calls: dict[int, dict[str, Any]] = {}

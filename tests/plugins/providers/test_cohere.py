@@ -212,7 +212,7 @@ def test_a_stream_with_a_plan_and_tool_calls() -> None:
         {"type": "message-end", "delta": {"finish_reason": "TOOL_CALL",
                                           "usage": {"billed_units": {"input_tokens": 5, "output_tokens": 7}}}},
     ]  # fmt: skip
-    chunks = [c for e in events for c in stream.feed(e)]
+    chunks = [c for e in events for c in stream.feed("", e)]
     assert all(c.id == "abc" for c in chunks) and stream.finished
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "I will"
     deltas = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]

@@ -296,11 +296,11 @@ def test_a_blocked_prompt_is_recognised() -> None:
 def test_a_stream_of_several_candidates() -> None:
     stream = wire.GeminiStream(model="m", created=1, fallback_id="id")
     chunks = []
-    chunks += stream.feed({"candidates": [{"content": {"parts": [{"text": "Hel"}]}},
+    chunks += stream.feed("message", {"candidates": [{"content": {"parts": [{"text": "Hel"}]}},
                                           {"index": 1, "content": {"parts": [{"text": "Bon"}]}}],
                            "responseId": "r1", "usageMetadata": {"promptTokenCount": 3}})  # fmt: skip
     assert not stream.finished
-    chunks += stream.feed({"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"},
+    chunks += stream.feed("message", {"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"},
                                           {"index": 1, "finishReason": "MAX_TOKENS"}],
                            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7}})  # fmt: skip
     assert stream.finished
@@ -490,7 +490,7 @@ def test_a_streamed_text_is_the_concatenation_of_its_events(pieces) -> None:
     stream = wire.GeminiStream(model="m", created=0, fallback_id="f")
     events = [{"candidates": [{"content": {"parts": [{"text": p}]}}]} for p in pieces]
     events[-1]["candidates"][0]["finishReason"] = "STOP"
-    chunks = [c for e in events for c in stream.feed(e)]
+    chunks = [c for e in events for c in stream.feed("message", e)]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(pieces)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks].count("stop") == 1

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from turnout.contract.provider import ProviderCall, ProviderSettings
 from turnout.errors import FailureClass, ProviderError
 from turnout.plugins.providers import openai as openai_plugin
-from turnout.plugins.providers._http import parse_retry_after
 from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from turnout.provider_api import parse_retry_after
 from turnout.wire.chat import ChatChunk, ChatRequest
 
 from tests.fakes.openai_upstream import FakeOpenAI, Fault

@@ -1,8 +1,8 @@
-"""Failure classification shared by providers that speak HTTP.
+"""Failure classification for providers that speak HTTP.
 
-Turns what an upstream said (status, headers, an error body, or a transport
-exception) into one ``ProviderError`` with the right ``FailureClass``. Error
-bodies are read in the shape most vendors share, ``{"error": {"message",
+Turns what an upstream said (status, headers, an error body, or an
+``UpstreamError``) into one ``ProviderError`` with the right ``FailureClass``.
+Error bodies are read in the shape most vendors share, ``{"error": {"message",
 "type", "code"}}``, plus vLLM's older top-level ``{"object": "error", ...}``.
 
 Messages come from the upstream's own ``error.message``, never from the
@@ -11,32 +11,24 @@ request; the API key is masked out of them in case an upstream echoes it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import email.utils
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
-import httpx2 as httpx
-from turnout.contract.provider import ProviderCall
 from turnout.errors import FailureClass, ProviderError
-from turnout.upstream.clients import Reply, post_bytes
+from turnout.upstream.interface import UpstreamError
 
 __all__ = [
-    "DRAIN_SECONDS",
-    "attempt_timeout",
     "classify_error",
-    "drain",
+    "clean",
     "error_from_payload",
     "error_from_response",
     "error_from_transport",
     "error_object",
-    "event_stream",
     "parse_retry_after",
-    "post_json",
 ]
 
 _MAX_MESSAGE = 500
@@ -184,7 +176,7 @@ def error_from_payload(
     code = error.get("code")
     return ProviderError(
         classify_error(status, error),
-        _clean(message, secret),
+        clean(message, secret),
         status_code=status,
         retry_after=retry_after,
         code=code if isinstance(code, str) and code else None,
@@ -219,127 +211,25 @@ def error_from_response(
         message += f" (redirect to {headers['location']}; point base_url there)"
     return ProviderError(
         FailureClass.from_status(status),
-        _clean(message, secret),
+        clean(message, secret),
         status_code=status,
         retry_after=retry_after,
     )
 
 
-def error_from_transport(exc: httpx.RequestError, *, secret: str | None = None) -> ProviderError:
+def error_from_transport(exc: UpstreamError, *, secret: str | None = None) -> ProviderError:
     """A ``ProviderError`` for a request that got no HTTP answer (or a broken one)."""
-    detail = _clean(str(exc) or type(exc).__name__, secret)
-    if isinstance(exc, httpx.TimeoutException):
+    detail = clean(exc.detail, secret)
+    if exc.failure is FailureClass.TIMEOUT:
         return ProviderError(FailureClass.TIMEOUT, f"upstream timed out ({detail})")
-    return ProviderError(FailureClass.CONNECTION, f"upstream connection failed ({detail})")
+    return ProviderError(exc.failure, f"upstream connection failed ({detail})")
 
 
-def _clean(message: str, secret: str | None) -> str:
-    if secret and len(secret) >= _MIN_SECRET:
-        message = message.replace(secret, "***")
+def clean(message: str, *secrets: str | None) -> str:
+    """``message`` with each secret masked (``***``) and its length capped."""
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET:
+            message = message.replace(secret, "***")
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
     return message
-
-
-# After the end of a stream, how long to wait for the end of the body so the
-# connection can go back to the pool instead of being closed.
-DRAIN_SECONDS = 0.25
-
-
-def attempt_timeout(call: ProviderCall) -> httpx.Timeout | Any:
-    """The client's per-phase timeouts, none longer than what the attempt has left.
-
-    Capping rather than replacing keeps a short configured connect timeout
-    short, so a dead upstream still fails fast enough to fall back.
-    """
-    limit = call.timeout
-    if limit is None:
-        return httpx.USE_CLIENT_DEFAULT
-    configured = call.client.timeout
-    return httpx.Timeout(
-        connect=limit if configured.connect is None else min(configured.connect, limit),
-        read=limit if configured.read is None else min(configured.read, limit),
-        write=limit if configured.write is None else min(configured.write, limit),
-        pool=limit if configured.pool is None else min(configured.pool, limit),
-    )
-
-
-async def drain(events: AsyncIterator[Any]) -> None:
-    with contextlib.suppress(httpx.HTTPError, httpx.StreamError, TimeoutError):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            async for _ in events:
-                pass
-
-
-async def post_json(
-    call: ProviderCall,
-    url: str,
-    *,
-    content: bytes,
-    headers: dict[str, str],
-    on_status: Callable[[Reply], ProviderError],
-    vendor: str = "upstream",
-) -> Any:
-    """POST ``content`` to ``url`` and return the parsed JSON answer.
-
-    A non-2xx answer raises ``on_status(response)``; a body that is not JSON is
-    a SERVER_ERROR; a transport failure is classified by ``error_from_transport``.
-    What the JSON must look like is the caller's to check.
-    """
-    try:
-        response = await post_bytes(
-            call.client, url, content=content, headers=headers, timeout=attempt_timeout(call)
-        )
-    except httpx.RequestError as exc:
-        raise error_from_transport(exc, secret=call.api_key) from exc
-    if not response.is_success:
-        raise on_status(response)
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        raise ProviderError(
-            FailureClass.SERVER_ERROR, f"{vendor} answered with invalid JSON"
-        ) from None
-
-
-@contextlib.asynccontextmanager
-async def event_stream(
-    call: ProviderCall,
-    url: str,
-    *,
-    content: bytes,
-    headers: Mapping[str, str],
-    on_status: Callable[[httpx.Response], ProviderError],
-    on_not_sse: Callable[[str, bytes], ProviderError],
-    vendor: str = "upstream",
-) -> AsyncIterator[AsyncGenerator[httpx.ServerSentEvent, None]]:
-    """POST ``content`` to ``url`` and give the body's server-sent events.
-
-    A non-2xx answer raises ``on_status(response)`` (body read); a 2xx that is
-    not ``text/event-stream`` raises ``on_not_sse(content_type, body)``; a
-    malformed event stream is a SERVER_ERROR and a transport failure is
-    classified by ``error_from_transport``. The response is closed however the
-    block ends (the caller stops early, is cancelled, or raises).
-    """
-    try:
-        async with call.client.stream(
-            "POST", url, content=content, headers=headers, timeout=attempt_timeout(call)
-        ) as response:
-            if not response.is_success:
-                await response.aread()
-                raise on_status(response)
-            content_type = response.headers.get("content-type", "")
-            if not content_type.lower().startswith("text/event-stream"):
-                await response.aread()
-                raise on_not_sse(content_type, response.content)
-            events = cast(
-                AsyncGenerator[httpx.ServerSentEvent, None], aiter(httpx.EventSource(response))
-            )
-            async with contextlib.aclosing(events):
-                yield events
-    except httpx.SSEError as exc:
-        raise ProviderError(
-            FailureClass.SERVER_ERROR, f"{vendor} sent a malformed event stream ({exc})"
-        ) from exc
-    except httpx.RequestError as exc:
-        raise error_from_transport(exc, secret=call.api_key) from exc
