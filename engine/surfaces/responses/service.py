@@ -33,7 +33,6 @@ from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse, ExtraFields
 
 __all__ = ["ResponseStream", "ResponsesAPI", "parse_responses_request"]
 
-DEFAULT_TTL = 30 * 86400.0
 Respond = Callable[[dict[str, Any], ChatResponse], Awaitable[None]]
 
 
@@ -120,8 +119,7 @@ class ResponsesAPI:
 
     @property
     def store(self) -> ConversationStore:
-        limits = self.engine.table.limits
-        ttl = limits.state.responses_ttl if limits is not None else DEFAULT_TTL
+        ttl = self.engine.table.policy.state.responses_ttl
         return ConversationStore(self.engine.ledger.backend, ttl)
 
     def _owner(self, headers: Mapping[str, str]) -> str | None:
