@@ -8,7 +8,8 @@ plugin reported one in ``ctx.cache`` / ``ctx.scratch["guardrail"]``.
 
 Never logged: HTTP headers (so no ``Authorization``), API keys, and message
 content — unless the policy sets ``gateway: {log_content: true}``, which adds
-the request's messages and, for non-streaming responses, the reply text.
+the request's messages (as guardrails redacted them) and, for non-streaming
+responses, the reply text; never for a request a guardrail blocked.
 
 Nothing is built or emitted unless ``turnout.request`` is enabled for INFO, so
 an application using the engine as a library pays nothing and sees nothing
@@ -77,6 +78,10 @@ def request_fields(ctx: RequestContext, outcome: RequestOutcome) -> dict[str, An
         fields["error_code"] = error.code
         fields["error"] = error.message
     if ctx.table.policy.gateway.log_content:
+        if guardrail is not None and any(e.get("action") == "block" for e in guardrail):
+            # what a guardrail refused (a key, a card number) is not written down either
+            fields["content"] = "withheld: a guardrail blocked this request"
+            return fields
         fields["messages"] = [m.model_dump(exclude_none=True) for m in ctx.request.messages]
         response = outcome.response
         if response is not None:

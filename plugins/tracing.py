@@ -96,6 +96,8 @@ class _Tracers:
             return entry[1]
         with self._lock:
             tracer = self._build(telemetry) if traces_enabled(telemetry) else None
+            if len(self._by_section) >= 64:  # policy reloads: keep the map small
+                self._by_section.clear()
             self._by_section[id(telemetry)] = (telemetry, tracer)
         return tracer
 

@@ -57,7 +57,7 @@ from turnout.plugin_api import (
     hookimpl,
     parse_duration,
 )
-from turnout.plugins.cache.key import cache_key, caller_id
+from turnout.plugins.cache.key import cache_key, cache_namespace
 from turnout.plugins.cache.memory import MemoryStore
 from turnout.plugins.cache.redis import RedisStore
 from turnout.plugins.cache.store import CacheStore, CacheUnavailable
@@ -311,7 +311,7 @@ class ResponseCache:
         if (control.no_cache and control.no_store) or not _cacheable(request, config):
             self._report(ctx, "bypass")
             return None
-        caller = caller_id(ctx, config.caller_header) if config.per_caller else "-"
+        caller = cache_namespace(ctx, config)
         key = cache_key(request, ctx.route, prefix=config.prefix, caller=caller)
         store = self.store_for(ctx.table, config)
         if not control.no_store:

@@ -41,6 +41,7 @@ __all__ = [
     "report",
     "scan_text",
     "scan_thinking",
+    "scan_value",
     "state_of",
     "text_place",
     "unredactable",
@@ -259,6 +260,33 @@ def scan_text(
     for rail, found in redacting:
         report(ctx, rail, direction, "redact", kinds_of(found), str(place))
     return out
+
+
+def scan_value(
+    ctx: RequestContext, rails: list[CompiledGuardrail], value: Any, direction: str, path: str
+) -> Any:
+    """Scan every string in a JSON value (``metadata``, ``prediction``, a part's
+    ``image_url``); the value with its strings redacted, or ``value`` itself
+    when nothing changed."""
+    if isinstance(value, str):
+        return scan_text(ctx, rails, value, direction, Place(path)) if value else value
+    if isinstance(value, dict):
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            out = scan_value(ctx, rails, item, direction, f"{path}.{key}" if path else str(key))
+            if out is not item:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = out
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items: list[Any] | None = None
+        for k, item in enumerate(value):
+            out = scan_value(ctx, rails, item, direction, f"{path}[{k}]")
+            if out is not item:
+                items = items if items is not None else list(value)
+                items[k] = out
+        return value if items is None else items
+    return value
 
 
 def check_output(

@@ -7,130 +7,140 @@ the next target tried (``fallback``, the default), or the request refused
 (``block``). On streams the text has gone out already, so any failure ends
 the stream with an error event.
 
-The validator covers the JSON Schema subset structured outputs use: ``type``
-(one or a list), ``enum``, ``const``, ``properties``, ``required``,
-``additionalProperties``, ``items``, ``prefixItems``, ``minItems`` / ``maxItems``,
-``minLength`` / ``maxLength``, ``pattern``, ``minimum`` / ``maximum`` (and the
-exclusive forms), ``anyOf`` / ``oneOf`` / ``allOf``, and local ``$ref``
-(``#/$defs/...``, ``#/definitions/...``). Other keywords are not checked.
+The schema comes from the caller, so validating with it must cost bounded
+work. It is validated by jsonschema-rs (JSON Schema, drafts 4 to 2020-12)
+with its linear-time regex engine, never fetching a remote ``$ref``, and a
+schema is refused up front, a 400 naming ``response_format.json_schema.schema``,
+when it is larger than ``MAX_SCHEMA_BYTES``, when its ``$ref``s expand to more
+than ``MAX_EXPANDED`` subschemas (a chain of references that doubles at each
+step), or when jsonschema-rs cannot compile it (a ``pattern`` with a
+lookaround, a ``$ref`` to a document elsewhere). A recursive schema (a tree
+of nodes) is allowed: its recursion is bounded by the output's own depth.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from functools import lru_cache
 from typing import Any
 
+import jsonschema_rs
 from pydantic import BaseModel, ConfigDict
-from turnout import ChatRequest, Guardrail
+from turnout import ChatRequest, Guardrail, TurnoutError
 
-__all__ = ["JsonSchema", "schema_errors"]
+__all__ = ["MAX_EXPANDED", "MAX_SCHEMA_BYTES", "JsonSchema", "schema_errors"]
 
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-}
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_EXPANDED = 10_000
+PARAM = "response_format.json_schema.schema"
 
 
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
-        )
-    if name == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    kind = _TYPES.get(name)
-    return kind is None or isinstance(value, kind)
+def _refused(why: str) -> TurnoutError:
+    return TurnoutError(f"{PARAM}: {why}", status_code=400, code="invalid_json_schema", param=PARAM)
 
 
-def _resolve(ref: str, root: dict[str, Any]) -> Any:
-    if not ref.startswith("#/"):
-        return {}
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = (
-            node.get(part.replace("~1", "/").replace("~0", "~"), {})
-            if isinstance(node, dict)
-            else {}
-        )
+def _pointer(root: Any, ref: str) -> Any:
+    node = root
+    for part in ref[2:].split("/") if ref != "#" else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
     return node
 
 
-def schema_errors(value: Any, schema: Any, root: Any = None, path: str = "$") -> str | None:
-    """The first way ``value`` fails ``schema``, as ``path: reason``; None if it conforms."""
-    if not isinstance(schema, dict):
-        return None if schema is not False else f"{path}: not allowed"
-    root = schema if root is None else root
-    if "$ref" in schema:
-        return schema_errors(value, _resolve(schema["$ref"], root), root, path)
-    kind = schema.get("type")
-    if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        if not any(_is_type(value, k) for k in kinds):
-            return f"{path}: expected {' or '.join(kinds)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{path}: {value!r} is not one of {schema['enum']!r}"
-    if "const" in schema and value != schema["const"]:
-        return f"{path}: must be {schema['const']!r}"
-    for key in ("allOf", "anyOf", "oneOf"):
-        subs = schema.get(key)
-        if not isinstance(subs, list):
-            continue
-        results = [schema_errors(value, s, root, path) for s in subs]
-        passed = sum(r is None for r in results)
-        if key == "allOf" and passed < len(subs):
-            return next(r for r in results if r is not None)
-        if key == "anyOf" and not passed:
-            return f"{path}: matches none of anyOf ({results[0]})"
-        if key == "oneOf" and passed != 1:
-            return f"{path}: matches {passed} of oneOf, not exactly one"
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                return f"{path}: missing required property {name!r}"
-        extra = schema.get("additionalProperties", True)
-        for name, item in value.items():
-            if name in props:
-                error = schema_errors(item, props[name], root, f"{path}.{name}")
-            elif extra is False:
-                error = f"{path}: unexpected property {name!r}"
-            else:
-                error = schema_errors(item, extra, root, f"{path}.{name}")
-            if error:
-                return error
-    elif isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            return f"{path}: fewer than {schema['minItems']} items"
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return f"{path}: more than {schema['maxItems']} items"
-        prefix = schema.get("prefixItems", [])
-        for i, item in enumerate(value):
-            sub = prefix[i] if i < len(prefix) else schema.get("items")
-            if sub is not None and (error := schema_errors(item, sub, root, f"{path}[{i}]")):
-                return error
-    elif isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            return f"{path}: shorter than {schema['minLength']}"
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return f"{path}: longer than {schema['maxLength']}"
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            return f"{path}: does not match {schema['pattern']!r}"
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        checks = (
-            ("minimum", lambda v, b: v >= b),
-            ("maximum", lambda v, b: v <= b),
-            ("exclusiveMinimum", lambda v, b: v > b),
-            ("exclusiveMaximum", lambda v, b: v < b),
+def expanded_size(schema: Any, limit: int = MAX_EXPANDED) -> int:
+    """How many subschemas ``schema`` holds with each local ``$ref`` replaced by
+    its target (a reference back into its own expansion counts once), up to
+    ``limit + 1``: the work one value's validation can take, per level."""
+    memo: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: Any) -> int:
+        if isinstance(node, list):
+            return sum(size(item) for item in node) + 1
+        if not isinstance(node, dict):
+            return 1
+        key = id(node)
+        if key in on_path:
+            return 1
+        if key in memo:
+            return memo[key]
+        on_path.add(key)
+        total = 1
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            target = _pointer(schema, ref)
+            if target is not None:
+                total += size(target)
+        for name, item in node.items():
+            if name not in ("$ref", "enum", "const", "examples", "default") and total <= limit:
+                total += size(item)
+        on_path.discard(key)
+        memo[key] = total = min(total, limit + 1)
+        return total
+
+    return size(schema)
+
+
+@lru_cache(maxsize=256)
+def _validator(text: str) -> Any:
+    schema = json.loads(text)
+    if expanded_size(schema) > MAX_EXPANDED:
+        raise _refused(
+            f"its $refs expand to more than {MAX_EXPANDED} subschemas; "
+            "a schema must stay small once its references are followed"
         )
-        for key, ok in checks:
-            bound = schema.get(key)
-            if isinstance(bound, int | float) and not ok(value, bound):
-                return f"{path}: {value} violates {key} {bound}"
-    return None
+    try:
+        return jsonschema_rs.validator_for(
+            schema, pattern_options=jsonschema_rs.RegexOptions(), offline=True
+        )
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _refused(f"not a schema this gateway runs ({first})") from None
+
+
+def validator_of(request: ChatRequest) -> Any:
+    """The compiled validator of a request's schema (None without one); TurnoutError 400
+    for a schema that is too large, expands too far or does not compile."""
+    fmt = request.response_format
+    if not fmt or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if schema is None:
+        return None
+    if not isinstance(schema, dict | bool):
+        raise _refused("must be an object")
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    if len(text) > MAX_SCHEMA_BYTES:
+        raise _refused(f"is {len(text)} bytes of JSON; at most {MAX_SCHEMA_BYTES} are accepted")
+    return _validator(text)
+
+
+def _path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def schema_errors(value: Any, schema: Any) -> str | None:
+    """The first way ``value`` fails ``schema``, as ``path: reason``; None if it conforms."""
+    validator = jsonschema_rs.validator_for(
+        schema, pattern_options=jsonschema_rs.RegexOptions(), offline=True
+    )
+    return _first_error(validator, value)
+
+
+def _first_error(validator: Any, value: Any) -> str | None:
+    error = next(validator.iter_errors(value), None)
+    if error is None:
+        return None
+    return f"{_path(error.instance_path)}: {error.message}"
 
 
 class JsonSchemaOptions(BaseModel):
@@ -152,13 +162,13 @@ class JsonSchema(Guardrail):
             return None
         try:
             value = json.loads(text)
-        except ValueError as exc:
-            return f"the output is not JSON ({exc.msg} at character {exc.pos})"
+        except (ValueError, RecursionError) as exc:
+            where = f" ({exc.msg} at character {exc.pos})" if hasattr(exc, "pos") else ""
+            return f"the output is not JSON{where}"
         if kind == "json_object":
             return None if isinstance(value, dict) else "the output is not a JSON object"
-        spec = fmt.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if schema is None:
+        validator = validator_of(request)
+        if validator is None:
             return None
-        error = schema_errors(value, schema)
+        error = _first_error(validator, value)
         return f"the output does not match the schema: {error}" if error else None

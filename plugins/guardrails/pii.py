@@ -9,30 +9,31 @@ a valid area, and phone numbers need a ``+`` country code or separators.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from turnout import Finding, Guardrail
+from turnout.plugins.guardrails.linear import D, LinearPattern, Scanned, W
 from turnout.plugins.guardrails.redact import without_overlaps
 
-__all__ = ["KINDS", "Pii", "iban_valid", "luhn_valid"]
+__all__ = ["KINDS", "REFERENCE", "Pii", "iban_valid", "luhn_valid"]
 
 Kind = Literal["credit_card", "iban", "ssn", "email", "ip_address", "phone"]
 KINDS: tuple[Kind, ...] = ("credit_card", "iban", "ssn", "email", "ip_address", "phone")
 """In priority order: where two overlap, the earlier kind wins."""
 
 
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+"""A digit doubled, its digits summed (Luhn's step)."""
+
+
 def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum of a string of digits holds."""
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        d = ord(char) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    """The Luhn checksum of a string of (decimal) digits holds."""
+    if not digits.isascii():
+        digits = "".join(str(int(c)) for c in digits)
+    summed = (digits[-1::-2] + digits[-2::-2].translate(_DOUBLED)).encode()
+    return (sum(summed) - 48 * len(summed)) % 10 == 0
 
 
 def iban_valid(iban: str) -> bool:
@@ -46,77 +47,111 @@ def iban_valid(iban: str) -> bool:
         return False
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-])")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
-_IPV4 = re.compile(
-    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?!\d|\.\d)"
-)
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]?\d{3,4}(?![\w])"
-    r"|(?<![\w+])\+\d{8,15}(?!\w)"
-)
+REFERENCE: dict[str, str] = {
+    "email": r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-])",
+    "credit_card": r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+    "ssn": r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])",
+    "ipv4": r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)",
+    "ipv6": r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])",
+    "phone": r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]?"
+    r"\d{3,4}(?![\w])|(?<![\w+])\+\d{8,15}(?!\w)",
+}
+"""The candidates of each kind as Python regexes: the meaning of the RE2 forms
+below (a test holds them equal on generated text); never run on request text."""
 
-
-_NUMBER_RUN = re.compile(r"\d(?:[ .()+-]?\d){6}|\d{1,3}\.\d{1,3}\.")
+_OCTET = f"(?:25[0-5]|2[0-4][{D}]|1[{D}][{D}]|[1-9]?[{D}])"
+_EMAIL = LinearPattern(
+    r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}",
+    before=f"{W}.+-",
+    after=f"(?:[^{W}-]|\\z)",
+)
+_CARD = LinearPattern(f"[{D}](?:[ -]?[{D}]){{12,18}}", before=f"{D}-", after=f"(?:[^{D}-]|\\z)")
+_IBAN = LinearPattern(
+    f"[A-Z]{{2}}[{D}]{{2}}(?: ?[A-Z0-9]){{11,30}}", before=W, after=f"(?:[^{W}]|\\z)"
+)
+_SSN = LinearPattern(f"[{D}]{{3}}-[{D}]{{2}}-[{D}]{{4}}", before=f"{D}-", after=f"(?:[^{D}-]|\\z)")
+_IPV4 = LinearPattern(
+    f"(?:{_OCTET}\\.){{3}}{_OCTET}", before=f"{D}.", after=f"(?:\\z|[^{D}.]|\\.(?:\\z|[^{D}]))"
+)
+_IPV6 = LinearPattern(
+    r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}", before=f"{W}:.", after=f"(?:[^{W}:]|\\z)"
+)
+_PHONE = LinearPattern(
+    f"(?:\\+[{D}]{{1,3}}[ .-]?)?(?:\\([{D}]{{2,4}}\\)[ .-]?|[{D}]{{2,4}}[ .-])[{D}]{{3,4}}[ .-]?"
+    f"[{D}]{{3,4}}|\\+[{D}]{{8,15}}",
+    before=f"{W}+",
+    after=f"(?:[^{W}]|\\z)",
+)
+_NUMBER_RUN = LinearPattern(f"[{D}](?:[ .()+-]?[{D}]){{6}}|[{D}]{{1,3}}\\.[{D}]{{1,3}}\\.")
 """Seven digits, possibly separated (cards, phones, SSNs, IBANs), or the start of an IPv4."""
 
 
-def _cards(text: str) -> list[Finding]:
+def _cards(scanned: Scanned) -> list[Finding]:
     out = []
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
+    text = scanned.text
+    for start, end in _CARD.spans(scanned):
+        digits = text[start:end].replace(" ", "").replace("-", "")
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            out.append(Finding("CREDIT_CARD", m.start(), m.end()))
+            out.append(Finding("CREDIT_CARD", start, end))
     return out
 
 
-def _ibans(text: str) -> list[Finding]:
+def _ibans(scanned: Scanned) -> list[Finding]:
+    text = scanned.text
     return [
-        Finding("IBAN", m.start(), m.end())
-        for m in _IBAN.finditer(text)
-        if iban_valid(m.group().replace(" ", ""))
+        Finding("IBAN", start, end)
+        for start, end in _IBAN.spans(scanned)
+        if iban_valid(text[start:end].replace(" ", ""))
     ]
 
 
-def _ips(text: str) -> list[Finding]:
-    out = [Finding("IP_ADDRESS", m.start(), m.end()) for m in _IPV4.finditer(text)]
-    for m in _IPV6.finditer(text):
-        candidate = m.group()
+def _ssns(scanned: Scanned) -> list[Finding]:
+    text = scanned.text
+    out = []
+    for start, end in _SSN.spans(scanned):
+        area, group, serial = text[start:end].split("-")
+        if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+            continue
+        out.append(Finding("SSN", start, end))
+    return out
+
+
+def _emails(scanned: Scanned) -> list[Finding]:
+    return [Finding("EMAIL", start, end) for start, end in _EMAIL.spans(scanned)]
+
+
+def _ips(scanned: Scanned) -> list[Finding]:
+    out = [Finding("IP_ADDRESS", start, end) for start, end in _IPV4.spans(scanned)]
+    text = scanned.text
+    for start, end in _IPV6.spans(scanned):
+        candidate = text[start:end]
         if candidate.count(":") < 2 or len(candidate) < 3:
             continue
         try:
             ipaddress.IPv6Address(candidate)
         except ValueError:
             continue
-        out.append(Finding("IP_ADDRESS", m.start(), m.end()))
+        out.append(Finding("IP_ADDRESS", start, end))
     return out
 
 
-def _simple(kind: str, pattern: re.Pattern[str]) -> Callable[[str], list[Finding]]:
-    def detect(text: str) -> list[Finding]:
-        return [Finding(kind, m.start(), m.end()) for m in pattern.finditer(text)]
-
-    return detect
-
-
-def _phones(text: str) -> list[Finding]:
+def _phones(scanned: Scanned) -> list[Finding]:
     out = []
-    for m in _PHONE.finditer(text):
-        digits = sum(c.isdigit() for c in m.group())
+    text = scanned.text
+    for start, end in _PHONE.spans(scanned):
+        digits = sum(c.isdigit() for c in text[start:end])
         if 7 <= digits <= 15:
-            out.append(Finding("PHONE", m.start(), m.end()))
+            out.append(Finding("PHONE", start, end))
     return out
 
 
-DETECTORS: dict[str, Callable[[str], list[Finding]]] = {
+DETECTORS: dict[str, Callable[[Scanned], list[Finding]]] = {
     "credit_card": _cards,
     "iban": _ibans,
-    "ssn": _simple("SSN", _SSN),
-    "email": _simple("EMAIL", _EMAIL),
+    "ssn": _ssns,
+    "email": _emails,
     "ip_address": _ips,
     "phone": _phones,
 }
@@ -143,7 +178,8 @@ class Pii(Guardrail):
         if len(text) < 6:
             return []
         # cheap prefilters: most text has no run of digits and no "@"
-        numeric = _NUMBER_RUN.search(text) is not None
+        scanned = Scanned(text)
+        numeric = _NUMBER_RUN.found_in(scanned)
         found: list[Finding] = []
         for kind, detect in self._detectors:
             if kind == "email":
@@ -154,5 +190,5 @@ class Pii(Guardrail):
                     continue
             elif not numeric:
                 continue
-            found += detect(text)
+            found += detect(scanned)
         return without_overlaps(found) if found else found

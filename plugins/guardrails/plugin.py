@@ -42,6 +42,7 @@ has its own hold-back buffer per choice (``streaming.py``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pluggy
@@ -67,13 +68,14 @@ from turnout.plugins.guardrails.acting import (
     report,
     scan_text,
     scan_thinking,
+    scan_value,
     state_of,
     text_place,
     unredactable,
 )
 from turnout.plugins.guardrails.arguments import redact_arguments
 from turnout.plugins.guardrails.deny import Deny
-from turnout.plugins.guardrails.json_schema import JsonSchema
+from turnout.plugins.guardrails.json_schema import JsonSchema, validator_of
 from turnout.plugins.guardrails.limits import Limits
 from turnout.plugins.guardrails.pii import Pii
 from turnout.plugins.guardrails.secrets import Secrets
@@ -123,6 +125,9 @@ def _scan_function(
     if isinstance(name, str) and name:
         place = call_place(f"{here}.name", call, name)
         scan_text(ctx, rails, name, direction, place, redact=unredactable)
+    if isinstance(arguments, dict | list) and arguments:  # sent as JSON, not a string
+        out_value = scan_value(ctx, rails, arguments, direction, f"{here}.arguments")
+        return None if out_value is arguments else {**function, "arguments": out_value}
     if isinstance(arguments, str) and arguments:
         place = call_place(f"{here}.arguments", call, name)
         redact = _arguments_redactor(ctx)
@@ -156,10 +161,43 @@ def _scan_calls(
 # -- input ---------------------------------------------------------------------
 
 
-def check_input(ctx: RequestContext) -> None:
+OFF_LOOP = 64 * 1024
+"""Characters of message text above which input is scanned in a worker thread:
+RE2 releases the GIL while it matches, so other requests (``/health``
+included) go on meanwhile. Below it a scan takes well under a millisecond and
+a thread hand-off would cost more than it saves."""
+
+
+def _text_size(request: Any) -> int:
+    size = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            size += len(content)
+        elif content:
+            size += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return size
+
+
+def check_input(ctx: RequestContext) -> Any:
+    """Run the input guardrails: None when done, or an awaitable when the input
+    is large enough to be scanned in a worker thread."""
+    if any(isinstance(r.guardrail, JsonSchema) for r in ctx.route.guardrails):
+        validator_of(ctx.request)  # a schema that costs unbounded work: 400 before any call
     rails = [r for r in ctx.route.guardrails if r.input]
     if not rails:
-        return
+        return None
+    if _text_size(ctx.request) > OFF_LOOP:
+        return _scan_off_loop(ctx, rails)
+    _scan_input(ctx, rails)
+    return None
+
+
+async def _scan_off_loop(ctx: RequestContext, rails: list[CompiledGuardrail]) -> None:
+    await asyncio.to_thread(_scan_input, ctx, rails)
+
+
+def _scan_input(ctx: RequestContext, rails: list[CompiledGuardrail]) -> None:
     request = ctx.request
     for rail in rails:
         try:
@@ -194,6 +232,13 @@ def check_input(ctx: RequestContext) -> None:
                     redacted = scan_text(ctx, rails, text, "input", place)
                     if redacted is not text:
                         part = {**part, "text": redacted}
+                if len(part) > 2 or (len(part) == 2 and "text" not in part):
+                    # image_url, input_audio, file, ...: every string in them
+                    rest = {k: v for k, v in part.items() if k not in ("type", "text")}
+                    here = f"messages[{i}].content[{j}]"
+                    scanned = scan_value(ctx, rails, rest, "input", here)
+                    if scanned is not rest:
+                        part = {**part, **scanned}
                 parts.append(part)
             if any(p is not q for p, q in zip(parts, content, strict=True)):
                 update["content"] = parts
@@ -201,12 +246,44 @@ def check_input(ctx: RequestContext) -> None:
             calls = _scan_calls(ctx, rails, message.tool_calls, "input", f"messages[{i}]")
             if calls is not None:
                 update["tool_calls"] = calls
+        if message.name:
+            name = scan_value(ctx, rails, message.name, "input", f"messages[{i}].name")
+            if name is not message.name:
+                update["name"] = name
+        if message.model_extra:
+            extra = scan_value(ctx, rails, message.model_extra, "input", f"messages[{i}]")
+            if extra is not message.model_extra:
+                update.update(extra)
         if update:
             changed = True
             message = message.model_copy(update=update)
         messages.append(message)
-    if changed:
-        ctx.request = request.model_copy(update={"messages": messages})
+    fields = _scan_fields(ctx, rails, request)
+    if changed or fields:
+        ctx.request = request.model_copy(update={"messages": messages, **fields})
+
+
+_OWN_FIELDS = frozenset({"cache"})
+"""Request extras that are turnout's own controls, not content."""
+
+
+def _scan_fields(
+    ctx: RequestContext, rails: list[CompiledGuardrail], request: Any
+) -> dict[str, Any]:
+    """Scan what a request passes through besides its messages: ``metadata``,
+    ``prediction`` and any field turnout does not know; the fields redacted."""
+    update: dict[str, Any] = {}
+    if request.metadata:
+        metadata = scan_value(ctx, rails, request.metadata, "input", "metadata")
+        if metadata is not request.metadata:
+            update["metadata"] = metadata
+    for name, value in (request.model_extra or {}).items():
+        if name in _OWN_FIELDS:
+            continue
+        out = scan_value(ctx, rails, value, "input", name)
+        if out is not value:
+            update[name] = out
+    return update
 
 
 # -- output --------------------------------------------------------------------
@@ -294,10 +371,11 @@ class Guardrails:
         self.actions = ActionCounter(registry)
 
     @hookimpl(tryfirst=True)
-    def turnout_pre_request(self, ctx: RequestContext) -> None:
+    def turnout_pre_request(self, ctx: RequestContext) -> Any:
         if ctx.route.guardrails:
             ctx.scratch[ACTIONS] = self.actions
-            check_input(ctx)
+            return check_input(ctx)
+        return None
 
     @hookimpl(tryfirst=True)
     def turnout_post_response(

@@ -8,14 +8,15 @@ reported; access key ids (``AKIA...``) are found on their own.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from turnout import Finding, Guardrail
+from turnout.plugins.guardrails.linear import LinearPattern, S, Scanned, W
 from turnout.plugins.guardrails.redact import without_overlaps
 
-__all__ = ["PATTERNS", "Secrets"]
+__all__ = ["PATTERNS", "REFERENCE", "Secrets"]
 
 Kind = Literal[
     "private_key",
@@ -31,29 +32,75 @@ Kind = Literal[
     "jwt",
 ]
 
-PATTERNS: dict[str, re.Pattern[str]] = {
-    "private_key": re.compile(
-        r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:[\s\S]*?-----END[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----)?"
-    ),
-    "anthropic_api_key": re.compile(r"(?<![\w-])sk-ant-[A-Za-z0-9_-]{20,}"),
-    "openai_api_key": re.compile(r"(?<![\w-])sk-(?!ant-)(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{20,}"),
-    "aws_access_key_id": re.compile(
-        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])"
-    ),
-    "aws_secret_key": re.compile(
-        r"(?i:aws|secret.?access)[\w .-]{0,30}?(?i:secret|key)[\"']?\s*(?:[:=]|is\b)?\s*[\"']?"
-        r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-    ),
-    "github_token": re.compile(
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
-    ),
-    "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    "slack_webhook": re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}"),
-    "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![\w-])"),
-    "stripe_key": re.compile(r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}"),
-    "jwt": re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+REFERENCE: dict[str, str] = {
+    "private_key": r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:[\s\S]*?-----END[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----)?",
+    "anthropic_api_key": r"(?<![\w-])sk-ant-[A-Za-z0-9_-]{20,}",
+    "openai_api_key": r"(?<![\w-])sk-(?!ant-)(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{20,}",
+    "aws_access_key_id": r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
+    "aws_secret_key": r"(?i:aws|secret.?access)[\w .-]{0,30}?(?i:secret|key)[\"']?\s*"
+    r"(?:[:=]|is\b)?\s*[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+    "github_token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+    "slack_token": r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+    "slack_webhook": r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}",
+    "google_api_key": r"\bAIza[0-9A-Za-z_-]{35}(?![\w-])",
+    "stripe_key": r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}",
+    "jwt": r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
 }
+"""Each kind as a Python regex: the meaning of the RE2 forms below (a test holds
+them equal on generated text); never run on request text, as Python's engine
+backtracks."""
+
+_NOT_WORD = f"(?:[^{W}]|\\z)"
+_KEY_HEADER = r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
+_KEY_FOOTER = r"-----END[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
+
+PATTERNS: dict[str, LinearPattern] = {
+    "private_key": LinearPattern(_KEY_HEADER),  # with its footer: see _private_keys
+    "anthropic_api_key": LinearPattern(r"sk-ant-[A-Za-z0-9_-]{20,}", before=f"{W}-"),
+    # (?:[A-Za-z0-9]+-)? of the reference adds nothing: the run after it holds it
+    "openai_api_key": LinearPattern(r"sk-[A-Za-z0-9_-]{20,}", before=f"{W}-"),
+    "aws_access_key_id": LinearPattern(
+        r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", before="A-Z0-9", after=r"(?:[^A-Z0-9]|\z)"
+    ),
+    "aws_secret_key": LinearPattern(
+        f"(?i:aws|secret.?access)[{W} .-]{{0,30}}?(?i:secret|key)[\"']?[{S}]*"
+        f"(?:[:=]|is\\b)?[{S}]*[\"']?(?P<value>[A-Za-z0-9/+]{{40}})",
+        after=r"(?:[^A-Za-z0-9/+=]|\z)",
+    ),
+    "github_token": LinearPattern(
+        r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", before=W
+    ),
+    "slack_token": LinearPattern(r"xox[abposr]-[A-Za-z0-9-]{10,}", before=W),
+    "slack_webhook": LinearPattern(r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}"),
+    "google_api_key": LinearPattern(r"AIza[0-9A-Za-z_-]{35}", before=W, after=f"(?:[^{W}-]|\\z)"),
+    "stripe_key": LinearPattern(r"(?:sk|rk)_live_[0-9A-Za-z]{20,}", before=W),
+    "jwt": LinearPattern(
+        r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", before=W
+    ),
+}
+"""The kinds as RE2 patterns (linear time; ``linear.py``)."""
+
+_FOOTER = LinearPattern(_KEY_FOOTER)
+
+
+def _private_keys(scanned: Scanned) -> list[tuple[int, int]]:
+    r"""A header, through the first footer after it if there is one: the
+    reference's lazy ``[\s\S]*?``, found without a rescan per header."""
+    footers = list(_FOOTER.spans(scanned, overlapping=True))
+    out: list[tuple[int, int]] = []
+    at = 0
+    k = 0
+    for start, end in PATTERNS["private_key"].spans(scanned, overlapping=True):
+        if start < at:
+            continue
+        while k < len(footers) and footers[k][0] < end:
+            k += 1
+        if k < len(footers):
+            end = footers[k][1]
+        out.append((start, end))
+        at = end
+    return out
 
 
 _MARKERS: dict[str, tuple[str, ...]] = {
@@ -97,6 +144,7 @@ class Secrets(Guardrail):
         if len(text) < 16:
             return []
         lower = None
+        scanned: Scanned | None = None
         found: list[Finding] = []
         for kind, pattern, markers, folded in self._patterns:
             haystack = text
@@ -104,9 +152,12 @@ class Secrets(Guardrail):
                 haystack = lower = lower if lower is not None else text.lower()
             if not any(m in haystack for m in markers):
                 continue
-            for m in pattern.finditer(text):
-                if "value" in pattern.groupindex:
-                    found.append(Finding(kind, m.start("value"), m.end("value")))
-                else:
-                    found.append(Finding(kind, m.start(), m.end()))
+            scanned = scanned or Scanned(text)
+            if kind == "PRIVATE_KEY":
+                spans: Iterable[tuple[int, int]] = _private_keys(scanned)
+            elif kind == "OPENAI_API_KEY":
+                spans = (s for s in pattern.spans(scanned) if text[s[0] + 3 : s[0] + 7] != "ant-")
+            else:
+                spans = pattern.spans(scanned, "value" if kind == "AWS_SECRET_KEY" else "m")
+            found += [Finding(kind, a, b) for a, b in spans]
         return without_overlaps(found) if found else found

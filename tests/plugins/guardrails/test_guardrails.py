@@ -410,3 +410,19 @@ async def test_tool_calls_and_results_in_the_request_history_are_scanned(engine)
     arguments = request.messages[1].tool_calls[0]["function"]["arguments"]
     assert json.loads(arguments) == {"email": "[EMAIL_1]"}
     assert request.messages[2].content == "[EMAIL_1] is on file"
+
+
+def test_a_deny_pattern_re2_cannot_run_names_its_line(make_engine) -> None:
+    with pytest.raises(PolicyError) as caught:
+        make_engine(
+            """
+            providers: {mock: {type: mock}}
+            routes:
+              - name: r
+                match: {model: r}
+                guardrails:
+                  - {type: deny, patterns: ["(?<!not )secret"]}
+            """
+        )
+    text = str(caught.value)
+    assert "routes.yaml:7:" in text and "is not an RE2 regex" in text and "lookarounds" in text
