@@ -35,6 +35,8 @@ from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
+from turnout.surfaces.completions import CompletionsAPI
+from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
 from turnout.wire.chat import ChatRequest, ChatResponse
 
@@ -299,6 +301,18 @@ class Engine:
         fallbacks, settlement and observers are the chat path's."""
         ctx = self._context(request, headers, request_id, stream=False)
         return await self.executor.serving(ctx, op).serve(deliver)
+
+    @property
+    def responses(self) -> ResponsesAPI:
+        """OpenAI's Responses API over this engine (``turnout.surfaces.responses``):
+        ``await engine.responses.create({...})``, ``.stream``, ``.retrieve``,
+        ``.delete``, ``.input_items``."""
+        return ResponsesAPI(self)
+
+    @property
+    def completions(self) -> CompletionsAPI:
+        """Legacy text completions over this engine, as one chat turn each."""
+        return CompletionsAPI(self)
 
     def chat_sync(
         self,

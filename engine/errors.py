@@ -7,6 +7,7 @@ Every error that reaches a caller carries an HTTP status and an OpenAI-style
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,12 +156,15 @@ class ProviderError(Exception):
         kind = "invalid_request_error" if status < 500 and status != 429 else "api_error"
         if self.failure is FailureClass.RATE_LIMITED:
             kind = "rate_limit_error"
-        return TurnoutError(
+        out = TurnoutError(
             f"{provider}/{model}: {self.message}",
             status_code=status,
             type=kind,
             code=self.code or self.failure.value,
         )
+        if self.retry_after is not None:  # the gateway sends it on as Retry-After
+            out.extra_fields["retry_after"] = max(1, math.ceil(self.retry_after))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

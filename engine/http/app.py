@@ -27,6 +27,7 @@ from turnout.http.drain import Drain
 from turnout.http.models import model_list
 from turnout.http.openapi import openapi_json
 from turnout.http.reload import PolicyReloader
+from turnout.http.surfaces import SurfaceEndpoints, error_headers
 from turnout.http.ui.dashboard import Dashboard
 from turnout.http.ui.recent import RecentRequests
 from turnout.http.wire import (
@@ -110,7 +111,18 @@ class Gateway:
         self.reloader = reloader
         self.body_timeout = body_timeout
         self.drain = drain
+        self._metrics = metrics.GatewayMetrics(engine.metrics)
+        surfaces = SurfaceEndpoints(
+            lambda: self.engine, body_timeout, self._count, self._metrics.in_flight
+        )
+        self._prefixes: tuple[tuple[str, str, Handler], ...] = (
+            ("/v1/responses/", "GET, DELETE", surfaces.response_item),
+            ("/v1/models/", "GET", surfaces.model),
+            ("/models/", "GET", surfaces.model),
+        )
         self._routes: dict[str, tuple[str, Handler]] = {
+            "/v1/responses": ("POST", surfaces.responses),
+            "/v1/completions": ("POST", surfaces.completions),
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
             "/v1/models": ("GET", self.models),
@@ -133,7 +145,6 @@ class Gateway:
             "/ui/app.js",
             "/ui/style.css",
         }
-        self._metrics = metrics.GatewayMetrics(engine.metrics)
         self._in_flight = self._metrics.in_flight
         self._overhead = self._metrics.overhead
         self._responses = {
@@ -149,13 +160,24 @@ class Gateway:
             if entry is None and scope["path"] in self._ui_paths:
                 entry = self._ui_entry(scope["path"])
             if entry is None:
+                entry = self._prefixed(scope)
+            if entry is None:
                 await self._not_found(scope, send)
-            elif scope["method"] != entry[0]:
+            elif scope["method"] not in entry[0].split(", "):
                 await self._wrong_method(scope, send, entry[0])
             else:
                 await entry[1](scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _prefixed(self, scope: Scope) -> tuple[str, Handler] | None:
+        """Endpoints with an id in the path (``/v1/responses/{id}``, ``/v1/models/{id}``)."""
+        path: str = scope["path"]
+        for prefix, methods, handler in self._prefixes:
+            if path.startswith(prefix) and len(path) > len(prefix):
+                allowed = scope["method"] in methods.split(", ")
+                return (scope["method"] if allowed else methods), handler
+        return None
 
     def _dashboard_on(self) -> Dashboard:
         """The dashboard, and its request recorder registered on the engine (only
@@ -330,14 +352,7 @@ class Gateway:
             await stream.aclose()
 
     def _error_headers(self, rid: str, error: TurnoutError) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-request-id", rid.encode())]
-        attempts = error.extra_fields.get("attempts")
-        if attempts is not None:
-            headers.append((b"x-turnout-attempts", str(len(attempts)).encode()))
-        retry_after = error.extra_fields.get("retry_after")
-        if error.status_code == 429 and retry_after is not None:
-            headers.append((b"retry-after", str(retry_after).encode()))
-        return headers
+        return error_headers(rid, error)
 
     # -- everything else -----------------------------------------------------
 
@@ -412,7 +427,8 @@ class Gateway:
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
             f"no endpoint {scope['method']} {scope['path']}; turnout serves "
-            f"POST {CHAT_ENDPOINT}, GET /v1/models, /v1/budgets, /metrics, /health, /ready "
+            f"POST {CHAT_ENDPOINT}, /v1/responses, /v1/completions, GET /v1/models, "
+            "/v1/models/{id}, /v1/responses/{id}, /v1/budgets, /metrics, /health, /ready "
             "and /openapi.json",
             status_code=404,
             code="unknown_url",

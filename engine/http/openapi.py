@@ -211,6 +211,59 @@ _models = {
     }
 }
 
+_OBJECT = {"type": "object"}
+
+
+def _surface(operation: str, summary: str, required: list[str]) -> dict[str, Any]:
+    """A translated surface (docs/surfaces.md): its own wire format, loosely typed here."""
+    body = {"type": "object", "required": required, "properties": {"model": {"type": "string"}}}
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {
+                    "description": "The answer, or an SSE stream with stream: true",
+                    "content": {
+                        "application/json": {"schema": _OBJECT},
+                        "text/event-stream": {"schema": _ref("ServerSentEvent")},
+                    },
+                },
+                **_errors(*_ERROR_STATUSES),
+            },
+        }
+    }
+
+
+def _by_id(name: str, operation: str, summary: str) -> dict[str, Any]:
+    return {
+        "operationId": operation,
+        "summary": summary,
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {"200": _json(_OBJECT, summary), **_errors("400", "401", "404", "503")},
+    }
+
+
+_SURFACES = {
+    "/v1/responses": _surface(
+        "createResponse", "OpenAI Responses API, translated to chat", ["model"]
+    ),
+    "/v1/responses/{response_id}": {
+        "get": _by_id("response_id", "getResponse", "A stored response"),
+        "delete": _by_id("response_id", "deleteResponse", "Forget a stored response"),
+    },
+    "/v1/responses/{response_id}/input_items": {
+        "get": _by_id("response_id", "listInputItems", "A stored response's input items"),
+    },
+    "/v1/completions": _surface(
+        "createCompletion", "Legacy text completion, as one chat turn", ["model", "prompt"]
+    ),
+    "/v1/models/{model}": {"get": _by_id("model", "getModel", "One model or route alias")},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -221,6 +274,7 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/v1/chat/completions": _chat,
         "/v1/models": _models,
+        **_SURFACES,
         "/v1/budgets": {
             "get": {
                 "operationId": "listBudgets",

@@ -130,6 +130,9 @@ class StateConfig(Strict):
     rate_limits_on_error: Literal["closed", "open"] = Field(
         "open", description="state unreachable: let requests through their rate limits (open)"
     )
+    responses_ttl: Duration = Field(
+        30 * 86400, gt=0, description="how long stored /v1/responses answers are kept (720h)"
+    )
 
     @model_validator(mode="after")
     def _redis_url(self) -> StateConfig:

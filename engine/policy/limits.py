@@ -342,7 +342,8 @@ def compile_limits(
     if policy.breaker is not None:
         b = policy.breaker
         breaker = BreakerRule(b.failures, b.ratio, b.min_calls, b.window, b.cooldown)
-    if not (request_rules or target_rules or breaker or keys or key_rules):
+    shared = policy.state.backend != "memory"  # stored responses live there too
+    if not (request_rules or target_rules or breaker or keys or key_rules or shared):
         return None
     return CompiledLimits(
         policy.state,

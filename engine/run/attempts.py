@@ -244,6 +244,7 @@ class Attempts:
                     f"all {len(ctx.trail)} attempts failed ({summary}); last: {out.message}"
                 )
         out.extra_fields = {
+            **out.extra_fields,
             "route": ctx.route.name,
             "request_id": ctx.request_id,
             "model_requested": ctx.request.model,

@@ -12,6 +12,10 @@ A backend keeps two kinds of thing:
 - **circuit breakers** per target, moved by ``check`` / ``success`` /
   ``failure`` events through ``transition`` (the Redis backend runs the same
   rules in Lua).
+- **documents**: small JSON texts by key with an expiry (stored Responses API
+  conversations, ``turnout.surfaces.responses.store``): ``put_document``,
+  ``get_document``, ``delete_document``. Last write wins; no atomicity beyond
+  one key.
 """
 
 from __future__ import annotations
@@ -128,6 +132,18 @@ class StateBackend(ABC):
     @abstractmethod
     async def breakers(self, targets: Sequence[str]) -> list[dict[str, Any]]:
         """The stored fields of each target's breaker (empty: closed)."""
+
+    async def put_document(self, key: str, value: str, expires: float) -> None:
+        """Store ``value`` under ``key`` until wall-clock ``expires``, replacing any."""
+        raise NotImplementedError(f"the {self.name} state backend keeps no documents")
+
+    async def get_document(self, key: str) -> str | None:
+        """The document under ``key``; None if never stored, deleted or expired."""
+        raise NotImplementedError(f"the {self.name} state backend keeps no documents")
+
+    async def delete_document(self, key: str) -> bool:
+        """Forget ``key``; whether there was a live document to forget."""
+        raise NotImplementedError(f"the {self.name} state backend keeps no documents")
 
     async def clear(self) -> None:  # pragma: no cover - tests and admin use only
         """Forget every counter and breaker."""

@@ -34,6 +34,7 @@ class MemoryState(StateBackend):
         self.wall = wall
         self.counters: dict[str, list[float]] = {}  # key -> [used, held, expires]
         self.breaker_fields: dict[str, dict[str, Any]] = {}
+        self.documents: dict[str, tuple[str, float]] = {}  # key -> (value, expires)
         self._lock = threading.Lock()
         self._ops = 0
 
@@ -83,13 +84,32 @@ class MemoryState(StateBackend):
     async def breakers(self, targets: Sequence[str]) -> list[dict[str, Any]]:
         return [self.breaker_fields.get(t, {}) for t in targets]
 
+    async def put_document(self, key: str, value: str, expires: float) -> None:
+        with self._lock:
+            self.documents[key] = (value, expires)
+            self._ops += 1
+            if self._ops % _PURGE_EVERY == 0:
+                self._purge()
+
+    async def get_document(self, key: str) -> str | None:
+        entry = self.documents.get(key)
+        return entry[0] if entry is not None and entry[1] > self.wall() else None
+
+    async def delete_document(self, key: str) -> bool:
+        with self._lock:
+            entry = self.documents.pop(key, None)
+        return entry is not None and entry[1] > self.wall()
+
     async def clear(self) -> None:
         with self._lock:
             self.counters.clear()
             self.breaker_fields.clear()
+            self.documents.clear()
 
     def _purge(self) -> None:
         now = self.wall()
         dead = [k for k, v in self.counters.items() if v[2] < now and not v[1]]
         for key in dead:
             del self.counters[key]
+        for key in [k for k, (_, expires) in self.documents.items() if expires < now]:
+            del self.documents[key]

@@ -6,7 +6,8 @@ held before any other replica can look. One round trip per operation, with
 redis-py's asyncio client (scripts by SHA, reloaded on NOSCRIPT).
 
 Keys: ``<prefix>c:<counter>`` hashes (``used``, ``held``) expiring after their
-window, and ``<prefix>b:<target>`` breaker hashes.
+window, ``<prefix>b:<target>`` breaker hashes, and ``<prefix>d:<key>`` document
+strings expiring when their TTL ends.
 """
 
 from __future__ import annotations
@@ -196,6 +197,28 @@ class RedisState(StateBackend):
                     fields[name] = float(fields[name])
             out.append(fields)
         return out
+
+    async def put_document(self, key: str, value: str, expires: float) -> None:
+        client = self._redis()
+        try:
+            await client.set(self.prefix + "d:" + key, value, pxat=int(expires * 1000))
+        except Exception as exc:
+            raise StateUnavailable(f"redis set: {type(exc).__name__}: {exc}") from exc
+
+    async def get_document(self, key: str) -> str | None:
+        client = self._redis()
+        try:
+            value = await client.get(self.prefix + "d:" + key)
+        except Exception as exc:
+            raise StateUnavailable(f"redis get: {type(exc).__name__}: {exc}") from exc
+        return None if value is None else str(value)
+
+    async def delete_document(self, key: str) -> bool:
+        client = self._redis()
+        try:
+            return bool(await client.delete(self.prefix + "d:" + key))
+        except Exception as exc:
+            raise StateUnavailable(f"redis delete: {type(exc).__name__}: {exc}") from exc
 
     async def clear(self) -> None:
         client = self._redis()

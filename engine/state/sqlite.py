@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS counters (
     expires REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, fields TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL
+);
 """
 _PURGE_EVERY = 1024
 
@@ -157,10 +160,44 @@ class SQLiteState(StateBackend):
 
         return await self._run(job, write=False)
 
+    async def put_document(self, key: str, value: str, expires: float) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO documents (key, value, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "expires = excluded.expires",
+                (key, value, expires),
+            )
+            self._ops += 1
+            if self._ops % _PURGE_EVERY == 0:
+                db.execute("DELETE FROM documents WHERE expires < ?", (self.wall(),))
+
+        await self._run(job)
+
+    async def get_document(self, key: str) -> str | None:
+        def job(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT value FROM documents WHERE key = ? AND expires > ?", (key, self.wall())
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(job, write=False)
+
+    async def delete_document(self, key: str) -> bool:
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM documents WHERE key = ? AND expires > ?", (key, self.wall())
+            )
+            db.execute("DELETE FROM documents WHERE key = ?", (key,))
+            return cursor.rowcount > 0
+
+        return await self._run(job)
+
     async def clear(self) -> None:
         def job(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM counters")
             db.execute("DELETE FROM breakers")
+            db.execute("DELETE FROM documents")
 
         await self._run(job)
 
