@@ -8,7 +8,6 @@ as one PolicyError, each with its file, line and column.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from turnout.contract.provider import Provider, ProviderSettings
 from turnout.contract.strategy import Strategy, Weighted
 from turnout.errors import PolicyError, Problem
 from turnout.policy.catalog import Catalog
+from turnout.policy.extensions import build, did_you_mean, find_type
 from turnout.policy.limits import compile_limits
 from turnout.policy.loader import Document
 from turnout.policy.matching import Matcher
@@ -46,17 +46,6 @@ from turnout.types import JSONPath
 __all__ = ["compile_policy"]
 
 _LIMIT_FIELDS = ("state", "budgets", "rate_limits", "breaker", "keys")
-
-
-def _hint(name: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    if not known and what == "providers":
-        return (
-            "no providers are declared: add one under providers:, e.g. mock: {type: mock} "
-            "(even the built-in mock must be declared)"
-        )
-    known_text = ", ".join(sorted(known)) or "none"
-    return (f"did you mean {close[0]!r}? " if close else "") + f"known {what}: {known_text}"
 
 
 class _Compiler:
@@ -168,7 +157,7 @@ class _Compiler:
                 self.problem(
                     (*path, "type"),
                     f"unknown provider type {config.type!r}",
-                    _hint(config.type, list(self.types), "types"),
+                    did_you_mean(config.type, list(self.types), "types"),
                 )
                 continue
             options: Any = config.options
@@ -245,7 +234,7 @@ class _Compiler:
                 self.problem(
                     path,
                     f"unknown provider {provider!r} in {name!r}",
-                    _hint(provider, list(self._declared_providers()), "providers"),
+                    did_you_mean(provider, list(self._declared_providers()), "providers"),
                 )
             elif override is not None:
                 out[name] = override
@@ -312,7 +301,7 @@ class _Compiler:
                     self.problem(
                         (*path, section, i),
                         f"unknown provider {provider_name!r} in {name!r}",
-                        _hint(provider_name, declared, "providers"),
+                        did_you_mean(provider_name, declared, "providers"),
                     )
 
     def route(
@@ -360,7 +349,7 @@ class _Compiler:
                 self.problem(
                     (*path, "shadow", "target"),
                     f"unknown provider {provider_name!r} in {route.shadow.target!r}",
-                    _hint(provider_name, list(providers), "providers"),
+                    did_you_mean(provider_name, list(providers), "providers"),
                 )
             else:
                 shadow = (make_target(provider, model, 1.0, catalog), route.shadow.share)
@@ -388,82 +377,49 @@ class _Compiler:
         )
 
     def strategy(self, spec: StrategySpec, path: JSONPath) -> Strategy | None:
-        cls = self.strategy_types.get(spec.type)
+        cls = find_type(
+            self.strategy_types, spec.type, path, "strategy", self.doc.positions, self.problem
+        )
         if cls is None:
-            self.problem(
-                (*path, "type") if (*path, "type") in self.doc.positions else path,
-                f"unknown strategy {spec.type!r}",
-                _hint(spec.type, list(self.strategy_types), "strategies"),
-            )
             return None
-        options: Any = None
-        if cls.Options is not None:
-            options = self.validate(cls.Options, spec.options, path)
-            if options is None:
-                return None
-        elif spec.options:
-            self.problem(path, f"strategy {spec.type!r} takes no options")
-            return None
-        try:
-            return cls(options)
-        except Exception as exc:  # a plugin's constructor rejecting its options
-            self.problem(path, f"strategy {spec.type!r} could not be set up: {exc}")
-            return None
+        return build(
+            cls, spec.options, path, f"strategy {spec.type!r}", self.problem, self.validate
+        )
 
     def guardrails(
         self, specs: list[GuardrailSpec], path: JSONPath
     ) -> tuple[CompiledGuardrail, ...] | None:
         out: list[CompiledGuardrail] = []
-        ok = True
         names: set[str] = set()
         for i, spec in enumerate(specs):
             where: JSONPath = (*path, i)
-            cls = self.guardrail_types.get(spec.type)
+            cls = find_type(
+                self.guardrail_types, spec.type, where, "guardrail", self.doc.positions,
+                self.problem,
+            )  # fmt: skip
             if cls is None:
-                self.problem(
-                    (*where, "type") if (*where, "type") in self.doc.positions else where,
-                    f"unknown guardrail {spec.type!r}",
-                    _hint(spec.type, list(self.guardrail_types), "guardrails"),
-                )
-                ok = False
                 continue
             action = spec.action or cls.default_action
+            name = spec.name or spec.type
             if action not in cls.actions:
                 self.problem(
                     (*where, "action"),
                     f"guardrail {spec.type!r} cannot {action}",
                     f"use one of {', '.join(cls.actions)}",
                 )
-                ok = False
-                continue
-            name = spec.name or spec.type
-            if name in names:
+            elif name in names:
                 self.problem(
                     where,
                     f"guardrail {name!r} is listed twice",
                     "give one of them a distinct name:",
                 )
-                ok = False
-                continue
-            names.add(name)
-            options: Any = None
-            if cls.Options is not None:
-                options = self.validate(cls.Options, spec.options, where)
-                if options is None:
-                    ok = False
-                    continue
-            elif spec.options:
-                self.problem(where, f"guardrail {spec.type!r} takes no options")
-                ok = False
-                continue
-            try:
-                instance = cls(options)
-            except Exception as exc:  # a plugin's constructor rejecting its options
-                self.problem(where, f"guardrail {spec.type!r} could not be set up: {exc}")
-                ok = False
-                continue
-            out.append(CompiledGuardrail(name, instance, spec.on or cls.default_on, action))
-        return tuple(out) if ok else None
+            else:
+                names.add(name)
+                label = f"guardrail {spec.type!r}"
+                instance = build(cls, spec.options, where, label, self.problem, self.validate)
+                if instance is not None:
+                    out.append(CompiledGuardrail(name, instance, spec.on or cls.default_on, action))
+        return tuple(out) if len(out) == len(specs) else None
 
     def check_missing_env(self) -> None:
         for path, var in self.doc.missing_env.items():
