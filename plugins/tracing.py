@@ -5,8 +5,9 @@ upstream attempt (kind CLIENT), named and attributed by the OpenTelemetry GenAI
 semantic conventions (``gen_ai.*``) plus turnout's own (``turnout.*``): route,
 attempt number and role (primary / retry / fallback), failure class, cost, cache
 and guardrail outcome. A caller's W3C ``traceparent`` makes the request span its
-child. Spans go out over OTLP/HTTP (protobuf) from the SDK's batch processor
-thread, never from the request path.
+child, and every upstream call carries a ``traceparent`` naming its attempt
+span, so a traced upstream joins the same trace. Spans go out over OTLP/HTTP
+(protobuf) from the SDK's batch processor thread, never from the request path.
 
 Turned on by the policy's ``telemetry: {traces: true}``, or, when ``traces`` is
 unset, by the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
@@ -17,21 +18,27 @@ apply as the SDK reads them. Message content goes on the spans only with
 
 The spans are built after the fact, in ``turnout_request_finished``, from the
 request's attempt trail and its recorded times, so a request with tracing off
-costs one dictionary look-up. This module imports without OpenTelemetry; the
+costs one dictionary look-up per attempt. The ids an upstream was told
+(``turnout_upstream_headers``) are chosen up front and kept in the request's
+scratch; the tracer provider's id generator hands them back when the spans
+are built. This module imports without OpenTelemetry; the
 SDK is imported when tracing is first turned on, and its absence is an error
 naming ``pip install 'turnout[otel]'``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import random
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from turnout.plugin_api import RequestContext, RequestOutcome, Telemetry, hookimpl
+from turnout.plugin_api import Attempt, RequestContext, RequestOutcome, Telemetry, hookimpl
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -43,6 +50,7 @@ __all__ = [
     "record_request",
     "traces_enabled",
     "turnout_request_finished",
+    "turnout_upstream_headers",
 ]
 
 log = structlog.get_logger("turnout.tracing")
@@ -118,7 +126,9 @@ class _Tracers:
             attributes["service.name"] = telemetry.service_name
         elif not os.environ.get("OTEL_SERVICE_NAME"):
             attributes["service.name"] = "turnout"
-        provider = TracerProvider(resource=Resource.create(attributes))
+        provider = TracerProvider(
+            resource=Resource.create(attributes), id_generator=_preset_id_generator()
+        )
         exporter = OTLPSpanExporter(
             endpoint=_traces_url(telemetry.endpoint) if telemetry.endpoint else None,
             headers=dict(telemetry.headers) or None,
@@ -142,6 +152,93 @@ def _traces_url(endpoint: str) -> str:
 
 _tracers = _Tracers()
 _failed: set[str] = set()
+_SCRATCH = "trace_ids"
+
+
+@dataclasses.dataclass
+class TraceIds:
+    """The ids one request's spans will have, chosen when the first upstream
+    call needed them: the trace, the caller's span (0: none), the flags and
+    ``tracestate`` passed on, and the span id each upstream call was told, by
+    ``(provider, model)`` in call order."""
+
+    trace_id: int
+    parent: int
+    flags: int
+    state: str | None
+    attempts: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
+
+    def take(self, provider: str, model: str) -> int | None:
+        """The span id told to the first call to that target not yet spent."""
+        for index, (p, m, span_id) in enumerate(self.attempts):
+            if p == provider and m == model:
+                del self.attempts[index]
+                return span_id
+        return None
+
+    def traceparent(self, span_id: int) -> str:
+        return f"00-{self.trace_id:032x}-{span_id:016x}-{self.flags:02x}"
+
+
+def trace_ids(headers: Mapping[str, str]) -> TraceIds:
+    """Ids for a new request: the caller's trace when its ``traceparent`` is
+    valid W3C trace context (read by the same propagator that parents the
+    request span), else a new sampled trace."""
+    from opentelemetry.trace import get_current_span
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    caller = get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
+    if caller.is_valid:
+        state = caller.trace_state.to_header() or None
+        return TraceIds(caller.trace_id, caller.span_id, int(caller.trace_flags), state)
+    return TraceIds(random.getrandbits(128) or 1, 0, 1, None)
+
+
+@hookimpl
+def turnout_upstream_headers(ctx: RequestContext, attempt: Attempt) -> dict[str, str] | None:
+    """A ``traceparent`` for each upstream call, naming the attempt span it will have."""
+    try:
+        tracer = _tracers.get(ctx.table.policy.telemetry)
+    except RuntimeError:
+        return None  # said once, by turnout_request_finished
+    if tracer is None:
+        return None
+    ids = ctx.scratch.get(_SCRATCH)
+    if ids is None:
+        ids = ctx.scratch[_SCRATCH] = trace_ids(ctx.headers)
+    span_id = random.getrandbits(64) or 1
+    ids.attempts.append((attempt.provider, attempt.model, span_id))
+    out = {"traceparent": ids.traceparent(span_id)}
+    if ids.state:
+        out["tracestate"] = ids.state
+    return out
+
+
+class _Preset(threading.local):
+    """The ids the next spans built on this thread must have (None: random)."""
+
+    trace_id: int | None = None
+    span_id: int | None = None
+
+
+_preset = _Preset()
+
+
+def _preset_id_generator() -> Any:
+    """An id generator that hands out the ids chosen up front (``_preset``),
+    else random ones, as the SDK's own does."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class PresetIdGenerator(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            preset, _preset.trace_id = _preset.trace_id, None
+            return preset if preset is not None else super().generate_trace_id()
+
+        def generate_span_id(self) -> int:
+            preset, _preset.span_id = _preset.span_id, None
+            return preset if preset is not None else super().generate_span_id()
+
+    return PresetIdGenerator()
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
@@ -230,7 +327,13 @@ def record_request(
         attributes.update(content_attributes(ctx, outcome))
 
     parent = TraceContextTextMapPropagator().extract(ctx.headers) if ctx.headers else None
-    span = tracer.start_span(
+    ids: TraceIds | None = ctx.scratch.get(_SCRATCH)
+    # the upstreams were told this trace: its spans get the ids they were told
+    new_trace = ids.trace_id if ids is not None and not ids.parent else None
+    span = _start_span(
+        tracer,
+        new_trace,
+        None,
         f"chat {request.model}",
         context=parent,
         kind=SpanKind.SERVER,
@@ -279,7 +382,11 @@ def record_request(
             if ctx.stream:  # the attempt's latency is the first token; it streamed on to the end
                 attempt["turnout.time_to_first_token_ms"] = record.latency_ms
                 end = max(end, end_ns)
-        child = tracer.start_span(
+        told = ids.take(record.provider, record.model) if ids is not None else None
+        child = _start_span(
+            tracer,
+            None,
+            told,
             f"chat {record.model}",
             context=inside,
             kind=SpanKind.CLIENT,
@@ -290,6 +397,17 @@ def record_request(
             child.set_status(StatusCode.ERROR, record.message)
         child.end(end_time=end)
     span.end(end_time=end_ns)
+
+
+def _start_span(
+    tracer: Tracer, trace_id: int | None, span_id: int | None, *args: Any, **kwargs: Any
+) -> Any:
+    """``tracer.start_span`` with the trace and span ids chosen up front (None: random)."""
+    _preset.trace_id, _preset.span_id = trace_id, span_id
+    try:
+        return tracer.start_span(*args, **kwargs)
+    finally:
+        _preset.trace_id = _preset.span_id = None
 
 
 def _request_options(request: Any) -> dict[str, Any]:

@@ -9,13 +9,14 @@ As with pluggy, an implementation may take any subset of the hook's arguments.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 import structlog
 
-__all__ = ["call_chain", "call_first", "call_observers", "has_impls"]
+__all__ = ["call_chain", "call_first", "call_observers", "has_impls", "upstream_headers"]
 
 log = structlog.get_logger("turnout.hooks")
 
@@ -62,3 +63,22 @@ async def call_observers(hook: pluggy.HookCaller, **kwargs: Any) -> None:
                 await result
         except Exception:
             log.exception("observer hook failed", hook=hook.name, plugin=impl.plugin_name)
+
+
+def upstream_headers(hook: pluggy.HookCaller, ctx: Any, attempt: Any) -> dict[str, str]:
+    """The merged headers of every ``turnout_upstream_headers`` implementation
+    (sync, in pluggy's order, a later one's winning); one that fails is logged
+    and adds nothing, as an observer would."""
+    merged: dict[str, str] = {}
+    kwargs = {"ctx": ctx, "attempt": attempt}
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            result = cast(
+                "Mapping[str, str] | None", impl.function(*[kwargs[name] for name in impl.argnames])
+            )
+        except Exception:
+            log.exception("observer hook failed", hook=hook.name, plugin=impl.plugin_name)
+            continue
+        if result:
+            merged.update(result)
+    return merged

@@ -19,7 +19,7 @@ request (guardrails fail closed); an observer hook (``turnout_on_error``,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -188,6 +188,17 @@ def turnout_stream_chunk(
 # --------------------------------------------------------------------------
 # observation: never changes the outcome; failures are logged and ignored
 # --------------------------------------------------------------------------
+
+
+@hookspec
+def turnout_upstream_headers(ctx: RequestContext, attempt: Attempt) -> Mapping[str, str] | None:
+    """Headers to add to one upstream call (e.g. W3C ``traceparent``).
+
+    Called synchronously just before each attempt is sent, retries included;
+    the headers of every implementation are merged (a later plugin's win) and
+    sent after the provider's own headers, before its key. Keep it cheap: it
+    runs once per attempt on the request path. Return None to add nothing.
+    """
 
 
 @hookspec

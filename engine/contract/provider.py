@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import httpx2 as httpx
@@ -45,6 +46,9 @@ class ProviderSettings:
     raw_response: bool = False
 
 
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 class ProviderCall:
     """One upstream call: what to send, where, and with what.
 
@@ -59,6 +63,9 @@ class ProviderCall:
         limit. The engine enforces it; a provider may use it to cap its HTTP
         timeouts, but must not replace the client's connect and read timeouts
         with it (a dead upstream should fail fast and let the engine fall back).
+    :param headers: headers for this call only, from the
+        ``turnout_upstream_headers`` hook (a W3C ``traceparent``); a provider
+        sends them after its own and before its key.
     """
 
     __slots__ = (
@@ -66,6 +73,7 @@ class ProviderCall:
         "_client_factory",
         "_upstream",
         "api_key",
+        "headers",
         "model",
         "request",
         "timeout",
@@ -81,6 +89,7 @@ class ProviderCall:
         *,
         client_factory: Callable[[], httpx.AsyncClient] | None = None,
         upstream: Upstream | None = None,
+        headers: Mapping[str, str] = NO_HEADERS,
     ) -> None:
         if client is None and client_factory is None and upstream is None:
             raise TypeError("ProviderCall needs an upstream, a client or a client_factory")
@@ -88,6 +97,7 @@ class ProviderCall:
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
+        self.headers = headers
         self._client = client
         self._client_factory = client_factory
         self._upstream = upstream

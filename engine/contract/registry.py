@@ -55,6 +55,7 @@ _REQUEST_HOOKS = (
     "turnout_post_response",
     "turnout_stream_chunk",
     "turnout_on_error",
+    "turnout_upstream_headers",
     "turnout_request_finished",
     "turnout_shadow_finished",
 )

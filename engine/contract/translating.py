@@ -155,8 +155,10 @@ class TranslatingProvider(Provider):
     # ---- the request ------------------------------------------------------
 
     def request_headers(self, call: ProviderCall, *, stream: bool) -> dict[str, str]:
-        """The headers of one call, the key included."""
+        """The headers of one call: the provider's, the call's own, then the key."""
         headers = self.stream_headers if stream else self.headers
+        if call.headers:
+            headers = {**headers, **call.headers}
         return self.authorize(headers, call.api_key) if call.api_key else headers
 
     def build(self, call: ProviderCall, *, stream: bool) -> UpstreamRequest:

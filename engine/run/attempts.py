@@ -12,8 +12,8 @@ import random
 from functools import partial
 
 import structlog
-from turnout.contract.calls import call_observers
-from turnout.contract.provider import ProviderCall
+from turnout.contract.calls import call_observers, has_impls, upstream_headers
+from turnout.contract.provider import NO_HEADERS, ProviderCall
 from turnout.errors import CALLER_FAULTS, FailureClass, ProviderError, TurnoutError
 from turnout.policy.models import Retry
 from turnout.routing.plan import Attempt, Plan, SkipReason
@@ -150,12 +150,14 @@ class Attempts:
             self._open = attempt
         provider = attempt.target.provider
         key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
+        hook = self.rt.hook.turnout_upstream_headers
         call = ProviderCall(
             self.ctx.request,
             attempt.model,
             key,
             timeout=remaining,
             client_factory=partial(self.rt.clients.client, provider),
+            headers=upstream_headers(hook, self.ctx, attempt) if has_impls(hook) else NO_HEADERS,
         )
         return attempt, call
 

@@ -121,7 +121,7 @@ class BedrockProvider(api.TranslatingProvider):
         key as ``Authorization: Bearer``."""
         url = self.request_url(call, stream=stream)
         content = pydantic_core.to_json(self.request_body(call, stream=stream))
-        headers = dict(self.stream_headers if stream else self.headers)
+        headers = {**(self.stream_headers if stream else self.headers), **call.headers}
         if self._signer is not None:
             signed = AWSRequest(
                 method="POST", url=url, data=content, headers={"Content-Type": "application/json"}

@@ -27,6 +27,7 @@ from turnout.contract import hookspecs
 from turnout.plugins.providers.mock import MockProvider
 
 from tests.conftest import user
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = """
@@ -197,6 +198,40 @@ async def test_turnout_on_error_observes_each_failed_attempt(engine, plugin) -> 
     plugin(Observer())
     await engine.chat(user(model="r"))
     assert seen == [("failing/x", "overloaded", 503)]
+
+
+async def test_turnout_upstream_headers_go_with_every_attempt_after_the_providers_own(
+    make_engine,
+) -> None:
+    with FakeOpenAI(record=True) as up:
+        up.script(Fault.status(503))
+        engine = make_engine(
+            f'providers: {{up: {{type: openai, base_url: "{up.base_url}", api_key: sk-x}}}}\n'
+            "defaults: {retry: {attempts: 2, backoff: 1ms}}\n"
+            "routes: [{name: r, match: {model: r}, targets: [up/gpt-4o]}]\n"
+        )
+        numbers = iter(range(1, 10))
+
+        class Tagger:
+            @hookimpl
+            def turnout_upstream_headers(self, ctx, attempt):
+                return {
+                    "x-attempt": f"{attempt.name} #{next(numbers)}",
+                    "x-request": ctx.request_id,
+                }
+
+        class Failing:
+            @hookimpl
+            def turnout_upstream_headers(self):
+                raise RuntimeError("an observer that fails adds nothing")
+
+        engine.plugin_manager.register(Tagger())
+        engine.plugin_manager.register(Failing())
+        await engine.chat(user(model="r"), request_id="req-7")
+        sent = [r.headers for r in up.requests]
+    assert [h["x-attempt"] for h in sent] == ["up/gpt-4o #1", "up/gpt-4o #2"]
+    assert {h["x-request"] for h in sent} == {"req-7"}
+    assert {h["authorization"] for h in sent} == {"Bearer sk-x"}  # the key still goes
 
 
 async def test_turnout_request_finished_fires_once_whatever_happens(engine, plugin) -> None:
@@ -589,6 +624,7 @@ def test_hook_list_is_what_we_expect() -> None:
         "turnout_request_finished",
         "turnout_shadow_finished",
         "turnout_stream_chunk",
+        "turnout_upstream_headers",
     ]
 
 

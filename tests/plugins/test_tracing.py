@@ -19,6 +19,7 @@ from turnout import Engine, TurnoutError
 from turnout.plugins import tracing
 from turnout.policy.models import Telemetry
 
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 from tests.fakes.server import LoopbackServer, Reply, Request
 
 POLICY = """\
@@ -213,3 +214,73 @@ def test_tracing_is_off_unless_the_policy_or_the_environment_turns_it_on() -> No
         Telemetry(traces=False), {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318"}
     )
     assert tracing.traces_enabled(Telemetry(traces=True), {})
+
+
+UPSTREAM_POLICY = """\
+version: 1
+telemetry: {{traces: true, endpoint: "http://127.0.0.1:{port}"}}
+providers:
+  flaky: {{type: openai, base_url: "{flaky}", api_key: sk-flaky}}
+  steady: {{type: openai, base_url: "{steady}", api_key: sk-steady}}
+defaults:
+  retry: {{attempts: 2, backoff: 1ms}}
+routes:
+  - name: assistant
+    match: {{model: assistant}}
+    targets: [flaky/gpt-4o]
+    fallbacks: [steady/gpt-4o-mini]
+"""
+
+
+def _traceparents(fake: FakeOpenAI) -> list[tuple[str, str, str]]:
+    """(trace id, parent span id, flags) of every request the upstream got."""
+    out = []
+    for request in fake.requests:
+        version, trace, span, flags = request.headers["traceparent"].split("-")
+        assert version == "00"
+        out.append((trace, span, flags))
+    return out
+
+
+@pytest.mark.parametrize("caller", [None, f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"])
+async def test_every_upstream_call_carries_the_traceparent_of_its_attempt_span(
+    collector: Collector, caller: str | None
+) -> None:
+    port = collector.port  # type: ignore[attr-defined]
+    with FakeOpenAI(record=True) as flaky, FakeOpenAI(record=True) as steady:
+        flaky.script(Fault.status(500), Fault.status(500))
+        text = UPSTREAM_POLICY.format(port=port, flaky=flaky.base_url, steady=steady.base_url)
+        engine = Engine.from_yaml(text, autoload=False)
+        request_id = f"req-upstream-{bool(caller)}"
+        headers = {"traceparent": caller} if caller else {}
+        await engine.chat(
+            {"model": "assistant", "messages": HI}, headers=headers, request_id=request_id
+        )
+        await engine.aclose()
+        told = _traceparents(flaky) + _traceparents(steady)
+    root, children = collector.request_spans(request_id)
+    assert [attrs(s)["turnout.attempt.role"] for s in children] == ["primary", "retry", "fallback"]
+    # the upstreams were told the request's trace, and each call its own attempt span
+    assert {trace for trace, _, _ in told} == {root.trace_id.hex()}
+    assert [span for _, span, _ in told] == [s.span_id.hex() for s in children]
+    assert {flags for _, _, flags in told} == {"01"}
+    if caller:
+        assert root.trace_id.hex() == CALLER_TRACE
+        assert root.parent_span_id.hex() == CALLER_SPAN
+    else:
+        assert not root.parent_span_id
+
+
+async def test_with_tracing_off_no_traceparent_goes_upstream() -> None:
+    with FakeOpenAI(record=True) as fake:
+        text = (
+            "version: 1\n"
+            f'providers: {{up: {{type: openai, base_url: "{fake.base_url}", api_key: sk-x}}}}\n'
+            "routes: [{name: r, match: {model: m}, targets: [up/gpt-4o]}]\n"
+        )
+        engine = Engine.from_yaml(text, autoload=False)
+        caller = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+        await engine.chat({"model": "m", "messages": HI}, headers={"traceparent": caller})
+        await engine.aclose()
+        [request] = fake.requests
+    assert "traceparent" not in request.headers
