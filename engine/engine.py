@@ -36,6 +36,7 @@ from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
 from turnout.surfaces.completions import CompletionsAPI
+from turnout.surfaces.messages import MessagesAPI
 from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
 from turnout.wire.chat import ChatRequest, ChatResponse
@@ -308,6 +309,13 @@ class Engine:
         ``await engine.responses.create({...})``, ``.stream``, ``.retrieve``,
         ``.delete``, ``.input_items``."""
         return ResponsesAPI(self)
+
+    @property
+    def messages(self) -> MessagesAPI:
+        """Anthropic's Messages API over this engine (``turnout.surfaces.messages``):
+        ``await engine.messages.create({...})``, ``.stream``, ``.count_tokens``;
+        native to targets that speak it, translated for the others."""
+        return MessagesAPI(self)
 
     @property
     def completions(self) -> CompletionsAPI:

@@ -136,17 +136,21 @@ class SurfaceEndpoints:
         try:
             status = await work(headers, rid)
         except TurnoutError as exc:
-            status = exc.status_code
-            await send_error(send, exc, error_headers(rid, exc))
+            status = await self.send_error(send, exc, rid)
         except asyncio.CancelledError:
             status = 499
             raise
         except Exception:
             log.exception("request failed unexpectedly", request_id=rid)
-            await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
+            await self.send_error(send, internal_error(rid), rid)
         finally:
             self._in_flight.dec()
             self._count(endpoint, status)
+
+    async def send_error(self, send: Send, error: TurnoutError, rid: str) -> int:
+        """Answer with ``error`` in this surface's shape; the status sent."""
+        await send_error(send, error, error_headers(rid, error))
+        return error.status_code
 
     async def _watched(self, receive: Receive, work: Any) -> int:
         """Run ``work()`` cancelled if the client leaves; 499 when it did."""
