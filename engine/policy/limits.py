@@ -67,6 +67,11 @@ class ApiKeyInfo:
     name: str
     entry: KeyEntry
 
+    @property
+    def restricted(self) -> bool:
+        """The key names the routes or models it may use (else it may use all)."""
+        return self.entry.routes is not None or self.entry.models is not None
+
     def allows(self, route: str, model: str) -> bool:
         entry = self.entry
         if entry.routes is not None and route not in entry.routes:
