@@ -5,12 +5,15 @@ could not ask for itself, a bad key is a 401 before the body is read, and
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from turnout.errors import TurnoutError
 from turnout.policy.limits import hash_key
 
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
@@ -121,3 +124,62 @@ def test_the_primary_model_outside_the_keys_models_is_still_a_403(gateway: Runni
     response = post(gateway, hello("mock/echo"), "models")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "model_not_allowed"
+
+
+# -- authentication comes before the body ---------------------------------------------
+
+
+@pytest.mark.parametrize("who", [None, "tk-nobody"])
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/chat/completions", "/v1/responses", "/v1/completions"]
+)
+def test_a_bad_key_with_an_invalid_body_is_a_401_not_a_400(
+    gateway: RunningGateway, who: str | None, path: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    if who is not None:
+        headers["authorization"] = f"Bearer {who}"
+    response = httpx.post(gateway.url + path, content=b"{not json", headers=headers, timeout=10)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == (
+        "missing_api_key" if who is None else "invalid_api_key"
+    )
+
+
+def test_a_bad_key_with_a_body_over_the_limit_is_a_401_not_a_413(gateway: RunningGateway) -> None:
+    body = b"x" * (gateway.engine.table.policy.gateway.max_body + 1)
+    response = post(gateway, body, "tk-nobody")
+    assert response.status_code == 401, response.text
+
+
+def test_a_bad_key_is_answered_before_its_body_arrives(gateway: RunningGateway) -> None:
+    """The client declares 1 MB and sends 10 bytes: the 401 comes at once, not after the
+    gateway's body timeout (a gateway waiting for the body would answer 408)."""
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        "authorization: Bearer tk-nobody\r\ncontent-type: application/json\r\n"
+        "content-length: 1000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"model":')
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+def test_a_good_key_with_an_invalid_body_is_still_a_400(gateway: RunningGateway) -> None:
+    response = post(gateway, b"{not json", "open")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_the_library_checks_the_key_before_it_parses_the_body(gateway: RunningGateway) -> None:
+    engine = gateway.engine
+    assert engine is not None
+    with pytest.raises(TurnoutError) as info:
+        asyncio.run(engine.chat(b"{not json", headers={"x-api-key": "tk-nobody"}))
+    assert info.value.status_code == 401
