@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from turnout.errors import TurnoutError
 from turnout.policy.limits import hash_key
@@ -37,12 +38,16 @@ routes:
   - name: smart
     match: {{model: smart}}
     targets: [fake/gpt-4o]
+  - name: cached
+    match: {{model: cached}}
+    targets: [mock/echo]
+    cache: {{ttl: 1h}}
   - name: direct
     match: {{model: "*/*"}}
 keys:
   salt: {SALT}
   clients:
-    models: {{hash: "{hash_key(SALT, KEYS["models"])}", models: [smart, "fake/*"]}}
+    models: {{hash: "{hash_key(SALT, KEYS["models"])}", models: [smart, cached, "fake/*"]}}
     routes: {{hash: "{hash_key(SALT, KEYS["routes"])}", routes: [smart]}}
     open: {{hash: "{hash_key(SALT, KEYS["open"])}"}}
 """
@@ -183,3 +188,31 @@ def test_the_library_checks_the_key_before_it_parses_the_body(gateway: RunningGa
     with pytest.raises(TurnoutError) as info:
         asyncio.run(engine.chat(b"{not json", headers={"x-api-key": "tk-nobody"}))
     assert info.value.status_code == 401
+
+
+# -- the response cache is per key -------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cached_answer_is_served_to_its_key_only_through_the_sdk(
+    gateway: RunningGateway, stream: bool
+) -> None:
+    def ask(who: str) -> str:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS[who], max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="cached",
+            messages=[{"role": "user", "content": f"private, stream={stream}"}],
+            temperature=0,
+            stream=stream,
+        )
+        answer = raw.parse()
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        else:
+            assert answer.choices[0].message.content
+        return raw.headers["x-turnout-cache"].lower()
+
+    assert ask("models") == "miss"
+    assert ask("models") == "hit"
+    assert ask("open") == "miss"  # another key never reads the first key's answer
+    assert ask("open") == "hit"
