@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from turnout import Engine, PolicyError
 from turnout.errors import TurnoutError
 from turnout.policy.limits import hash_key
 
@@ -216,3 +217,77 @@ def test_a_cached_answer_is_served_to_its_key_only_through_the_sdk(
     assert ask("models") == "hit"
     assert ask("open") == "miss"  # another key never reads the first key's answer
     assert ask("open") == "hit"
+
+
+# -- user budgets count against the key ------------------------------------------------
+
+USERS_SALT = "salt-for-the-user-budgets"
+USER_KEYS = {"plain": "tk-plain-0001", "app": "tk-app-0002", "app2": "tk-app2-0003"}
+USERS_POLICY = f"""\
+version: 1
+providers:
+  mock: {{type: mock}}
+routes:
+  - name: chat
+    match: {{model: chat}}
+    targets: [mock/echo]
+budgets:
+  - {{scope: user, unit: requests, limit: 2, window: day}}
+keys:
+  salt: {USERS_SALT}
+  clients:
+    plain: {{hash: "{hash_key(USERS_SALT, USER_KEYS["plain"])}"}}
+    app: {{hash: "{hash_key(USERS_SALT, USER_KEYS["app"])}", end_users: true}}
+    app2: {{hash: "{hash_key(USERS_SALT, USER_KEYS["app2"])}", end_users: true}}
+"""
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Iterator[RunningGateway]:
+    path = tmp_path / "routes.yaml"
+    path.write_text(USERS_POLICY)
+    running = start_gateway(path)
+    yield running
+    running.stop()
+
+
+def ask_as(gateway: RunningGateway, who: str, user: str | None = None) -> int:
+    body = hello("chat") | ({"user": user} if user is not None else {})
+    headers = {"authorization": f"Bearer {USER_KEYS[who]}"}
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers)
+    if response.status_code == 429:
+        assert response.json()["error"]["code"] == "budget_exceeded"
+    return response.status_code
+
+
+def test_a_key_without_end_users_is_one_user_whatever_the_body_says(
+    users: RunningGateway,
+) -> None:
+    assert ask_as(users, "plain", "u1") == 200
+    assert ask_as(users, "plain") == 200  # omitting user does not escape the budget
+    assert ask_as(users, "plain", "somebody-else") == 429  # nor does naming another
+    assert ask_as(users, "app", "u1") == 200  # another key's users are not charged
+
+
+def test_a_key_with_end_users_counts_each_of_its_users_and_only_its_own(
+    users: RunningGateway,
+) -> None:
+    assert [ask_as(users, "app", "u1") for _ in range(3)] == [200, 200, 429]
+    assert ask_as(users, "app", "u2") == 200  # its users are counted apart
+    assert ask_as(users, "app2", "u1") == 200  # the same name under another key is not app's
+    assert ask_as(users, "app2", "app/u1") == 200  # nor is a name built to look like it
+    assert [ask_as(users, "app") for _ in range(3)] == [200, 200, 429]  # no user: the key's
+
+
+def test_budgets_show_a_key_its_own_user_counter(users: RunningGateway) -> None:
+    assert ask_as(users, "plain", "u1") == 200
+    headers = {"authorization": f"Bearer {USER_KEYS['plain']}"}
+    rows = httpx.get(users.url + "/v1/budgets", headers=headers).json()["data"]
+    [row] = [r for r in rows if r["scope"] == "user"]
+    assert row["match"] == "plain" and row["spent"] == 1
+
+
+def test_a_key_name_with_a_slash_is_refused_once_a_key_passes_end_users(tmp_path: Path) -> None:
+    text = USERS_POLICY.replace("    plain: {", "    team/plain: {")
+    with pytest.raises(PolicyError, match="team/plain"):
+        Engine.from_yaml(text, autoload=False)
