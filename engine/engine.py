@@ -232,11 +232,11 @@ class Engine:
         stream: bool,
     ) -> RequestContext:
         started = self.executor.clock()
-        parsed = parse_request(request)
         table = self._table
         keys = table.limits.keys if table.limits is not None else None
-        key = keys.authenticate(headers or {}) if keys is not None else None  # 401
-        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
+        key = keys.authenticate(headers or {}) if keys is not None else None  # 401, body unread
+        parsed = parse_request(request)
+        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng, key=key)
         if key is not None and not key.allows(plan.route.name, parsed.model):
             raise TurnoutError(
                 f"API key {key.name!r} may not use model {parsed.model!r} "

@@ -38,6 +38,7 @@ from turnout.http.wire import (
     json_bytes,
     read_body,
     request_id,
+    require_key,
     send_error,
     send_json,
 )
@@ -248,6 +249,7 @@ class Gateway:
                 code="headers_too_large",
             )
         try:
+            require_key(engine.table.limits, headers)  # 401 before a byte of the body is read
             async with asyncio.timeout(self.body_timeout):
                 body = await read_body(receive, headers, limits.max_body)
         except TimeoutError:
