@@ -117,7 +117,7 @@ class BudgetLedger:
             fields = await self.backend.breakers(targets) if targets else []
         except StateUnavailable as exc:
             self.failed("read", exc)
-            counters, fields = {}, []
+            counters, fields = {}, [{} for _ in targets]  # unknown breakers: closed
         if counters:
             self._export(held, counters)
         open_circuits = set()
