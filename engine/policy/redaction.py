@@ -23,6 +23,7 @@ __all__ = [
     "MIN_SECRET",
     "provider_secrets",
     "redact_error",
+    "redact_extra",
     "redact_json",
     "redact_text",
 ]
@@ -98,6 +99,21 @@ def redact_error(error: ProviderError, secrets: tuple[str, ...]) -> ProviderErro
         retry_after=error.retry_after,
         code=code,
     )
+    return out
+
+
+def redact_extra(
+    payload: dict[str, Any], known: frozenset[str], secrets: tuple[str, ...]
+) -> dict[str, Any]:
+    """``payload`` with the secrets masked in its members not named in ``known`` (the
+    fields an upstream adds, passed on as sent); ``payload`` itself when it has none."""
+    extra = [name for name in payload if name not in known]
+    if not secrets or not extra:
+        return payload
+    out = dict(payload)
+    for name in extra:
+        value = out.pop(name)
+        out[redact_text(name, secrets)] = redact_json(value, secrets)
     return out
 
 

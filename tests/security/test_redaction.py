@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from turnout.errors import FailureClass, ProviderError
 from turnout.policy.redaction import provider_secrets, redact_error, redact_json, redact_text
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.anthropic_wire import error_body
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
 from tests.http.conftest import RunningGateway, start_gateway
 
@@ -26,7 +29,8 @@ KEY = "sk-leaky-key-4f1c9a2e7b3d"  # the key the upstream is called with
 SPARE = "sk-spare-key-8e6d2c4a1f9b"  # another provider's key
 HEADER = "hdr-token-5a7c9e1b3d"  # a secret header of the first provider
 OPTION = "aws-secret-0b2d4f6h8j"  # a secret in a provider's options
-SECRETS = (KEY, SPARE, HEADER, OPTION)
+ANT = "sk-ant-leaky-3c5e7a9b1d"  # an Anthropic provider's key (native /v1/messages)
+SECRETS = (KEY, SPARE, HEADER, OPTION, ANT)
 ECHO = " ".join(SECRETS)
 
 POLICY = f"""\
@@ -39,6 +43,7 @@ providers:
     raw_response: true
     headers: {{x-vendor-token: "{HEADER}"}}
   spare: {{type: openai, base_url: "{{fake}}", api_key: {SPARE}}}
+  claude: {{type: anthropic, base_url: "{{claude}}", api_key: {ANT}}}
   aws:
     type: bedrock
     options: {{region: us-east-1, access_key_id: AKIAEXAMPLE, secret_access_key: {OPTION}}}
@@ -52,6 +57,9 @@ routes:
     match: {{model: leaky-then-spare}}
     targets: [fake/gpt-4o]
     fallbacks: [spare/gpt-4o]
+  - name: native
+    match: {{model: claude-sonnet-4-5}}
+    targets: [claude/claude-sonnet-4-5]
 """
 
 ERROR = {"error": {"message": f"Incorrect API key provided: {ECHO}.", "type": "invalid_request_error", "code": f"bad_key_{KEY}", "param": None}}  # fmt: skip
@@ -75,17 +83,26 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[RunningGateway]:
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, claude: FakeAnthropic
+) -> Iterator[RunningGateway]:
     path: Path = tmp_path_factory.mktemp("redaction") / "routes.yaml"
-    path.write_text(POLICY.replace("{fake}", fake.base_url))
+    path.write_text(POLICY.replace("{fake}", fake.base_url).replace("{claude}", claude.base_url))
     running = start_gateway(path)
     yield running
     running.stop()
 
 
 @pytest.fixture(autouse=True)
-def _reset(fake: FakeOpenAI) -> None:
+def _reset(fake: FakeOpenAI, claude: FakeAnthropic) -> None:
     fake.reset()
+    claude.reset()
 
 
 def leaks(text: str) -> list[str]:
@@ -152,6 +169,51 @@ def test_raw_response_and_unknown_fields_of_a_success_are_masked(
     assert raw["debug"]["sent_headers"] == {"authorization": "Bearer ***", "***": ["***", "***"]}
     assert answer["debug"] == raw["debug"]  # the unknown field passed on to the caller
     assert answer["choices"][0]["message"]["content"] == "hi"
+
+
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+    "debug": {"x-api-key": ANT, "seen": [KEY, SPARE]},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_native_messages_error_echoing_the_secrets_reaches_the_caller_masked(
+    gateway: RunningGateway, claude: FakeAnthropic, stream: bool
+) -> None:
+    claude.script(Fault.status(401, body=error_body(401, f"invalid x-api-key: {ECHO}")))
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+        )
+    text = str(info.value.response.headers) + info.value.response.text
+    assert leaks(text) == [] and "***" in text
+    assert claude.requests[-1].headers["x-api-key"] == ANT
+
+
+def test_a_native_message_passes_unknown_fields_on_masked(
+    gateway: RunningGateway, claude: FakeAnthropic
+) -> None:
+    claude.script(Fault.status(200, body=MESSAGE))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    headers = {"anthropic-version": "2023-06-01"}
+    response = httpx.post(gateway.url + "/v1/messages", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert leaks(response.text) == []
+    answer = response.json()
+    assert answer["debug"] == {"x-api-key": "***", "seen": ["***", "***"]}
+    assert answer["content"] == [{"type": "text", "text": "hi"}]
 
 
 # -- the pieces, without a gateway --------------------------------------------------

@@ -23,6 +23,7 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
+from turnout.policy.redaction import redact_extra
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -120,6 +121,13 @@ def attempt_modes(turn: Turn, plan: Plan) -> list[str]:
     return out
 
 
+MESSAGE_FIELDS = frozenset(
+    {"id", "type", "role", "content", "model", "stop_reason", "stop_sequence", "usage"}
+)
+"""The members of Anthropic's ``Message``; any other a native upstream sends is
+passed on as sent, its secrets masked."""
+
+
 class Answer:
     """A whole answer: the native ``Message`` or the chat answer it translates from."""
 
@@ -169,7 +177,11 @@ class MessagesCall(Operation[Answer]):
         self, ctx: RequestContext, attempt: Attempt, result: Answer, fields: ExtraFields, hook: Any
     ) -> Answer:
         """Post-response hooks (cache, output guardrails) see the answer as chat;
-        one that changed it makes the caller get the changed answer, translated."""
+        one that changed it makes the caller get the changed answer, translated.
+        A native answer's fields beyond a ``Message``'s have the policy's secrets
+        masked (they are passed on as sent)."""
+        if result.native is not None and ctx.table.secrets:
+            result.native = redact_extra(result.native, MESSAGE_FIELDS, ctx.table.secrets)
         result.fields = fields
         if not has_impls(hook.turnout_post_response):
             return result
