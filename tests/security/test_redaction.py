@@ -18,11 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import provider_secrets, redact_error, redact_json, redact_text
+from turnout.policy.redaction import Redactor, provider_secrets
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.anthropic_wire import error_body
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
+from tests.fakes.openai_wire import Completion
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call
 from tests.http.conftest import RunningGateway, start_gateway
 
 KEY = "sk-leaky-key-4f1c9a2e7b3d"  # the key the upstream is called with
@@ -44,6 +47,7 @@ providers:
     headers: {{x-vendor-token: "{HEADER}"}}
   spare: {{type: openai, base_url: "{{fake}}", api_key: {SPARE}}}
   claude: {{type: anthropic, base_url: "{{claude}}", api_key: {ANT}}}
+  chatty: {{type: openai, base_url: "{{chatty}}", api_key: {KEY}}}
   aws:
     type: bedrock
     options: {{region: us-east-1, access_key_id: AKIAEXAMPLE, secret_access_key: {OPTION}}}
@@ -57,6 +61,9 @@ routes:
     match: {{model: leaky-then-spare}}
     targets: [fake/gpt-4o]
     fallbacks: [spare/gpt-4o]
+  - name: chatty
+    match: {{model: chatty}}
+    targets: [chatty/gpt-4o]
   - name: native
     match: {{model: claude-sonnet-4-5}}
     targets: [claude/claude-sonnet-4-5]
@@ -88,12 +95,37 @@ def claude() -> Iterator[FakeAnthropic]:
         yield upstream
 
 
+class ChattyOpenAI(FakeOpenAI):
+    """Streams chat completions whose every chunk carries a field naming the keys."""
+
+    def answer(self, call: Call) -> Reply:
+        if not (isinstance(call.body, dict) and call.body.get("stream")):
+            return super().answer(call)
+        events = []
+        for event in Completion(call.body, "chatcmpl-" + call.ident, None).events():
+            if event.startswith(b"data: {"):
+                chunk = json.loads(event[len(b"data: ") :])
+                event = b"data: " + json.dumps({**chunk, "debug": ECHO}).encode() + b"\n\n"
+            events.append(event)
+        return self.send(call, events=events)
+
+
+@pytest.fixture(scope="module")
+def chatty() -> Iterator[ChattyOpenAI]:
+    with ChattyOpenAI() as upstream:
+        yield upstream
+
+
 @pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, claude: FakeAnthropic
+    tmp_path_factory: pytest.TempPathFactory,
+    fake: FakeOpenAI,
+    claude: FakeAnthropic,
+    chatty: ChattyOpenAI,
 ) -> Iterator[RunningGateway]:
     path: Path = tmp_path_factory.mktemp("redaction") / "routes.yaml"
-    path.write_text(POLICY.replace("{fake}", fake.base_url).replace("{claude}", claude.base_url))
+    text = POLICY.replace("{fake}", fake.base_url).replace("{claude}", claude.base_url)
+    path.write_text(text.replace("{chatty}", chatty.base_url))
     running = start_gateway(path)
     yield running
     running.stop()
@@ -171,6 +203,17 @@ def test_raw_response_and_unknown_fields_of_a_success_are_masked(
     assert answer["choices"][0]["message"]["content"] == "hi"
 
 
+def test_unknown_fields_of_streamed_chunks_are_masked(gateway: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="chatty", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert chunks and all(c.model_extra["debug"] == " ".join(["***"] * 5) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hi"
+
+
 MESSAGE = {
     "id": "msg_1",
     "type": "message",
@@ -232,9 +275,11 @@ def test_the_policy_secrets_are_its_keys_secret_headers_and_options(
 def test_a_secret_inside_a_longer_one_is_masked_whole() -> None:
     secrets = ("sk-abcdefgh-longer", "sk-abcdefgh")
     error = ProviderError(FailureClass.AUTH, "got sk-abcdefgh-longer and sk-abcdefgh", code="x")
-    assert redact_error(error, secrets).message == "got *** and ***"
-    assert redact_error(error, ()) is error
-    assert redact_json({"a": [1, "sk-abcdefgh"]}, secrets) == {"a": [1, "***"]}
+    assert Redactor(secrets).error(error).message == "got *** and ***"
+    assert Redactor(()).error(error) is error and not Redactor(())
+    assert Redactor(secrets).json({"a": [1, "sk-abcdefgh"]}) == {"a": [1, "***"]}
+    clean = {"a": ["nothing here"]}
+    assert Redactor(secrets).json(clean) is clean
 
 
 ALPHABETS = ("abcdefgh", "ijklmnop", "qrstuvwx", "ABCDEFGH")
@@ -250,8 +295,8 @@ def disjoint_secrets(draw: st.DrawFn) -> list[str]:
 @settings(max_examples=60, deadline=None)
 @given(disjoint_secrets(), st.lists(st.text(max_size=10) | st.integers(0, 3), max_size=12))
 def test_no_secret_survives_redaction_wherever_it_sits(secrets: list[str], parts: list) -> None:
-    ordered = tuple(sorted(secrets, key=len, reverse=True))
+    redactor = Redactor(tuple(secrets))
     text = "".join(secrets[p % len(secrets)] if isinstance(p, int) else p for p in parts)
-    nested = json.dumps(redact_json({"nested": [text, {text: text}]}, ordered))
+    nested = json.dumps(redactor.json({"nested": [text, {text: text}]}))
     for secret in secrets:
-        assert secret not in redact_text(text, ordered) and secret not in nested
+        assert secret not in redactor.text(text) and secret not in nested

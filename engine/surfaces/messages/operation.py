@@ -23,7 +23,6 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import redact_extra
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -180,8 +179,8 @@ class MessagesCall(Operation[Answer]):
         one that changed it makes the caller get the changed answer, translated.
         A native answer's fields beyond a ``Message``'s have the policy's secrets
         masked (they are passed on as sent)."""
-        if result.native is not None and ctx.table.secrets:
-            result.native = redact_extra(result.native, MESSAGE_FIELDS, ctx.table.secrets)
+        if result.native is not None and ctx.table.redactor:
+            result.native = ctx.table.redactor.extra(result.native, MESSAGE_FIELDS)
         result.fields = fields
         if not has_impls(hook.turnout_post_response):
             return result
