@@ -36,6 +36,7 @@ from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
 from turnout.surfaces.completions import CompletionsAPI
+from turnout.surfaces.messages import MessagesAPI
 from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
 from turnout.wire.chat import ChatRequest, ChatResponse
@@ -235,11 +236,11 @@ class Engine:
         if self._closed:
             raise _closed_error()
         started = self.executor.clock()
-        parsed = parse_request(request)
         table = self._table
         keys = table.limits.keys if table.limits is not None else None
-        key = keys.authenticate(headers or {}) if keys is not None else None  # 401
-        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng)
+        key = keys.authenticate(headers or {}) if keys is not None else None  # 401, body unread
+        parsed = parse_request(request)
+        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng, key=key)
         if key is not None and not key.allows(plan.route.name, parsed.model):
             raise TurnoutError(
                 f"API key {key.name!r} may not use model {parsed.model!r} "
@@ -312,6 +313,13 @@ class Engine:
         ``await engine.responses.create({...})``, ``.stream``, ``.retrieve``,
         ``.delete``, ``.input_items``."""
         return ResponsesAPI(self)
+
+    @property
+    def messages(self) -> MessagesAPI:
+        """Anthropic's Messages API over this engine (``turnout.surfaces.messages``):
+        ``await engine.messages.create({...})``, ``.stream``, ``.count_tokens``;
+        native to targets that speak it, translated for the others."""
+        return MessagesAPI(self)
 
     @property
     def completions(self) -> CompletionsAPI:

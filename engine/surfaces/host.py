@@ -1,6 +1,6 @@
 """What a surface needs of the engine, as a protocol: surfaces sit under
-``turnout.engine`` (which offers them as ``engine.responses`` and
-``engine.completions``) and never import it."""
+``turnout.engine`` (which offers them as ``engine.responses``,
+``engine.messages`` and ``engine.completions``) and never import it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from turnout.policy.table import RoutingTable
     from turnout.run.ledger import BudgetLedger
+    from turnout.run.operation import Operation, StreamOperation
     from turnout.run.streams import ChatStream
     from turnout.wire.chat import ChatRequest, ChatResponse
 
@@ -39,6 +40,17 @@ class ChatHost(Protocol):
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        op: StreamOperation[Any] | None = None,
     ) -> ChatStream: ...
+
+    async def serve(
+        self,
+        request: Any,
+        op: Operation[Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        deliver: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> Any: ...
 
     def plan(self, request: Any, *, headers: Mapping[str, str] | None = None) -> Any: ...
