@@ -91,6 +91,11 @@ class Redactor:
             return text
         return pattern.sub(MASK, text)
 
+    def found(self, text: str) -> bool:
+        """Whether ``text`` holds a secret."""
+        pattern = self._pattern
+        return pattern is not None and len(text) >= MIN_SECRET and pattern.search(text) is not None
+
     def error(self, error: ProviderError) -> ProviderError:
         """``error`` with every secret masked in its message and its upstream ``code``
         (the code also cut to 100 characters); ``error`` itself when it holds none."""
@@ -126,19 +131,6 @@ class Redactor:
         if not self._holds(value, 0):
             return value
         return self._masked(value, 0)
-
-    def extra(self, payload: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-        """``payload`` with the secrets masked in its members not named in ``known``
-        (the fields an upstream adds, passed on as sent); ``payload`` itself when
-        those hold none."""
-        if self._pattern is None:
-            return payload
-        extra = {name: value for name, value in payload.items() if name not in known}
-        if not extra or not self._holds(extra, 0):
-            return payload
-        out = {name: value for name, value in payload.items() if name in known}
-        out.update(self._masked(extra, 0))
-        return out
 
     def _holds(self, value: Any, depth: int) -> bool:
         """Whether any string (or key) in ``value`` holds a secret: the cheap first
