@@ -118,6 +118,13 @@ def attempt_modes(turn: Turn, plan: Plan) -> list[str]:
     return out
 
 
+MESSAGE_FIELDS = frozenset(
+    {"id", "type", "role", "content", "model", "stop_reason", "stop_sequence", "usage"}
+)
+"""The members of Anthropic's ``Message``; any other a native upstream sends is
+passed on as sent, its secrets masked."""
+
+
 class Answer:
     """A whole answer: the native ``Message`` or the chat answer it translates from."""
 
@@ -167,7 +174,11 @@ class MessagesCall(Operation[Answer]):
         self, ctx: RequestContext, attempt: Attempt, result: Answer, fields: ExtraFields, hook: Any
     ) -> Answer:
         """Post-response hooks (cache, output guardrails) see the answer as chat;
-        one that changed it makes the caller get the changed answer, translated."""
+        one that changed it makes the caller get the changed answer, translated.
+        A native answer's fields beyond a ``Message``'s have the policy's secrets
+        masked (they are passed on as sent)."""
+        if result.native is not None and ctx.table.redactor:
+            result.native = ctx.table.redactor.extra(result.native, MESSAGE_FIELDS)
         result.fields = fields
         secrets = ctx.table.secrets
         if result.native is not None and secrets:  # nothing an upstream echoes reaches a caller
