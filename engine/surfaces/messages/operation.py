@@ -1,9 +1,9 @@
 """The Messages request kinds the serve path runs: native or translated, per attempt.
 
-Each attempt of a plan decides for itself. A target whose provider lists
-``"messages"`` in ``native_surfaces`` (anthropic, any Anthropic-compatible
-``base_url``) gets the caller's body as written, with only ``model`` replaced
-(and turnout's own ``fallbacks`` left out), and the caller's
+Each attempt of a plan decides for itself. A target whose provider speaks
+``"messages"`` (the anthropic type, so any Anthropic-compatible ``base_url``)
+gets the caller's body as written, with only ``model`` replaced (and the
+seed's ``fallbacks`` left out), and the caller's
 ``anthropic-version`` / ``anthropic-beta`` headers; its answer comes back as
 sent. Any other target gets the chat translation (``translate``). So a
 fallback from Anthropic to OpenAI, or back, is one plan.
@@ -53,10 +53,6 @@ def frame(name: str, data: Any) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + pydantic_core.to_json(data) + b"\n\n"
 
 
-def _speaks(provider: Provider, surface: str = SURFACE) -> bool:
-    return surface in type(provider).native_surfaces
-
-
 class Turn:
     """One Messages request: the body as sent, its chat translation, its planning view."""
 
@@ -99,7 +95,7 @@ class Turn:
 
     def native(self, provider: Provider, call: ProviderCall) -> bool:
         """Whether this attempt sends the body as written."""
-        if not _speaks(provider) or call.request is not self.planning:
+        if not provider.speaks(SURFACE) or call.request is not self.planning:
             return False
         if self.headers:
             call.headers = {**call.headers, **self.headers}
@@ -112,7 +108,7 @@ def attempt_modes(turn: Turn, plan: Plan) -> list[str]:
     out = []
     for attempt in plan.attempts:
         name = f"{attempt.provider}/{attempt.model}"
-        if _speaks(attempt.target.provider.provider):
+        if attempt.target.provider.provider.speaks(SURFACE):
             out.append(f"{name}: native (the body as written)")
         elif turn.refused:
             out.append(f"{name}: skipped ({turn.refused[0]} needs a native target)")
