@@ -18,7 +18,6 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -151,9 +150,9 @@ class CompletionCall(Operation[Finished]):
         hook: Any,
     ) -> Finished:
         self.fields = fields
-        secrets = ctx.table.secrets
-        if result.native is not None and secrets:
-            result.native = redact_json(result.native, secrets)
+        redactor = ctx.table.redactor
+        if result.native is not None and redactor:
+            result.native = redactor.json(result.native)
         if not has_impls(hook.turnout_post_response):
             return result
         chat = result.chat if result.chat is not None else chat_of_completion(result.native or {})
@@ -218,7 +217,7 @@ class CompletionStreamCall(StreamOperation[Any]):
 
     def relay(self, ctx: RequestContext, hook: Any) -> Callable[[Any], Awaitable[Any]]:
         hooks = has_impls(hook.turnout_stream_chunk)
-        secrets = ctx.table.secrets
+        redactor = ctx.table.redactor
         options = ctx.request.stream_options
         wants_usage = options is not None and bool(options.include_usage)
 
@@ -227,11 +226,7 @@ class CompletionStreamCall(StreamOperation[Any]):
                 self.translated = False
                 if item.name == "done":
                     return DONE
-                data: str = item.data
-                if secrets and any(secret in data for secret in secrets):
-                    data = pydantic_core.to_json(
-                        redact_json(pydantic_core.from_json(data), secrets)
-                    ).decode()
+                data: str = redactor.text(item.data) if redactor else item.data
                 return b"data: " + data.encode() + b"\n\n"
             chunk: ChatChunk | None = item
             if not wants_usage and item.usage is not None and not item.choices:

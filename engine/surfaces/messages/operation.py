@@ -23,7 +23,6 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -118,13 +117,6 @@ def attempt_modes(turn: Turn, plan: Plan) -> list[str]:
     return out
 
 
-MESSAGE_FIELDS = frozenset(
-    {"id", "type", "role", "content", "model", "stop_reason", "stop_sequence", "usage"}
-)
-"""The members of Anthropic's ``Message``; any other a native upstream sends is
-passed on as sent, its secrets masked."""
-
-
 class Answer:
     """A whole answer: the native ``Message`` or the chat answer it translates from."""
 
@@ -175,14 +167,12 @@ class MessagesCall(Operation[Answer]):
     ) -> Answer:
         """Post-response hooks (cache, output guardrails) see the answer as chat;
         one that changed it makes the caller get the changed answer, translated.
-        A native answer's fields beyond a ``Message``'s have the policy's secrets
-        masked (they are passed on as sent)."""
-        if result.native is not None and ctx.table.redactor:
-            result.native = ctx.table.redactor.extra(result.native, MESSAGE_FIELDS)
+        A native answer has the policy's secrets masked wherever they appear (it
+        is passed on as sent)."""
         result.fields = fields
-        secrets = ctx.table.secrets
-        if result.native is not None and secrets:  # nothing an upstream echoes reaches a caller
-            result.native = redact_json(result.native, secrets)
+        redactor = ctx.table.redactor
+        if result.native is not None and redactor:  # nothing an upstream echoes reaches a caller
+            result.native = redactor.json(result.native)
         if not has_impls(hook.turnout_post_response):
             return result
         chat = result.chat if result.chat is not None else chat_of_message(result.native or {})
@@ -237,15 +227,15 @@ class MessagesStreamCall(StreamOperation[Any]):
     def relay(self, ctx: RequestContext, hook: Any) -> Callable[[Any], Awaitable[Any]]:
         hooks = has_impls(hook.turnout_stream_chunk)
         translator = self.translator
-        secrets = ctx.table.secrets
+        redactor = ctx.table.redactor
 
         async def relay(item: Any) -> bytes | None:
             if isinstance(item, NativeEvent):
                 self.translated = False
                 event: NativeEvent = item
-                if secrets and any(secret in event.raw for secret in secrets):
-                    data = redact_json(event.data, secrets)
-                    event = NativeEvent(event.name, data, pydantic_core.to_json(data).decode())
+                masked = redactor.text(event.raw) if redactor else event.raw
+                if masked != event.raw:  # a secret in the event: relay it masked
+                    event = NativeEvent(event.name, pydantic_core.from_json(masked), masked)
                 if hooks:
                     return await _hooked_native(event, ctx, hook, translator)
                 return b"event: " + event.name.encode() + b"\ndata: " + event.raw.encode() + b"\n\n"
