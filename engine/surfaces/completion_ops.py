@@ -226,10 +226,7 @@ class CompletionStreamCall(StreamOperation[Any]):
                 self.translated = False
                 if item.name == "done":
                     return DONE
-                data: str = item.data
-                if redactor.found(data):
-                    masked = redactor.json(pydantic_core.from_json(data))
-                    data = pydantic_core.to_json(masked).decode()
+                data: str = redactor.text(item.data) if redactor else item.data
                 return b"data: " + data.encode() + b"\n\n"
             chunk: ChatChunk | None = item
             if not wants_usage and item.usage is not None and not item.choices:

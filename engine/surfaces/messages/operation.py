@@ -166,7 +166,9 @@ class MessagesCall(Operation[Answer]):
         self, ctx: RequestContext, attempt: Attempt, result: Answer, fields: ExtraFields, hook: Any
     ) -> Answer:
         """Post-response hooks (cache, output guardrails) see the answer as chat;
-        one that changed it makes the caller get the changed answer, translated."""
+        one that changed it makes the caller get the changed answer, translated.
+        A native answer has the policy's secrets masked wherever they appear (it
+        is passed on as sent)."""
         result.fields = fields
         redactor = ctx.table.redactor
         if result.native is not None and redactor:  # nothing an upstream echoes reaches a caller
@@ -231,9 +233,9 @@ class MessagesStreamCall(StreamOperation[Any]):
             if isinstance(item, NativeEvent):
                 self.translated = False
                 event: NativeEvent = item
-                if redactor.found(event.raw):
-                    data = redactor.json(event.data)
-                    event = NativeEvent(event.name, data, pydantic_core.to_json(data).decode())
+                masked = redactor.text(event.raw) if redactor else event.raw
+                if masked != event.raw:  # a secret in the event: relay it masked
+                    event = NativeEvent(event.name, pydantic_core.from_json(masked), masked)
                 if hooks:
                     return await _hooked_native(event, ctx, hook, translator)
                 return b"event: " + event.name.encode() + b"\ndata: " + event.raw.encode() + b"\n\n"
