@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,15 +19,7 @@ from turnout.errors import ProviderError
 if TYPE_CHECKING:
     from turnout.policy.table import CompiledProvider
 
-__all__ = [
-    "MASK",
-    "MIN_SECRET",
-    "Redactor",
-    "provider_secrets",
-    "redact_error",
-    "redact_json",
-    "redact_text",
-]
+__all__ = ["MASK", "MIN_SECRET", "Redactor", "provider_secrets"]
 
 MASK = "***"
 MIN_SECRET = 8
@@ -100,11 +91,6 @@ class Redactor:
             return text
         return pattern.sub(MASK, text)
 
-    def found(self, text: str) -> bool:
-        """Whether ``text`` holds a secret."""
-        pattern = self._pattern
-        return pattern is not None and len(text) >= MIN_SECRET and pattern.search(text) is not None
-
     def error(self, error: ProviderError) -> ProviderError:
         """``error`` with every secret masked in its message and its upstream ``code``
         (the code also cut to 100 characters); ``error`` itself when it holds none."""
@@ -170,23 +156,3 @@ class Redactor:
         if isinstance(value, list):
             return [self._masked(v, depth + 1) for v in value]
         return value
-
-
-@lru_cache(maxsize=16)
-def _redactor(secrets: tuple[str, ...]) -> Redactor:
-    return Redactor(secrets)
-
-
-def redact_text(text: str, secrets: tuple[str, ...]) -> str:
-    """``Redactor(secrets).text(text)``; prefer the table's ``redactor``."""
-    return _redactor(secrets).text(text)
-
-
-def redact_json(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``Redactor(secrets).json(value)``; prefer the table's ``redactor``."""
-    return _redactor(secrets).json(value)
-
-
-def redact_error(error: ProviderError, secrets: tuple[str, ...]) -> ProviderError:
-    """``Redactor(secrets).error(error)``; prefer the table's ``redactor``."""
-    return _redactor(secrets).error(error)
