@@ -127,19 +127,6 @@ class Redactor:
             return value
         return self._masked(value, 0)
 
-    def extra(self, payload: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-        """``payload`` with the secrets masked in its members not named in ``known``
-        (the fields an upstream adds, passed on as sent); ``payload`` itself when
-        those hold none."""
-        if self._pattern is None:
-            return payload
-        extra = {name: value for name, value in payload.items() if name not in known}
-        if not extra or not self._holds(extra, 0):
-            return payload
-        out = {name: value for name, value in payload.items() if name in known}
-        out.update(self._masked(extra, 0))
-        return out
-
     def _holds(self, value: Any, depth: int) -> bool:
         """Whether any string (or key) in ``value`` holds a secret: the cheap first
         pass, so the common answer (none) costs no copy."""
