@@ -62,6 +62,7 @@ from turnout.wire.chat import (
     ResponseMessage,
     Usage,
 )
+from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -73,6 +74,8 @@ __all__ = [
     "DataURL",
     "Delta",
     "Duration",
+    "Embeddings",
+    "EmbeddingsRequest",
     "ExtraFields",
     "FailureClass",
     "FunctionTool",

@@ -5,15 +5,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from turnout.policy.table import RoutingTable
     from turnout.run.ledger import BudgetLedger
+    from turnout.run.operation import Operation
     from turnout.run.streams import ChatStream
     from turnout.wire.chat import ChatRequest, ChatResponse
 
 __all__ = ["ChatHost"]
+
+R = TypeVar("R")
 
 
 class ChatHost(Protocol):
@@ -42,3 +45,14 @@ class ChatHost(Protocol):
     ) -> ChatStream: ...
 
     def plan(self, request: Any, *, headers: Mapping[str, str] | None = None) -> Any: ...
+
+    async def serve(
+        self,
+        request: ChatRequest,
+        op: Operation[R],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        deliver: Callable[[R], Awaitable[None]] | None = None,
+        prompt_tokens: int | None = None,
+    ) -> R: ...
