@@ -9,7 +9,10 @@ input string (so input guardrails read, and may redact, every input), the
 inputs' sizes for the context-window check, and the fields that decide the
 vectors (token arrays, ``dimensions``) for the cache key.
 
-Budgets hold and bill input tokens only, at the model's input price. Vectors
+Observers (the request log) and the response cache see the answer as a
+chat response with ``object: "list"``, no choices and the vectors in
+``data`` (``EmbeddingsCall.outcome_response``); a cache hit comes back the
+same way. Budgets hold and bill input tokens only, at the model's input price. Vectors
 are floats below the surface; ``encoding_format: base64`` (the openai SDK's
 default) is little-endian float32, base64-encoded, as OpenAI writes it.
 """
@@ -34,6 +37,7 @@ from turnout.wire.chat import ChatRequest, ChatResponse, ExtraFields, Usage
 from turnout.wire.embeddings import MAX_INPUTS, Embeddings, EmbeddingsRequest
 
 __all__ = [
+    "ENVELOPE_OBJECT",
     "REQUEST_TYPE",
     "EmbeddingsAPI",
     "EmbeddingsCall",
@@ -44,6 +48,10 @@ __all__ = [
 ]
 
 REQUEST_TYPE = "embedding"
+
+ENVELOPE_OBJECT = "list"
+"""``object`` of the response observers and the cache get for an embeddings
+answer (OpenAI's own name for an embeddings answer)."""
 
 VIEW_FIELD = "embeddings"
 """The planning view's field holding what decides the vectors besides the texts."""
@@ -185,13 +193,39 @@ class EmbeddingsCall(Operation[Embeddings]):
         result.extra_fields = fields
         return result
 
-    def short_circuit(self, response: ChatResponse) -> Embeddings:
-        raise TurnoutError(
-            "a pre-request hook answered an embeddings request with a chat completion",
-            status_code=500,
-            type="api_error",
-            code="plugin_error",
+    def outcome_response(self, result: Embeddings) -> ChatResponse:
+        """The answer as observers and the cache see it: an ``ENVELOPE_OBJECT``
+        response with no choices, the vectors in ``data``."""
+        fields = result.extra_fields
+        return ChatResponse.model_validate(
+            {
+                "id": "embd-" + ((fields.request_id if fields is not None else None) or ""),
+                "object": ENVELOPE_OBJECT,
+                "model": result.model,
+                "choices": [],
+                "usage": self.usage(result),
+                "extra_fields": fields,
+                "data": result.vectors,
+            }
         )
+
+    def short_circuit(self, response: ChatResponse) -> Embeddings:
+        """A cache hit: the envelope ``outcome_response`` gave, stored earlier."""
+        extra = response.model_extra or {}
+        vectors = extra.get("data")
+        if (
+            response.object != ENVELOPE_OBJECT
+            or not isinstance(vectors, list)
+            or len(vectors) != len(self.request.inputs)
+        ):
+            raise TurnoutError(
+                "a pre-request hook answered an embeddings request with something else",
+                status_code=500,
+                type="api_error",
+                code="plugin_error",
+            )
+        tokens = response.usage.prompt_tokens if response.usage is not None else 0
+        return Embeddings(vectors, tokens, response.model, response.extra_fields)
 
 
 def embeddings_object(request: EmbeddingsRequest, answer: Embeddings) -> dict[str, Any]:

@@ -37,6 +37,10 @@ routes:
     match: {{model: embed-elsewhere}}
     targets: [claude/claude-sonnet-4-5]
     fallbacks: [mock/embed]
+  - name: cached
+    match: {{model: embed-cached}}
+    targets: [fake/text-embedding-3-small]
+    cache: {{ttl: 10m}}
   - name: direct
     match: {{model: "*/*"}}
 """
@@ -121,6 +125,31 @@ def test_the_mock_embeds_the_same_input_the_same(client: openai.OpenAI) -> None:
     two = client.embeddings.create(model="mock/e", input=["b"])
     assert len(one.data[0].embedding) == 16
     assert one.data[1].embedding == two.data[0].embedding != one.data[0].embedding
+
+
+def test_a_repeated_request_is_a_cache_hit(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    first = client.embeddings.with_raw_response.create(
+        model="embed-cached", input=["cache me", "twice"], encoding_format="float"
+    )
+    assert first.headers["x-turnout-cache"] == "MISS"
+    calls = len(fake.requests)
+    again = client.embeddings.with_raw_response.create(
+        model="embed-cached", input=["cache me", "twice"]
+    )  # base64 this time: the same vectors, encoded differently
+    assert again.headers["x-turnout-cache"] == "HIT"
+    assert again.headers["x-turnout-cost"] == "0.000000"
+    assert len(fake.requests) == calls  # no upstream call
+    assert _close(again.parse().data[1].embedding, first.parse().data[1].embedding)
+    other = client.embeddings.with_raw_response.create(
+        model="embed-cached", input=["cache me", "twice"], dimensions=32
+    )
+    assert other.headers["x-turnout-cache"] == "MISS"
+    assert len(other.parse().data[0].embedding) == 32
+    tokens = client.embeddings.with_raw_response.create(model="embed-cached", input=[[7, 8]])
+    assert tokens.headers["x-turnout-cache"] == "MISS"
+    again_tokens = client.embeddings.with_raw_response.create(model="embed-cached", input=[7, 8])
+    assert again_tokens.headers["x-turnout-cache"] == "HIT"
+    assert len(fake.requests) == calls + 2
 
 
 @pytest.mark.parametrize(
