@@ -1,4 +1,4 @@
-"""CPU per request of the Responses API and legacy completions next to chat
+"""CPU per request of the Responses API, Anthropic Messages and legacy completions next to chat
 completions, in-process with the mock provider (the surfaces' translation and
 storing is what differs; the engine's path behind them is the same).
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from turnout import Engine  # noqa: E402
 from turnout.surfaces.completions import CompletionsAPI  # noqa: E402
+from turnout.surfaces.messages import MessagesAPI  # noqa: E402
 from turnout.surfaces.responses import ResponsesAPI  # noqa: E402
 
 POLICY = """
@@ -37,7 +38,9 @@ TEXT = "Hello, how are you?"
 async def _cases(engine: Engine) -> dict[str, Callable[[], Awaitable[object]]]:
     responses = ResponsesAPI(engine)
     completions = CompletionsAPI(engine)
+    messages = MessagesAPI(engine)
     chat = {"model": "smart", "messages": [{"role": "user", "content": TEXT}]}
+    message = {**chat, "max_tokens": 256}
 
     async def chat_stream() -> None:
         async for _ in engine.stream({**chat, "stream": True}):
@@ -47,8 +50,13 @@ async def _cases(engine: Engine) -> dict[str, Callable[[], Awaitable[object]]]:
         async for _ in await responses.stream({"model": "smart", "input": TEXT, "stream": True}):
             pass
 
+    async def messages_stream() -> None:
+        async for _ in messages.stream({**message, "stream": True}):
+            pass
+
     return {
         "chat.completions": lambda: engine.chat(chat),
+        "messages (translated)": lambda: messages.create(message),
         "responses (store: false)": lambda: responses.create(
             {"model": "smart", "input": TEXT, "store": False}
         ),
@@ -56,6 +64,7 @@ async def _cases(engine: Engine) -> dict[str, Callable[[], Awaitable[object]]]:
         "completions": lambda: completions.create({"model": "smart", "prompt": TEXT}),
         "chat.completions stream": chat_stream,
         "responses stream (stored)": responses_stream,
+        "messages stream (translated)": messages_stream,
     }
 
 

@@ -99,6 +99,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = compile_policy(
         load_document(args.file), registry.providers, registry.strategies, registry.guardrails
     )
+    if args.messages:
+        return _plan_messages(args, table)
+    if not args.model:
+        print("turnout plan: give --model (or --messages FILE)", file=sys.stderr)
+        return 2
     body: dict[str, Any] = {
         "model": args.model,
         "messages": [{"role": "user", "content": args.prompt}],
@@ -121,6 +126,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
         prompt_tokens=args.prompt_tokens,
     )
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.explain())
+    return 0 if plan.attempts else 2
+
+
+def _plan_messages(args: argparse.Namespace, table: Any) -> int:
+    """``turnout plan --messages FILE``: the plan of a Messages request, and for
+    each attempt whether it goes native or translated."""
+    import random
+    from pathlib import Path
+
+    from turnout.surfaces.messages.operation import Turn, attempt_modes
+    from turnout.surfaces.messages.wire import parse_messages_request
+
+    text = sys.stdin.read() if args.messages == "-" else Path(args.messages).read_text()
+    headers = {k.lower(): v for k, v in _pairs(args.header, "--header").items()}
+    try:
+        request, raw = parse_messages_request(text)
+    except TurnoutError as exc:
+        print(f"turnout plan: {args.messages}: {exc.message}", file=sys.stderr)
+        return 2
+    turn = Turn(request, raw, headers, "msg_plan")
+    rng = random.Random(args.seed) if args.seed is not None else None
+    plan = plan_request(turn.planning, table, headers=headers, rng=rng)
+    modes = attempt_modes(turn, plan)
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "surface": "messages", "modes": modes}, indent=2))
+    else:
+        print(plan.explain())
+        print("on /v1/messages:")
+        for line in modes:
+            print(f"  {line}")
     return 0 if plan.attempts else 2
 
 
@@ -229,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="explain how a request would be routed (no call made)")
     plan.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
-    plan.add_argument("--model", required=True)
+    plan.add_argument("--model", help="the request's model (required unless --messages)")
+    plan.add_argument(
+        "--messages",
+        metavar="FILE",
+        help="plan an Anthropic /v1/messages request body (a JSON file, - for stdin)",
+    )
     plan.add_argument("--prompt", default="Hello")
     plan.add_argument("--prompt-tokens", type=int, help="assume a prompt of this many tokens")
     plan.add_argument("--max-tokens", type=int)

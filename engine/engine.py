@@ -37,6 +37,7 @@ from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
 from turnout.surfaces.completions import CompletionsAPI
 from turnout.surfaces.embeddings import EmbeddingsAPI
+from turnout.surfaces.messages import MessagesAPI
 from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
 from turnout.wire.chat import ChatRequest, ChatResponse
@@ -114,7 +115,9 @@ class Engine:
         )
         self.state = StateSnapshot(stats=self.stats)
         self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_thread: threading.Thread | None = None
         self._sync_lock = threading.Lock()
+        self._closed = False
         self.metrics = CollectorRegistry()
         """This engine's Prometheus metrics (the gateway serves them at ``/metrics``)."""
         start_plugins(plugin_manager, self.metrics)
@@ -232,17 +235,20 @@ class Engine:
         stream: bool,
         prompt_tokens: int | None = None,
     ) -> RequestContext:
+        if self._closed:
+            raise _closed_error()
         started = self.executor.clock()
-        parsed = parse_request(request)
         table = self._table
         keys = table.limits.keys if table.limits is not None else None
-        key = keys.authenticate(headers or {}) if keys is not None else None  # 401
+        key = keys.authenticate(headers or {}) if keys is not None else None  # 401, body unread
+        parsed = parse_request(request)
         plan = plan_request(
             parsed,
             table,
             headers=headers,
             state=self.state,
             rng=self.rng,
+            key=key,
             prompt_tokens=prompt_tokens,
         )
         if key is not None and not key.allows(plan.route.name, parsed.model):
@@ -324,6 +330,13 @@ class Engine:
         return ResponsesAPI(self)
 
     @property
+    def messages(self) -> MessagesAPI:
+        """Anthropic's Messages API over this engine (``turnout.surfaces.messages``):
+        ``await engine.messages.create({...})``, ``.stream``, ``.count_tokens``;
+        native to targets that speak it, translated for the others."""
+        return MessagesAPI(self)
+
+    @property
     def embeddings(self) -> EmbeddingsAPI:
         """Embeddings over this engine (``turnout.surfaces.embeddings``):
         ``await engine.embeddings.create({"model": ..., "input": [...]})``."""
@@ -343,8 +356,9 @@ class Engine:
         timeout: float | None = None,
     ) -> ChatResponse:
         """``chat`` for callers without an event loop (runs on the engine's own loop thread)."""
+        loop = self._loop()
         future = asyncio.run_coroutine_threadsafe(
-            self.chat(request, headers=headers, request_id=request_id), self._loop()
+            self.chat(request, headers=headers, request_id=request_id), loop
         )
         try:
             return future.result(timeout)
@@ -354,33 +368,94 @@ class Engine:
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         with self._sync_lock:
+            if self._closed:
+                raise _closed_error()
             if self._sync_loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="turnout-sync", daemon=True).start()
-                self._sync_loop = loop
+                thread = threading.Thread(target=loop.run_forever, name="turnout-sync", daemon=True)
+                thread.start()
+                self._sync_loop, self._sync_thread = loop, thread
             return self._sync_loop
 
     async def aclose(self) -> None:
-        """Wait for shadow requests, close the plugins' per-engine state
-        (``turnout_engine_closed``), then upstream clients and providers."""
+        """Close the engine, once: wait for shadow requests, close the plugins'
+        per-engine state (``turnout_engine_closed``), the state backend, the
+        upstream clients and providers, and stop ``chat_sync``'s loop thread.
+
+        Later calls return at once; requests after it get 503 ``engine_closed``."""
+        if not self._mark_closed():
+            return
         await self.executor.aclose()
         await close_plugins(self.plugin_manager)
         await self.ledger.aclose()
         await self.clients.aclose()
         for provider in self._table.providers.values():
             await provider.provider.aclose()
+        loop = self._sync_loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.clients.aclose(), loop))
+            self._stop_sync_loop()
 
     def close(self) -> None:
-        """Close the sync loop's clients and stop its thread, if ``chat_sync`` was used."""
+        """``aclose`` for synchronous code (``with Engine.from_file(...) as engine:``).
+
+        Runs on ``chat_sync``'s loop if it was used (its clients live there),
+        otherwise on a loop of its own. From async code, ``await engine.aclose()``:
+        blocking an event loop here would stall it, so that raises RuntimeError."""
+        if self._closed:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("Engine.close() blocks: from async code use await engine.aclose()")
         loop = self._sync_loop
         if loop is None:
+            asyncio.run(self.aclose())
             return
-        asyncio.run_coroutine_threadsafe(self.clients.aclose(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(self.aclose(), loop).result()
+        self._stop_sync_loop()
+
+    def _mark_closed(self) -> bool:
+        """True for the one call that closes the engine."""
+        with self._sync_lock:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
+    def _stop_sync_loop(self) -> None:
+        with self._sync_lock:
+            loop, thread = self._sync_loop, self._sync_thread
+            self._sync_loop = self._sync_thread = None
+        if loop is None or thread is None:
+            return
         loop.call_soon_threadsafe(loop.stop)
-        self._sync_loop = None
+        if thread is not threading.current_thread():
+            thread.join()
+            loop.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<Engine {self._table.file}: {len(self._table.routes)} routes>"
+
+
+def _closed_error() -> TurnoutError:
+    return TurnoutError(
+        "this engine is closed", status_code=503, type="api_error", code="engine_closed"
+    )
 
 
 def _describe_state(before: tuple[Any, ...], after: tuple[Any, ...]) -> str:

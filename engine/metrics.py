@@ -11,9 +11,9 @@ serves both.
 
 Label values are bounded: routes and providers come from the policy, statuses
 and failure classes from closed sets, and model names — which a caller can
-choose freely on a direct route — pass through ``bounded_model``, which folds
-every name after the first ``MODEL_LABEL_LIMIT`` into ``"other"``. No request
-ids or user ids are ever labels.
+choose freely on a direct route — pass through the engine's ``ModelLabels``,
+which folds every name after its first ``MODEL_LABEL_LIMIT`` into ``"other"``.
+No request ids or user ids are ever labels.
 
 Several worker processes (``turnout serve --workers N``) share one exposition
 through prometheus-client's multiprocess mode: the server sets
@@ -48,7 +48,7 @@ __all__ = [
     "MODEL_LABEL_LIMIT",
     "STATE_ERRORS",
     "GatewayMetrics",
-    "bounded_model",
+    "ModelLabels",
     "exposition",
     "multiprocess_dir",
     "policy_reloads",
@@ -125,19 +125,28 @@ def policy_reloads(registry: CollectorRegistry) -> Counter:
     )
 
 
-_models: set[str] = set()
-_models_lock = threading.Lock()
+class ModelLabels:
+    """Model names as metric label values, for one engine's metrics.
 
+    The first ``limit`` distinct names are kept as they are, every later one
+    becomes ``"other"``. One per engine (its metrics plugin holds it), so a
+    flood of names on one engine never folds another engine's models.
+    """
 
-def bounded_model(model: str) -> str:
-    """``model`` as a label value, or ``"other"`` once the label is full."""
-    if model in _models:
-        return model
-    with _models_lock:
-        if len(_models) < MODEL_LABEL_LIMIT:
-            _models.add(model)
+    def __init__(self, limit: int = MODEL_LABEL_LIMIT) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, model: str) -> str:
+        """``model`` as a label value, or ``"other"`` once the label is full."""
+        if model in self._seen:
             return model
-    return "other"
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(model)
+                return model
+        return "other"
 
 
 def multiprocess_dir() -> str | None:

@@ -29,7 +29,7 @@ from turnout.contract.strategy import (
     weighted_order,
 )
 from turnout.errors import FailureClass, ProviderError, TurnoutError
-from turnout.metrics import bounded_model
+from turnout.metrics import ModelLabels
 from turnout.policy.models import CacheConfig, Telemetry
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.policy.units import Duration, parse_duration
@@ -69,6 +69,7 @@ __all__ = [
     "FailureClass",
     "Finding",
     "Guardrail",
+    "ModelLabels",
     "Plan",
     "ProviderError",
     "Ranking",
@@ -84,7 +85,6 @@ __all__ = [
     "Telemetry",
     "TurnoutError",
     "Usage",
-    "bounded_model",
     "estimate_prompt_tokens",
     "hookimpl",
     "parse_duration",

@@ -37,7 +37,13 @@ from turnout.contract.openai_request import (
     tool_call,
     tool_choice,
 )
-from turnout.contract.provider import Provider, ProviderCall, ProviderSettings, RawChatResponse
+from turnout.contract.provider import (
+    NativeEvent,
+    Provider,
+    ProviderCall,
+    ProviderSettings,
+    RawChatResponse,
+)
 from turnout.contract.translating import DRAIN_SECONDS, StreamTranslator, TranslatingProvider, drain
 from turnout.errors import FailureClass, ProviderError
 from turnout.policy.units import Duration
@@ -82,6 +88,7 @@ __all__ = [
     "HttpxUpstream",
     "MalformedEvents",
     "Message",
+    "NativeEvent",
     "Provider",
     "ProviderCall",
     "ProviderError",

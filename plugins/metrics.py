@@ -16,9 +16,9 @@ import pluggy
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from turnout.plugin_api import (
     AttemptRecord,
+    ModelLabels,
     RequestContext,
     RequestOutcome,
-    bounded_model,
     hookimpl,
 )
 
@@ -33,7 +33,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 
 class RequestMetrics:
     """The request, attempt and shadow metrics of one engine, and the hooks that
-    record them. Label children are memoised: label lookups are the costly part."""
+    record them. Label children are memoised: label lookups are the costly part.
+    Model labels are bounded per engine (``ModelLabels``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
@@ -105,6 +106,7 @@ class RequestMetrics:
             ["route", "provider", "model"],
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.model_label = ModelLabels()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), labels)
@@ -120,7 +122,7 @@ class RequestMetrics:
         trail = ctx.trail
         if trail and not outcome.short_circuit:
             last = trail[-1]
-            provider, model = last.provider, bounded_model(last.model)
+            provider, model = last.provider, self.model_label(last.model)
         else:
             provider, model = NO_PROVIDER, NO_PROVIDER
         child(self.requests, route, provider, model, str(outcome.status_code)).inc()
@@ -128,7 +130,7 @@ class RequestMetrics:
 
         previous: tuple[str, str] | None = None
         for record in trail:
-            record_model = bounded_model(record.model)
+            record_model = self.model_label(record.model)
             child(self.attempts, record.provider, record_model, record.outcome).inc()
             child(self.upstream_duration, record.provider, record_model).observe(
                 record.latency_ms / 1000
@@ -153,7 +155,7 @@ class RequestMetrics:
     def turnout_shadow_finished(
         self, ctx: RequestContext, record: AttemptRecord, cost: float | None
     ) -> None:
-        model = bounded_model(record.model)
+        model = self.model_label(record.model)
         route = ctx.route.name
         self._child(self.shadow_requests, route, record.provider, model, record.outcome).inc()
         self._child(self.shadow_duration, record.provider, model).observe(record.latency_ms / 1000)

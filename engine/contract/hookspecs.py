@@ -120,10 +120,11 @@ def turnout_engine_started(
 def turnout_engine_closed() -> Awaitable[None] | None:
     """Release per-engine state (connections, files, tasks), once.
 
-    Fires from ``await engine.aclose()``, after the last request and shadow
-    call, before the engine closes its upstream clients; the gateway calls it
-    when it shuts down. May be async. A failure is logged and the other
-    implementations still run.
+    Fires from ``await engine.aclose()`` or ``engine.close()`` (also on
+    leaving ``with engine:`` / ``async with engine:``; only the first close
+    counts), after the last request and shadow call, before the engine closes
+    its upstream clients; the gateway calls it when it shuts down. May be
+    async. A failure is logged and the other implementations still run.
     """
 
 

@@ -23,7 +23,18 @@ from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse
 from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
 
-__all__ = ["Provider", "ProviderCall", "ProviderSettings", "RawChatResponse"]
+__all__ = ["NativeEvent", "Provider", "ProviderCall", "ProviderSettings", "RawChatResponse"]
+
+
+@dataclass(frozen=True, slots=True)
+class NativeEvent:
+    """One server-sent event of a native stream: its name, its data decoded
+    (a JSON object), and the data's text as the upstream sent it (what a
+    passthrough relays)."""
+
+    name: str
+    data: Any
+    raw: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +183,10 @@ class Provider(abc.ABC):
     """The genai-prices provider id whose price table this type bills by."""
     free: ClassVar[bool] = False
     """True for types that never bill (the mock provider): every model costs 0."""
+    native_surfaces: ClassVar[frozenset[str]] = frozenset()
+    """Inbound surfaces this type's upstream speaks itself (``"messages"``,
+    ``"messages.count_tokens"``): a request on one of them is sent as the caller
+    wrote it (``native`` / ``native_stream``) instead of translated to chat."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -218,6 +233,28 @@ class Provider(abc.ABC):
         raise ProviderError(
             FailureClass.NOT_FOUND,
             f"provider type {self.settings.type!r} does not offer embeddings",
+        )
+
+    async def native(self, call: ProviderCall, surface: str, body: bytes) -> Any:
+        """Send ``body`` (the caller's JSON, with the upstream model) to the
+        upstream's own ``surface`` endpoint; return its decoded JSON answer or
+        raise ProviderError, classified as for chat. Only called for a surface
+        in ``native_surfaces``."""
+        raise ProviderError(
+            FailureClass.BAD_REQUEST,
+            f"provider type {self.settings.type!r} does not speak {surface} natively",
+        )
+
+    def native_stream(
+        self, call: ProviderCall, surface: str, body: bytes
+    ) -> AsyncIterator[NativeEvent]:
+        """Stream ``body`` to the upstream's own ``surface`` endpoint; yield its
+        events as sent. An error event before the first one is yielded raises
+        ProviderError (so the engine may fall back); a stream that ends before
+        the surface's end event raises CONNECTION."""
+        raise ProviderError(
+            FailureClass.BAD_REQUEST,
+            f"provider type {self.settings.type!r} does not stream {surface} natively",
         )
 
     async def aclose(self) -> None:  # noqa: B027 - optional, most providers hold nothing

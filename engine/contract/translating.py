@@ -30,7 +30,7 @@ from turnout.contract.http_errors import (
     error_object,
     parse_retry_after,
 )
-from turnout.contract.provider import Provider, ProviderCall, ProviderSettings
+from turnout.contract.provider import NativeEvent, Provider, ProviderCall, ProviderSettings
 from turnout.errors import FailureClass, ProviderError
 from turnout.upstream.interface import Reply, StreamReply, UpstreamError, UpstreamRequest
 from turnout.upstream.sse import MalformedEvents, ServerSentEvent, server_sent_events
@@ -88,6 +88,8 @@ class TranslatingProvider(Provider):
     """What a complete stream ends with, for ``stream ended before ...``."""
     stop_at_end: ClassVar[bool] = True
     """Stop reading once the translator is finished (else read the body to its end)."""
+    native_end: ClassVar[str] = ""
+    """The event that ends a native stream (``native_stream``), e.g. ``message_stop``."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -244,6 +246,77 @@ class TranslatingProvider(Provider):
         result.extra_fields = ExtraFields(raw_response=payload) if self.raw_response else None
         return result
 
+    # ---- native surfaces ------------------------------------------------------
+
+    def native_url(self, call: ProviderCall, surface: str) -> str:
+        """The URL of the upstream's own endpoint for ``surface`` (one of
+        ``native_surfaces``)."""
+        raise NotImplementedError
+
+    def native_request(
+        self, call: ProviderCall, surface: str, body: bytes, *, stream: bool
+    ) -> UpstreamRequest:
+        return UpstreamRequest(
+            self.native_url(call, surface),
+            body,
+            self.request_headers(call, stream=stream),
+            timeout=call.timeout,
+        )
+
+    async def native(self, call: ProviderCall, surface: str, body: bytes) -> Any:
+        """Send the caller's body as it is; the upstream's JSON object back."""
+        reply = await self.send(call, self.native_request(call, surface, body, stream=False))
+        payload = self.json_of(reply.content)
+        if not isinstance(payload, dict):
+            raise ProviderError(
+                FailureClass.SERVER_ERROR, f"{self.vendor} answered with a non-object"
+            )
+        error = self.error_in(payload)
+        if error is not None:
+            raise self.error_from_payload(error, call)
+        return payload
+
+    async def native_stream(
+        self, call: ProviderCall, surface: str, body: bytes
+    ) -> AsyncIterator[NativeEvent]:
+        """Stream the caller's body as it is; the upstream's events back, each
+        decoded once (``decode_event``: an error event raises), until
+        ``native_end``."""
+        request = self.native_request(call, surface, body, stream=True)
+        ended = False
+        try:
+            async with call.upstream.stream(request) as reply:
+                await self._check_stream(reply, call)
+                async for event in server_sent_events(reply.chunks()):
+                    decoded = self.decode_event(event, call)
+                    if decoded is None:
+                        continue
+                    yield NativeEvent(decoded[0], decoded[1], event.data)
+                    if decoded[0] == self.native_end:
+                        ended = True
+                        break
+                if not ended:
+                    raise ProviderError(
+                        FailureClass.CONNECTION, f"stream ended before {self.native_end}"
+                    )
+        except MalformedEvents as exc:
+            raise ProviderError(
+                FailureClass.SERVER_ERROR, f"{self.vendor} sent a malformed event stream ({exc})"
+            ) from exc
+        except UpstreamError as exc:
+            raise error_from_transport(exc, secret=call.api_key) from (exc.__cause__ or exc)
+
+    async def _check_stream(self, reply: StreamReply, call: ProviderCall) -> None:
+        """Raise for a stream answer that is an error or no event stream."""
+        if not reply.is_success:
+            body = await reply.read()
+            raise self.error_from_answer(
+                reply.status_code, reply.headers, body, reply.reason_phrase, call
+            )
+        content_type = reply.headers.get("content-type", "")
+        if not content_type.lower().startswith(self.stream_media_type):
+            raise self.not_a_stream(content_type, await reply.read(), call)
+
     # ---- one stream ----------------------------------------------------------
 
     def decode_event(self, event: ServerSentEvent, call: ProviderCall) -> tuple[str, Any] | None:
@@ -288,14 +361,7 @@ class TranslatingProvider(Provider):
         request = self.build(call, stream=True)
         try:
             async with call.upstream.stream(request) as reply:
-                if not reply.is_success:
-                    body = await reply.read()
-                    raise self.error_from_answer(
-                        reply.status_code, reply.headers, body, reply.reason_phrase, call
-                    )
-                content_type = reply.headers.get("content-type", "")
-                if not content_type.lower().startswith(self.stream_media_type):
-                    raise self.not_a_stream(content_type, await reply.read(), call)
+                await self._check_stream(reply, call)
                 translator = self.translator(call, reply)
                 events = self.events(reply, call)
                 async with contextlib.aclosing(events):

@@ -24,6 +24,7 @@ from turnout.errors import TurnoutError
 from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
 from turnout.http.drain import Drain
+from turnout.http.messages import MessagesEndpoints
 from turnout.http.models import model_list
 from turnout.http.openapi import openapi_json
 from turnout.http.reload import PolicyReloader
@@ -37,6 +38,7 @@ from turnout.http.wire import (
     json_bytes,
     read_body,
     request_id,
+    require_key,
     send_error,
     send_json,
 )
@@ -115,6 +117,9 @@ class Gateway:
         surfaces = SurfaceEndpoints(
             lambda: self.engine, body_timeout, self._count, self._metrics.in_flight
         )
+        messages = MessagesEndpoints(
+            lambda: self.engine, body_timeout, self._count, self._metrics.in_flight
+        )
         self._prefixes: tuple[tuple[str, str, Handler], ...] = (
             ("/v1/responses/", "GET, DELETE", surfaces.response_item),
             ("/v1/models/", "GET", surfaces.model),
@@ -123,6 +128,8 @@ class Gateway:
         self._routes: dict[str, tuple[str, Handler]] = {
             "/v1/responses": ("POST", surfaces.responses),
             "/v1/completions": ("POST", surfaces.completions),
+            "/v1/messages": ("POST", messages.messages),
+            "/v1/messages/count_tokens": ("POST", messages.count_tokens),
             "/v1/embeddings": ("POST", surfaces.embeddings),
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
@@ -243,6 +250,7 @@ class Gateway:
                 code="headers_too_large",
             )
         try:
+            require_key(engine.table.limits, headers)  # 401 before a byte of the body is read
             async with asyncio.timeout(self.body_timeout):
                 body = await read_body(receive, headers, limits.max_body)
         except TimeoutError:
@@ -428,9 +436,9 @@ class Gateway:
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
             f"no endpoint {scope['method']} {scope['path']}; turnout serves "
-            f"POST {CHAT_ENDPOINT}, /v1/responses, /v1/completions, /v1/embeddings, "
-            "GET /v1/models, /v1/models/{id}, /v1/responses/{id}, /v1/budgets, /metrics, "
-            "/health, /ready and /openapi.json",
+            f"POST {CHAT_ENDPOINT}, /v1/responses, /v1/messages, /v1/completions, "
+            "/v1/embeddings, GET /v1/models, /v1/models/{id}, /v1/responses/{id}, /v1/budgets, "
+            "/metrics, /health, /ready and /openapi.json",
             status_code=404,
             code="unknown_url",
         )

@@ -29,6 +29,7 @@ from turnout.http.wire import (
     json_bytes,
     read_body,
     request_id,
+    require_key,
     send_error,
     send_json,
 )
@@ -108,7 +109,8 @@ class SurfaceEndpoints:
         self._in_flight = in_flight
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        limits = self._engine().table.policy.gateway
+        table = self._engine().table
+        limits = table.policy.gateway
         if sum(len(k) + len(v) for k, v in headers.items()) > limits.max_header_bytes:
             raise TurnoutError(
                 f"the request headers are larger than the gateway's limit of "
@@ -117,6 +119,7 @@ class SurfaceEndpoints:
                 status_code=431,
                 code="headers_too_large",
             )
+        require_key(table.limits, headers)  # 401 before a byte of the body is read
         try:
             async with asyncio.timeout(self.body_timeout):
                 return await read_body(receive, headers, limits.max_body)
@@ -138,17 +141,21 @@ class SurfaceEndpoints:
         try:
             status = await work(headers, rid)
         except TurnoutError as exc:
-            status = exc.status_code
-            await send_error(send, exc, error_headers(rid, exc))
+            status = await self.send_error(send, exc, rid)
         except asyncio.CancelledError:
             status = 499
             raise
         except Exception:
             log.exception("request failed unexpectedly", request_id=rid)
-            await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
+            await self.send_error(send, internal_error(rid), rid)
         finally:
             self._in_flight.dec()
             self._count(endpoint, status)
+
+    async def send_error(self, send: Send, error: TurnoutError, rid: str) -> int:
+        """Answer with ``error`` in this surface's shape; the status sent."""
+        await send_error(send, error, error_headers(rid, error))
+        return error.status_code
 
     async def _watched(self, receive: Receive, work: Any) -> int:
         """Run ``work()`` cancelled if the client leaves; 499 when it did."""

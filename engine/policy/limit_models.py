@@ -153,6 +153,11 @@ class KeyEntry(Strict):
     rate_limit: RateLimit | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     admin: bool = Field(False, description="may open the dashboard (/ui)")
+    end_users: bool = Field(
+        False,
+        description="may name its end users in the body's user: user budgets then count "
+        "each one apart, as <key>/<user> (without it, the key is the user)",
+    )
 
 
 class Keys(Strict):

@@ -67,6 +67,11 @@ class ApiKeyInfo:
     name: str
     entry: KeyEntry
 
+    @property
+    def restricted(self) -> bool:
+        """The key names the routes or models it may use (else it may use all)."""
+        return self.entry.routes is not None or self.entry.models is not None
+
     def allows(self, route: str, model: str) -> bool:
         entry = self.entry
         if entry.routes is not None and route not in entry.routes:
@@ -191,7 +196,19 @@ class RequestFacts:
             team = metadata.get("team") if isinstance(metadata.get("team"), str) else None
             raw_tags = metadata.get("tags")
             tags = tuple(str(t) for t in raw_tags) if isinstance(raw_tags, list) else ()
-        return cls(route, key.name if key else None, team, tags, request.user)
+        return cls(route, key.name if key else None, team, tags, user_of(request.user, key))
+
+
+def user_of(user: str | None, key: ApiKeyInfo | None) -> str | None:
+    """Who a ``user`` budget counts: without keys, the body's ``user``; with keys,
+    the key itself, or ``<key>/<user>`` for a key allowed ``end_users`` that named
+    one (so no caller can escape its budget by omitting ``user``, nor charge
+    another key's users by naming them)."""
+    if key is None:
+        return user
+    if key.entry.end_users and user:
+        return f"{key.name}/{user}"
+    return key.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,8 +340,16 @@ def compile_limits(
     key_rules: dict[str, tuple[Rule, ...]] = {}
     if policy.keys is not None:
         keys = KeyRing(policy.keys.salt, policy.keys.clients)
+        end_users = any(entry.end_users for entry in policy.keys.clients.values())
         for name, entry in policy.keys.clients.items():
             path = ("keys", "clients", name)
+            if end_users and "/" in name:
+                problem(
+                    path,
+                    f"key name {name!r} has a '/', which would make its user budget "
+                    "counter one of another key's end users",
+                    "rename the key (a key with end_users: true counts <key>/<user>)",
+                )
             for route_name in entry.routes or ():
                 if route_name not in route_names:
                     problem((*path, "routes"), f"unknown route {route_name!r}", None)

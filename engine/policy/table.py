@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from turnout.contract.guardrail import CompiledGuardrail
 from turnout.contract.provider import Provider
@@ -13,6 +14,7 @@ from turnout.policy.catalog import Catalog, ModelInfo
 from turnout.policy.limits import CompiledLimits
 from turnout.policy.matching import Matcher
 from turnout.policy.models import CacheConfig, Policy, ProviderConfig, Retry, Timeout
+from turnout.policy.redaction import provider_secrets
 from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "make_target"]
@@ -95,6 +97,12 @@ class RoutingTable:
     limits: CompiledLimits | None = None
     """Budgets, rate limits, breaker, API keys and state; None when the policy sets none."""
     _memo: dict[str, CompiledTarget | None] = field(default_factory=dict)
+
+    @cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """Every provider secret of the policy (``turnout.policy.redaction``): masked
+        out of whatever an upstream sends back before a caller or a log sees it."""
+        return provider_secrets(self.providers.values())
 
     def match(
         self,

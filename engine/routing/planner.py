@@ -9,6 +9,7 @@ from typing import cast
 
 from turnout.contract.strategy import StrategyInput, weighted_index, weighted_order
 from turnout.errors import TurnoutError
+from turnout.policy.limits import ApiKeyInfo
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.routing.plan import Attempt, Plan, Role, Skip, SkipReason
 from turnout.routing.tokens import estimate_prompt_tokens
@@ -78,6 +79,28 @@ def _candidates(
     return out
 
 
+def _not_allowed(
+    key: ApiKeyInfo,
+    name: str,
+    request: ChatRequest,
+    table: RoutingTable,
+    headers: Mapping[str, str],
+    prompt_tokens: int,
+) -> str | None:
+    """Why ``key`` may not have the request fallback ``name``, or None when it may:
+    a key gets only what it could have asked for itself (the route that would
+    serve ``name`` is among its ``routes``, and ``name`` matches its ``models``)."""
+    entry = key.entry
+    route = None
+    if entry.routes is not None:
+        route = table.match(request.model_copy(update={"model": name}), headers, prompt_tokens)
+    if key.allows(route.name if route is not None else "", name):
+        return None
+    return f"API key {key.name!r} may not use model {name!r}" + (
+        f" (route {route.name!r})" if route is not None else ""
+    )
+
+
 def _pick_key(weights: tuple[float, ...], rng: random.Random) -> int | None:
     if not weights:
         return None
@@ -92,12 +115,17 @@ def plan_request(
     state: StateSnapshot = EMPTY_STATE,
     rng: random.Random | None = None,
     prompt_tokens: int | None = None,
+    key: ApiKeyInfo | None = None,
 ) -> Plan:
     """Resolve ``request`` into an ordered, explained list of attempts.
 
     The same inputs and the same rng state give the same plan. Raises
     NoRouteError (404) when no route matches. A plan may have no attempts; the
     executor turns that into the right error (see ``Plan.explain``).
+
+    :param key: the authenticated caller; a request fallback it could not have
+        asked for itself is skipped (``not_allowed``). The route's own targets
+        and fallbacks are the policy's, allowed with the route.
     """
     rng = rng or random.Random()
     if prompt_tokens is None:
@@ -118,7 +146,14 @@ def plan_request(
     attempts: list[Attempt] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
+    checked = key if key is not None and key.restricted else None
     for target, role, position in _candidates(request, route, table, given, rng, notes):
+        if checked is not None and role is Role.REQUEST_FALLBACK:
+            name = target if isinstance(target, str) else target.name
+            why_not = _not_allowed(checked, name, request, table, headers, prompt_tokens)
+            if why_not is not None:
+                skipped.append(Skip(name, role, SkipReason.NOT_ALLOWED, why_not))
+                continue
         if isinstance(target, str):
             skipped.append(
                 Skip(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from functools import partial
+from typing import Any
 
 import structlog
 from turnout.contract.calls import call_observers, has_impls, upstream_headers
@@ -21,7 +22,13 @@ from turnout.run.context import RequestContext
 from turnout.run.runtime import Runtime
 from turnout.wire.chat import AttemptRecord
 
-__all__ = ["Attempts", "backoff_delay", "classify_unexpected", "empty_plan_error"]
+__all__ = [
+    "Attempts",
+    "backoff_delay",
+    "classify_unexpected",
+    "empty_plan_error",
+    "skipped_fields",
+]
 
 log = structlog.get_logger("turnout.executor")
 
@@ -35,9 +42,28 @@ def backoff_delay(retry: Retry, failures: int, rng: random.Random) -> float:
 _QUOTA_REASONS = frozenset({SkipReason.BUDGET, SkipReason.RATE_LIMITED})
 
 
+def skipped_fields(plan: Plan) -> dict[str, Any]:
+    """``{"skipped": [...]}``: the targets the plan left out and why (an error's
+    ``extra_fields``), or nothing when it left none out."""
+    if not plan.skipped:
+        return {}
+    return {
+        "skipped": [
+            {"target": s.name, "role": s.role.value, "reason": s.reason.value, "detail": s.detail}
+            for s in plan.skipped
+        ]
+    }
+
+
 def empty_plan_error(plan: Plan) -> TurnoutError:
     """Why no attempt could be made: a 4xx if the request itself is too big or too
     dear for every target, else 503."""
+    error = _empty_plan_error(plan)
+    error.extra_fields = {**error.extra_fields, **skipped_fields(plan)}
+    return error
+
+
+def _empty_plan_error(plan: Plan) -> TurnoutError:
     reasons = {skip.reason for skip in plan.skipped}
     detail = "; ".join(f"{s.name}: {s.detail}" for s in plan.skipped) or "the route has no targets"
     if reasons and reasons <= _QUOTA_REASONS | {SkipReason.DUPLICATE} and reasons & _QUOTA_REASONS:
@@ -251,6 +277,7 @@ class Attempts:
             "request_id": ctx.request_id,
             "model_requested": ctx.request.model,
             "attempts": [r.model_dump() for r in ctx.trail],
+            **skipped_fields(ctx.plan),
         }
         return out
 

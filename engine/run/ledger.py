@@ -117,7 +117,7 @@ class BudgetLedger:
             fields = await self.backend.breakers(targets) if targets else []
         except StateUnavailable as exc:
             self.failed("read", exc)
-            counters, fields = {}, []
+            counters, fields = {}, [{} for _ in targets]  # unknown breakers: closed
         if counters:
             self._export(held, counters)
         open_circuits = set()
@@ -204,10 +204,11 @@ class BudgetLedger:
         """What ``GET /v1/budgets`` shows: every budget and rate limit whose counter
         can be named without a request — the gateway's, each route's (of ``routes``),
         the ones that name what they count, and with ``key`` that caller's own
-        (its key, team and tags; only the routes it may use). Per-user ones, and
-        per-caller ones without a key, are left out: one counter per caller."""
+        (its key, team, tags and, unless it names ``end_users``, its user counter;
+        only the routes it may use). Other per-user ones, and per-caller ones
+        without a key, are left out: one counter per caller."""
         facts = (
-            RequestFacts("", key.name, key.entry.team, tuple(key.entry.tags))
+            RequestFacts("", key.name, key.entry.team, tuple(key.entry.tags), key.name)
             if key is not None
             else RequestFacts("")
         )
@@ -221,8 +222,11 @@ class BudgetLedger:
                 values = [rule.match] if rule.match is not None else []
             elif rule.scope == "route":
                 values = [r for r in routes if rule.match in (None, r)]
-            elif rule.scope == "user":
-                values = [rule.match] if rule.match is not None and key is None else []
+            elif rule.scope == "user":  # with a key: the key's own counter, unless per end user
+                if key is None:
+                    values = [rule.match] if rule.match is not None else []
+                else:
+                    values = [] if key.entry.end_users else [rule.scope_value(facts, None)]
             elif key is not None:
                 values = [rule.scope_value(facts, None)]
             else:

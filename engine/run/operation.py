@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import Provider, ProviderCall
+from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.account import WorstCase
 from turnout.run.context import RequestContext
@@ -92,8 +93,11 @@ class Operation(_Kind, Generic[R]):
         rejects this attempt's answer (the next attempt is tried)."""
         response = cast(ChatResponse, result)
         raw = response.extra_fields.raw_response if response.extra_fields else None
+        secrets = ctx.table.secrets
         if raw is not None and attempt.target.provider.provider.settings.raw_response:
-            fields.raw_response = raw
+            fields.raw_response = redact_json(raw, secrets)
+        if secrets and response.__pydantic_extra__:  # fields turnout does not know, passed on
+            response.__pydantic_extra__ = redact_json(response.__pydantic_extra__, secrets)
         response.extra_fields = fields
         return cast(R, await call_chain(hook.turnout_post_response, "response", response, ctx=ctx))
 

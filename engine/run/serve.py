@@ -66,6 +66,7 @@ from turnout.contract.calls import call_first, call_observers
 from turnout.contract.provider import ProviderCall
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.policy.limits import RequestFacts
+from turnout.policy.redaction import redact_error
 from turnout.routing.plan import Attempt
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
@@ -186,13 +187,13 @@ class Serving(Generic[R]):
                         yield out
                     current = await self._next_chunk(upstream)
             except ProviderError as exc:
-                await self._failed(served, exc, self.rt.clock())
+                failed = await self._failed(served, exc, self.rt.clock())
                 raise TurnoutError(
-                    f"{served.name}: stream interrupted after it started: {exc.message}",
+                    f"{served.name}: stream interrupted after it started: {failed.message}",
                     status_code=502,
                     type="api_error",
                     code="stream_interrupted",
-                ) from exc
+                ) from failed
             finally:
                 await _close(upstream)
             fields = self._served(served, usage)
@@ -345,11 +346,17 @@ class Serving(Generic[R]):
         if self.account is not None:
             await self.account.settle(attempt, usage=usage, cost=cost, final=True)
 
-    async def _failed(self, attempt: Attempt, error: ProviderError, started: float) -> None:
+    async def _failed(
+        self, attempt: Attempt, error: ProviderError, started: float
+    ) -> ProviderError:
+        """Settle a failed call and put it on the trail, the policy's secrets masked
+        out of what the upstream said (the error as the caller and logs get it)."""
+        error = redact_error(error, self.ctx.table.secrets)
         if self.account is not None:
             await self.account.settle(attempt, error=error)
         assert self.attempts is not None
         await self.attempts.failed(attempt, error, started)
+        return error
 
     def _cancel(self) -> None:
         """Cancelled: what an attempt in flight held is charged, in the background."""

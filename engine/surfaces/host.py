@@ -1,22 +1,20 @@
 """What a surface needs of the engine, as a protocol: surfaces sit under
-``turnout.engine`` (which offers them as ``engine.responses`` and
-``engine.completions``) and never import it."""
+``turnout.engine`` (which offers them as ``engine.responses``,
+``engine.messages``, ``engine.embeddings`` and ``engine.completions``) and never import it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from turnout.policy.table import RoutingTable
     from turnout.run.ledger import BudgetLedger
-    from turnout.run.operation import Operation
+    from turnout.run.operation import Operation, StreamOperation
     from turnout.run.streams import ChatStream
     from turnout.wire.chat import ChatRequest, ChatResponse
 
 __all__ = ["ChatHost"]
-
-R = TypeVar("R")
 
 
 class ChatHost(Protocol):
@@ -42,17 +40,18 @@ class ChatHost(Protocol):
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        op: StreamOperation[Any] | None = None,
     ) -> ChatStream: ...
-
-    def plan(self, request: Any, *, headers: Mapping[str, str] | None = None) -> Any: ...
 
     async def serve(
         self,
-        request: ChatRequest,
-        op: Operation[R],
+        request: Any,
+        op: Operation[Any],
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
-        deliver: Callable[[R], Awaitable[None]] | None = None,
+        deliver: Callable[[Any], Awaitable[None]] | None = None,
         prompt_tokens: int | None = None,
-    ) -> R: ...
+    ) -> Any: ...
+
+    def plan(self, request: Any, *, headers: Mapping[str, str] | None = None) -> Any: ...

@@ -47,6 +47,11 @@ class StreamOptions(_Open):
     include_usage: bool | None = None
 
 
+_OWN_FIELDS: set[str] = {"fallbacks", "turnout_messages_body"}
+"""turnout's fields of a request, never sent upstream (``turnout_messages_body``:
+the Messages surface's digest of the body a chat request was translated from)."""
+
+
 class ChatRequest(_Open):
     """A chat-completion request as the seed defines it (``fallbacks`` included)."""
 
@@ -83,7 +88,7 @@ class ChatRequest(_Open):
 
     def upstream_body(self, model: str) -> dict[str, Any]:
         """The body to send an OpenAI-compatible upstream: our own fields removed."""
-        body = self.model_dump(exclude_none=True, exclude={"fallbacks"})
+        body = self.model_dump(exclude_none=True, exclude=_OWN_FIELDS)
         body["model"] = model
         return body
 

@@ -63,6 +63,8 @@ class AnthropicProvider(api.TranslatingProvider):
     requires_api_key = True
     price_provider = "anthropic"
     stream_end = "message_stop"
+    native_surfaces = frozenset({"messages", "messages.count_tokens"})
+    native_end = "message_stop"
 
     def __init__(self, settings: api.ProviderSettings) -> None:
         super().__init__(settings)
@@ -84,6 +86,11 @@ class AnthropicProvider(api.TranslatingProvider):
 
     def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
         return self._url
+
+    def native_url(self, call: api.ProviderCall, surface: str) -> str:
+        """``/v1/messages`` and ``/v1/messages/count_tokens``: the caller's
+        Messages request goes upstream as it was written."""
+        return self._url + "/count_tokens" if surface == "messages.count_tokens" else self._url
 
     def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
         max_tokens = wire.default_max_tokens(

@@ -240,3 +240,24 @@ async def test_a_stream_reports_the_plan_its_budget_left(
     assert {s.name: s.reason.value for s in stream.plan.skipped} == {"mock/paid": "budget"}
     assert stream.extra_fields is not None and stream.extra_fields.provider == "mock"
     assert stream.extra_fields.attempts[-1].model == "cheap"
+
+
+async def test_an_unreachable_redis_with_a_breaker_fails_closed_not_500(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """Reading the breakers fails along with the counters: the request still
+    gets the budget's 503 (or is served with budgets_on_error: open)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens
+    state = f"{{backend: redis, url: 'redis://127.0.0.1:{port}/0', timeout: 1s}}"
+    policy = PRICED.format(state=state, latency="0s") + "breaker: {failures: 5, cooldown: 30s}\n"
+    engine = make_engine(policy)
+    with pytest.raises(TurnoutError) as caught:
+        await engine.chat(REQUEST)
+    assert caught.value.status_code == 503
+    opened = policy.replace("timeout: 1s}", "timeout: 1s, budgets_on_error: open}")
+    served = await make_engine(opened).chat(REQUEST)
+    assert served.extra_fields.provider == "mock"

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from turnout import ChatRequest, SkipReason
 from turnout.contract.registry import collect_provider_types, make_plugin_manager
 from turnout.policy.compile import compile_policy
+from turnout.policy.limit_models import KeyEntry
+from turnout.policy.limits import ApiKeyInfo
 from turnout.policy.loader import parse_document
 from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Role
@@ -220,3 +222,41 @@ def test_api_keys_are_chosen_by_weight() -> None:
         plan_request(request(), table, rng=rng).attempts[0].key_index for _ in range(4000)
     )
     assert abs(keys[1] / 4000 - 0.75) < 0.04
+
+
+KEYED_TABLE = """
+    providers: {mock: {type: mock}, other: {type: mock}}
+    routes:
+      - {name: r, match: {model: r}, targets: [mock/a], fallbacks: [mock/fb]}
+      - {name: direct, match: {model: "*/*"}}
+"""
+NAMES = ["mock/a", "mock/b", "mock/fb", "other/x", "other/y", "nobody/z"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(NAMES), min_size=1, max_size=6),
+    st.none() | st.lists(st.sampled_from(["r", "direct"]), max_size=2),
+    st.none() | st.lists(st.sampled_from(["r", "mock/*", "other/x", "*"]), max_size=3),
+)
+def test_a_keys_plan_holds_only_request_fallbacks_it_could_ask_for_itself(
+    fallbacks: list[str], routes: list[str] | None, models: list[str] | None
+) -> None:
+    table = table_of(KEYED_TABLE)
+    key = ApiKeyInfo("k", KeyEntry(hash="sha256:" + "0" * 64, routes=routes, models=models))
+    plan = plan_request(request(fallbacks=fallbacks), table, rng=random.Random(0), key=key)
+    unkeyed = plan_request(request(fallbacks=fallbacks), table, rng=random.Random(0))
+    for attempt in plan.attempts:
+        if attempt.role is Role.REQUEST_FALLBACK:
+            own = table.match(request(attempt.name))
+            assert own is not None and key.allows(own.name, attempt.name)
+    # what is left out is exactly what the key may not have, each with its reason
+    kept = {a.name for a in plan.attempts}
+    for attempt in unkeyed.attempts:
+        if attempt.name not in kept:
+            assert any(
+                s.name == attempt.name and s.reason is SkipReason.NOT_ALLOWED for s in plan.skipped
+            )
+    assert [a.name for a in plan.attempts if a.role is not Role.REQUEST_FALLBACK] == [
+        a.name for a in unkeyed.attempts if a.role is not Role.REQUEST_FALLBACK
+    ]

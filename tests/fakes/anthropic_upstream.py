@@ -52,6 +52,8 @@ class FakeAnthropic(KeyedUpstream):
         early = self.early_fault(call)
         if early is not None:
             return early
+        if call.path == "/v1/messages/count_tokens" and call.method == "POST":
+            return self.count_tokens(call)
         if call.path != "/v1/messages" or call.method != "POST":
             return self.error(call, 404, f"Not found: {call.method} {call.path}")
         try:
@@ -71,6 +73,20 @@ class FakeAnthropic(KeyedUpstream):
         if stream:
             return self.send(call, events=reply.events())
         return self.send(call, reply.json())
+
+    def count_tokens(self, call: Call) -> WireReply:
+        """``POST /v1/messages/count_tokens``: the request checked like a message
+        (without ``max_tokens``), its input counted as the fake's usage counts it."""
+        try:
+            validate_headers(call.headers, self.api_key)
+            if not isinstance(call.body, dict) or "max_tokens" in call.body:
+                raise Rejection(400, "max_tokens: Extra inputs are not permitted")
+            body = {**call.body, "max_tokens": 1}
+            validate_messages_request(body)
+        except Rejection as problem:
+            return self.error(call, problem.status, str(problem))
+        usage = Reply(body, "msg_" + call.ident, set()).usage
+        return self.send(call, json.dumps({"input_tokens": usage["input_tokens"]}).encode())
 
     def error(
         self, call: Call | None, status: int, message: str | None = None, *,

@@ -53,6 +53,7 @@ _REQUEST_FIELDS = frozenset({
     "output_config", "container", "inference_geo", "cache_control",
 })  # fmt: skip
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_SERVER_TOOL = re.compile(r"^(web_search|web_fetch|bash|text_editor|code_execution|computer)_\d{8}$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 
@@ -177,6 +178,11 @@ def _validate_tools(tools: Any, choice: Any) -> set[str]:
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict):
                 raise _invalid(f"tools.{i}: Input should be an object")
+            if tool.get("type") not in (None, "custom"):  # a server tool (web_search_..., bash_...)
+                if not _SERVER_TOOL.match(str(tool["type"])) or not isinstance(tool.get("name"), str):
+                    raise _invalid(f"tools.{i}: Input tag {tool['type']!r} does not match any of the expected tags")  # fmt: skip
+                names.add(tool["name"])
+                continue
             extra = set(tool) - {"name", "description", "input_schema", "cache_control",
                                  "strict", "type", "input_examples"}  # fmt: skip
             if extra:

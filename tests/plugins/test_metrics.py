@@ -138,3 +138,25 @@ async def test_each_engine_counts_only_its_own_requests() -> None:
     await second.chat({"model": "metered", "messages": HI})
     assert value(first, "turnout_requests_total", **labels) == 2
     assert value(second, "turnout_requests_total", **labels) == 1
+
+
+async def test_model_labels_are_bounded_per_engine_not_per_process() -> None:
+    from turnout.metrics import MODEL_LABEL_LIMIT
+
+    flooded = Engine.from_yaml("providers: {mock: {type: mock}}", autoload=False)
+    quiet = Engine.from_yaml("providers: {mock: {type: mock}}", autoload=False)
+    try:
+        for i in range(MODEL_LABEL_LIMIT):
+            await flooded.chat({"model": f"mock/m{i}", "messages": HI})
+        await flooded.chat({"model": "mock/one-too-many", "messages": HI})
+        await quiet.chat({"model": "mock/fresh", "messages": HI})
+        served = {"route": "direct", "provider": "mock", "status": "200"}
+        assert value(flooded, "turnout_requests_total", **served, model="m0") == 1
+        assert value(flooded, "turnout_requests_total", **served, model="one-too-many") == 0
+        assert value(flooded, "turnout_requests_total", **served, model="other") == 1
+        # the other engine's labels are its own: its first model keeps its name
+        assert value(quiet, "turnout_requests_total", **served, model="fresh") == 1
+        assert value(quiet, "turnout_requests_total", **served, model="other") == 0
+    finally:
+        await flooded.aclose()
+        await quiet.aclose()
