@@ -330,9 +330,8 @@ class SurfaceEndpoints:
             api = self._engine().embeddings
 
             async def plain(watcher: asyncio.Task[None]) -> None:
-                async def respond(answer: dict[str, Any]) -> None:
+                async def respond(answer: dict[str, Any], fields: ExtraFields | None) -> None:
                     watcher.cancel()
-                    fields = ExtraFields.model_validate(answer["extra_fields"])
                     await send_json(send, 200, json_bytes(answer), _fields_headers(rid, fields))
 
                 await api.create(request, headers=headers, request_id=rid, respond=respond)

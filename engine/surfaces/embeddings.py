@@ -197,16 +197,14 @@ class EmbeddingsCall(Operation[Embeddings]):
         """The answer as observers and the cache see it: an ``ENVELOPE_OBJECT``
         response with no choices, the vectors in ``data``."""
         fields = result.extra_fields
-        return ChatResponse.model_validate(
-            {
-                "id": "embd-" + ((fields.request_id if fields is not None else None) or ""),
-                "object": ENVELOPE_OBJECT,
-                "model": result.model,
-                "choices": [],
-                "usage": self.usage(result),
-                "extra_fields": fields,
-                "data": result.vectors,
-            }
+        return ChatResponse.model_construct(  # every value is already valid: no validation
+            id="embd-" + ((fields.request_id if fields is not None else None) or ""),
+            object=ENVELOPE_OBJECT,
+            model=result.model,
+            choices=[],
+            usage=self.usage(result),
+            extra_fields=fields,
+            data=result.vectors,
         )
 
     def short_circuit(self, response: ChatResponse) -> Embeddings:
@@ -265,12 +263,13 @@ class EmbeddingsAPI:
         *,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
-        respond: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        respond: Callable[[dict[str, Any], ExtraFields | None], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """Embed ``body``'s inputs; the OpenAI answer as a dict.
 
-        :param respond: awaited with the answer before the request's observers
-            (request log, metrics) run, as ``Engine.chat``'s ``respond``.
+        :param respond: awaited with the answer (and its ``extra_fields`` as the
+            model) before the request's observers (request log, metrics) run,
+            as ``Engine.chat``'s ``respond``.
         """
         request = body if isinstance(body, EmbeddingsRequest) else parse_embeddings_request(body)
         sizes = _sizes(request)
@@ -282,7 +281,7 @@ class EmbeddingsAPI:
         async def deliver(answer: Embeddings) -> None:
             rendered.append(embeddings_object(request, answer))
             if respond is not None:
-                await respond(rendered[0])
+                await respond(rendered[0], answer.extra_fields)
 
         answer = await self.engine.serve(
             view,

@@ -209,12 +209,7 @@ MOCK_DIMENSIONS = 16
 
 def _vector(item: str | list[int], size: int) -> list[float]:
     seed = item.encode() if isinstance(item, str) else ",".join(map(str, item)).encode()
-    stream = b""
-    counter = 0
-    while len(stream) < size:
-        stream += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    values = [b / 127.5 - 1.0 for b in stream[:size]]
+    values = [b / 127.5 - 1.0 for b in hashlib.shake_256(seed).digest(size)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [v / norm for v in values]
 
