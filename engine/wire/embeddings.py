@@ -14,10 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from turnout.wire.chat import MAX_REQUEST_FALLBACKS, ExtraFields
 
-__all__ = ["MAX_INPUTS", "Embeddings", "EmbeddingsRequest"]
+__all__ = ["MAX_DIMENSIONS", "MAX_INPUTS", "Embeddings", "EmbeddingsRequest"]
 
 MAX_INPUTS = 2048
 """The most inputs one request may carry (OpenAI's own limit)."""
+
+MAX_DIMENSIONS = 8192
+"""The most ``dimensions`` a request may ask for (today's models stop at 3072)."""
 
 _Text = Annotated[str, Field(min_length=1)]
 _Tokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -37,7 +40,7 @@ class EmbeddingsRequest(BaseModel):
         | _Tokens
         | Annotated[list[_Tokens], Field(min_length=1)]
     )
-    dimensions: int | None = Field(None, ge=1, le=65536)
+    dimensions: int | None = Field(None, ge=1, le=MAX_DIMENSIONS)
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
