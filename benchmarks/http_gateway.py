@@ -52,11 +52,17 @@ POLICY = """\
 version: 1
 providers:
   fake: {{type: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: bench}}
+  claude: {{type: anthropic, base_url: "http://127.0.0.1:{claude_port}", api_key: bench-key}}
 routes:
   - name: bench
     match: {{model: bench}}
     targets: [fake/gpt-4o-mini]
+  - name: bench-claude
+    match: {{model: bench-claude}}
+    targets: [claude/claude-haiku-4-5]
 """
+MESSAGES = {"model": "MODEL", "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}  # fmt: skip
 
 
 def free_port() -> int:
@@ -83,9 +89,15 @@ def wait_http(url: str, timeout: float = 15) -> None:
             time.sleep(0.1)
 
 
+# request headers by target name prefix: the Anthropic fake wants its key and version
+HEADERS: dict[str, list[str]] = {}
+
+
 def _hey_cmd(body: Path, duration: float, concurrency: int, core: int | None) -> list[str]:
+    extra = [arg for name, values in HEADERS.items() if name in str(body)
+             for value in values for arg in ("-H", value)]  # fmt: skip
     return [*pin(core), "hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST",
-            "-T", "application/json", "-D", str(body), "-o", "csv"]  # fmt: skip
+            "-T", "application/json", "-D", str(body), "-o", "csv", *extra]  # fmt: skip
 
 
 def hey(url: str, body: Path, duration: float, rate: int | None, core: int | None,
@@ -276,6 +288,12 @@ def main() -> int:
     )
     parser.add_argument("--floor", action="store_true", help="also measure the minimal proxy")
     parser.add_argument(
+        "--messages",
+        action="store_true",
+        help="also measure /v1/messages: translated to the fake OpenAI upstream, and "
+        "native to the fake Anthropic upstream (next to that upstream called directly)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="DIR",
         help="also run a gateway from another checkout (e.g. a git worktree "
@@ -305,11 +323,17 @@ def main() -> int:
     up_port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
     policy = tmp / "routes.yaml"
-    policy.write_text(POLICY.format(port=up_port))
+    claude_port = free_port()
+    policy.write_text(POLICY.format(port=up_port, claude_port=claude_port))
     bodies = {}
     for name, model in (("direct", "gpt-4o-mini"), ("gateway", "bench")):
         bodies[name] = tmp / f"{name}.json"
         bodies[name].write_text(json.dumps(BODY).replace("MODEL", model))
+    for name, model in (("msg-xlate", "bench"), ("msg-native", "bench-claude"),
+                        ("claude-direct", "claude-haiku-4-5")):  # fmt: skip
+        bodies[name] = tmp / f"{name}.json"
+        bodies[name].write_text(json.dumps(MESSAGES).replace("MODEL", model))
+    HEADERS["claude-direct"] = ["x-api-key: bench-key", "anthropic-version: 2023-06-01"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1"}
     python = sys.executable
     upstream_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
@@ -337,6 +361,18 @@ def main() -> int:
         )  # fmt: skip
         procs.append(proc)
         targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", bodies["gateway"], proc)
+    if args.messages:
+        procs.append(subprocess.Popen(
+            [*pin(load_core), python, "-m", "tests.fakes.anthropic_upstream",
+             "--port", str(claude_port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        ))  # fmt: skip
+        claude_url = f"http://127.0.0.1:{claude_port}/v1/messages"
+        targets["claude-direct"] = (claude_url, bodies["claude-direct"], None)
+        gateway_url, _, gateway_proc = targets[gateways[-1][0]]
+        messages_url = gateway_url.replace("/chat/completions", "/messages")
+        targets["msg-xlate"] = (messages_url, bodies["msg-xlate"], gateway_proc)
+        targets["msg-native"] = (messages_url, bodies["msg-native"], gateway_proc)
     if args.floor:
         port = free_port()
         proc = subprocess.Popen(
@@ -351,7 +387,7 @@ def main() -> int:
     try:
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         for url, body, _ in targets.values():  # up, then warm connections and code paths
-            wait_http(url.rsplit("/v1/", 1)[0] + "/health")
+            wait_http(url.rsplit("/v1/", 1)[0] + "/health")  # any HTTP answer: it is up
             hey(url, body, 2, None, load_core)
         if args.profile:
             for name, (url, body, proc) in targets.items():
@@ -391,7 +427,8 @@ def main() -> int:
             print(f"{label:>12} {name:>12} {r['rps']:8.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
                   f"{r['errors']:7.0f} {cpu}")  # fmt: skip
         for name, r in by_target.items():
-            if name != "direct":
+            if name not in ("direct", "claude-direct"):
+                d = by_target["claude-direct" if name == "msg-native" else "direct"]
                 print(f"{label:>12} {'+' + name:>12} {'':>8} {r['p50'] - d['p50']:8.3f} "
                       f"{r['p99'] - d['p99']:8.3f}   added; "
                       f"throughput ratio {r['rps'] / d['rps']:.2f}")  # fmt: skip

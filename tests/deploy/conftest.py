@@ -1,8 +1,8 @@
 """The container image's command line, run from a plain venv.
 
-No container engine runs on the development machines or in CI (``docker`` is
-only a client there), so the image is checked the next best way: its build
-stage's files (the Dockerfile's COPY lines) are copied into a fresh folder and
+Where podman runs, test_container.py builds and runs the image itself; here,
+on every machine, it is checked the next best way: its build stage's files
+(the Dockerfile's COPY lines) are copied into a fresh folder and
 ``pip install``ed into a fresh venv, and its ENTRYPOINT + CMD run from that
 venv against the policy the image ships (deploy/policy/routes.yaml), with a
 real Redis and the fake OpenAI upstream behind it. Only the port (8080 in the

@@ -29,7 +29,11 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 
 def test_the_image_is_slim_and_runs_as_a_non_root_user() -> None:
+    defaults = dict(
+        rest.split("=", 1) for key, rest in dockerfile() if key == "ARG" and "=" in rest
+    )
     bases = [rest.split()[0] for key, rest in dockerfile() if key == "FROM"]
+    bases = [defaults[b[2:-1]] if b.startswith("${") else b for b in bases]
     assert bases and all(base.endswith("-slim") for base in bases)
     user = last("USER").split(":")[0]
     assert user not in ("root", "0")

@@ -100,3 +100,28 @@ class FakeAnthropic(KeyedUpstream):
         """Forget the script, the recorded requests, the connection count and the cache."""
         super().reset()
         self.cache.clear()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.anthropic_upstream --port N``: the fake on its own
+    (benchmarks/http_gateway.py --messages runs it), nothing recorded."""
+    import argparse
+    import os
+
+    import uvloop
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.anthropic_upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9200, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    fake = FakeAnthropic(record=False, host=args.host, port=args.port,
+                         loop_factory=uvloop.new_event_loop)  # fmt: skip
+
+    def ready(port: int) -> None:
+        print(f"fake Anthropic upstream on {fake.base_url} (pid {os.getpid()})", flush=True)
+
+    fake.server.run(on_ready=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,7 +50,7 @@ ERROR_TYPES: dict[int, tuple[str, str]] = {
 _REQUEST_FIELDS = frozenset({
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
     "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-    "output_config", "container", "inference_geo", "cache_control",
+    "output_config", "container", "inference_geo", "cache_control", "fallbacks",
 })  # fmt: skip
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _SERVER_TOOL = re.compile(r"^(web_search|web_fetch|bash|text_editor|code_execution|computer)_\d{8}$")

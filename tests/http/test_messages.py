@@ -452,3 +452,31 @@ def test_a_native_answer_is_cached_with_its_thinking_and_told_apart_by_cache_con
     httpx.post(gateway.url + "/v1/messages", json=marked)
     assert httpx.post(gateway.url + "/v1/messages", json=other).headers["x-turnout-cache"] == "MISS"
     assert len(claude.requests) == 3
+
+
+def test_a_native_answer_or_event_that_echoes_a_provider_key_reaches_the_caller_masked(
+    gateway: RunningGateway, client: anthropic.Anthropic
+) -> None:
+    leak = [{"role": "user", "content": "my key is sk-ant-test ok"}]
+    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=leak)
+    assert message.content[0].text == "echo: my key is *** ok"  # type: ignore[union-attr]
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=leak) as stream:
+        text = "".join(stream.text_stream)
+    assert "sk-ant-test" not in text and "***" in text
+
+
+def test_fallbacks_by_shape_the_seeds_are_routed_anthropics_go_upstream(
+    gateway: RunningGateway, claude: FakeAnthropic, gpt: FakeOpenAI
+) -> None:
+    claude.script(AnthropicFault.status(529))
+    ours = httpx.post(gateway.url + "/v1/messages",
+                      json=hello("claude-sonnet-4-5", fallbacks=["gpt/gpt-4o"]))  # fmt: skip
+    assert ours.status_code == 200, ours.text
+    assert ours.headers["x-turnout-provider"] == "gpt"
+    assert "fallbacks" not in claude.requests[-1].body and "fallbacks" not in gpt.requests[-1].body
+    theirs = hello("claude-sonnet-4-5", fallbacks=[{"model": "claude-haiku-4-5"}])
+    sent = httpx.post(gateway.url + "/v1/messages", json=theirs)
+    assert sent.status_code == 200, sent.text
+    assert claude.requests[-1].body["fallbacks"] == [{"model": "claude-haiku-4-5"}]
+    refused = httpx.post(gateway.url + "/v1/messages", json={**theirs, "model": "gpt"})
+    assert refused.status_code == 400 and "fallbacks" in refused.json()["error"]["message"]

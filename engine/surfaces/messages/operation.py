@@ -23,6 +23,7 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
+from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -35,7 +36,7 @@ from turnout.surfaces.messages.translate import (
     untranslatable,
     usage_of,
 )
-from turnout.surfaces.messages.wire import REQUEST_TYPE, TURNOUT_FIELDS, MessagesRequest
+from turnout.surfaces.messages.wire import REQUEST_TYPE, MessagesRequest
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse, ExtraFields, Usage
 
 __all__ = ["Answer", "MessagesCall", "MessagesStreamCall", "Turn", "attempt_modes", "frame"]
@@ -69,7 +70,8 @@ class Turn:
     ) -> None:
         self.request = request
         self.message_id = message_id
-        self.body = {k: v for k, v in raw.items() if k not in TURNOUT_FIELDS}
+        own = request.turnout_fallbacks is not None  # the seed's fallbacks stay here
+        self.body = {k: v for k, v in raw.items() if not (own and k == "fallbacks")}
         self.headers = {name: headers[name] for name in PASSED_HEADERS if headers.get(name)}
         self.refused = untranslatable(request)
         self.chat: ChatRequest | None = None if self.refused else to_chat_request(request)
@@ -171,6 +173,9 @@ class MessagesCall(Operation[Answer]):
         """Post-response hooks (cache, output guardrails) see the answer as chat;
         one that changed it makes the caller get the changed answer, translated."""
         result.fields = fields
+        secrets = ctx.table.secrets
+        if result.native is not None and secrets:  # nothing an upstream echoes reaches a caller
+            result.native = redact_json(result.native, secrets)
         if not has_impls(hook.turnout_post_response):
             return result
         chat = result.chat if result.chat is not None else chat_of_message(result.native or {})
@@ -225,13 +230,18 @@ class MessagesStreamCall(StreamOperation[Any]):
     def relay(self, ctx: RequestContext, hook: Any) -> Callable[[Any], Awaitable[Any]]:
         hooks = has_impls(hook.turnout_stream_chunk)
         translator = self.translator
+        secrets = ctx.table.secrets
 
         async def relay(item: Any) -> bytes | None:
             if isinstance(item, NativeEvent):
                 self.translated = False
+                event: NativeEvent = item
+                if secrets and any(secret in event.raw for secret in secrets):
+                    data = redact_json(event.data, secrets)
+                    event = NativeEvent(event.name, data, pydantic_core.to_json(data).decode())
                 if hooks:
-                    return await _hooked_native(item, ctx, hook, translator)
-                return b"event: " + item.name.encode() + b"\ndata: " + item.raw.encode() + b"\n\n"
+                    return await _hooked_native(event, ctx, hook, translator)
+                return b"event: " + event.name.encode() + b"\ndata: " + event.raw.encode() + b"\n\n"
             chunk = item
             if hooks:
                 chunk = await call_chain(hook.turnout_stream_chunk, "chunk", chunk, ctx=ctx)

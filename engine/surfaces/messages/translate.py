@@ -73,6 +73,8 @@ def _bad(message: str, param: str) -> TurnoutError:
 def untranslatable(request: MessagesRequest | Any) -> list[str]:
     """The fields a chat target cannot be given (server tools and the like)."""
     found = [name for name in _NATIVE_ONLY if (request.model_extra or {}).get(name)]
+    if getattr(request, "fallbacks", None) and request.turnout_fallbacks is None:
+        found.append("fallbacks (Anthropic's server-side fallback)")
     for i, tool in enumerate(request.tools or ()):
         if tool.get("type") not in (None, "custom"):
             found.append(f"tools[{i}] ({tool.get('type')})")
@@ -269,10 +271,12 @@ def to_chat_request(request: MessagesRequest, *, lenient: bool = False) -> ChatR
         "messages": messages,
         "max_tokens": request.max_tokens,
     }
-    for name in ("temperature", "top_p", "stream", "fallbacks"):
+    for name in ("temperature", "top_p", "stream"):
         value = getattr(request, name, None)
         if value is not None:
             body[name] = value
+    if request.turnout_fallbacks:
+        body["fallbacks"] = request.turnout_fallbacks
     if request.stop_sequences:
         body["stop"] = request.stop_sequences
     user = (request.metadata or {}).get("user_id")

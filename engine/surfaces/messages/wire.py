@@ -28,8 +28,6 @@ __all__ = [
 REQUEST_TYPE = "messages"
 """``extra_fields.request_type`` of an answer served on ``/v1/messages``."""
 
-TURNOUT_FIELDS = ("fallbacks",)
-"""Fields of the body that are turnout's, not Anthropic's: never sent upstream."""
 
 
 class _Open(BaseModel):
@@ -58,7 +56,20 @@ class MessagesRequest(CountTokensRequest):
     temperature: float | None = Field(None, ge=0, le=1)
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)
-    fallbacks: list[str] | None = Field(None, max_length=16)
+    fallbacks: list[str] | list[dict[str, Any]] | Literal["default"] | None = None
+    """Two meanings, told apart by shape: a list of ``provider/model`` strings is
+    the seed's (turnout routes to them after the plan's own attempts; never
+    sent upstream); ``"default"`` or a list of ``{"model", ...}`` objects is
+    Anthropic's server-side refusal fallback, sent as written to a native
+    target (a chat target cannot take it)."""
+
+    @property
+    def turnout_fallbacks(self) -> list[str] | None:
+        """The seed's request fallbacks, when that is what ``fallbacks`` holds."""
+        value = self.fallbacks
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value  # type: ignore[return-value]
+        return None
 
 
 def _parse(model: type[CountTokensRequest], body: bytes | str | Mapping[str, Any]) -> Any:
