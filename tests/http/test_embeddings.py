@@ -1,6 +1,6 @@
 """POST /v1/embeddings over loopback HTTP with the official openai SDK: floats
 and base64, token arrays, dimensions, fallbacks after a failing target or one
-that offers no embeddings, and clear 400s for bad input."""
+that offers no embeddings, clear 400s for bad input, the cache, and gateway keys (401, a cache per key)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from turnout.policy.limits import hash_key
 
 from tests.fakes.openai_embeddings import embed
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -177,3 +178,36 @@ def test_bad_input_is_a_400_naming_the_field(
 def test_the_sdk_raises_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="non-empty string"):
         client.embeddings.create(model="embed", input=[])
+
+
+SALT = "embeddings-test-salt-0123"
+KEYS = {"alice": "sk-alice-embed-00000", "bob": "sk-bob-embed-0000000"}
+
+
+def test_keys_guard_embeddings_and_each_key_has_its_own_cache(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(
+        "version: 1\nproviders: {mock: {type: mock}}\nroutes:\n"
+        "  - {name: embed, match: {model: embed}, targets: [mock/e], cache: {ttl: 10m}}\n"
+        f"keys:\n  salt: {SALT}\n  clients:\n"
+        + "".join(f'    {n}: {{hash: "{hash_key(SALT, k)}"}}\n' for n, k in KEYS.items())
+    )
+    running = start_gateway(policy)
+    try:
+        url = running.url + "/v1"
+        alice, bob, nobody = (
+            openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+            for key in (KEYS["alice"], KEYS["bob"], "sk-unknown-000000000")
+        )
+        with pytest.raises(openai.AuthenticationError):
+            nobody.embeddings.create(model="embed", input="secret plans")
+        first = alice.embeddings.with_raw_response.create(model="embed", input="secret plans")
+        again = alice.embeddings.with_raw_response.create(model="embed", input="secret plans")
+        other = bob.embeddings.with_raw_response.create(model="embed", input="secret plans")
+        assert [r.headers["x-turnout-cache"] for r in (first, again, other)] == [
+            "MISS",
+            "HIT",
+            "MISS",
+        ]
+    finally:
+        running.stop()
