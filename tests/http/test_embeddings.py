@@ -1,6 +1,7 @@
 """POST /v1/embeddings over loopback HTTP with the official openai SDK: floats
 and base64, token arrays, dimensions, fallbacks after a failing target or one
-that offers no embeddings, clear 400s for bad input, the cache, and gateway keys (401, a cache per key)."""
+that offers no embeddings, clear 400s for bad input, the cache, and gateway
+keys (401, a cache per key)."""
 
 from __future__ import annotations
 
