@@ -117,7 +117,19 @@ def planning_view(request: EmbeddingsRequest) -> ChatRequest:
         value = getattr(request, name)
         if value is not None:
             body[name] = value
+    extra = request.model_extra
+    if extra and "cache" in extra:  # the per-request cache control, read by the cache
+        body["cache"] = extra["cache"]
     return ChatRequest.model_validate(body)
+
+
+def _text(content: Any) -> str:
+    """A planning message's text (a hook may have written content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
 
 
 def encode_base64(vector: list[float]) -> str:
@@ -144,11 +156,19 @@ class EmbeddingsCall(Operation[Embeddings]):
         self.total_tokens = total_tokens
 
     def _upstream_request(self, call: ProviderCall) -> EmbeddingsRequest:
-        """The request to send: the caller's, with the texts a hook rewrote (redacted)."""
+        """The request to send: the caller's, with the texts as the pre-request
+        hooks left them (a guardrail's redactions are what goes upstream)."""
         if call.request is self.view or self.request.texts is None:
             return self.request
-        texts = [message.content for message in call.request.messages]
-        if texts == self.request.texts or not all(isinstance(t, str) and t for t in texts):
+        texts = [_text(message.content) for message in call.request.messages]
+        if len(texts) != len(self.request.inputs):
+            raise TurnoutError(
+                "a pre-request hook changed how many inputs an embeddings request has",
+                status_code=500,
+                type="api_error",
+                code="plugin_error",
+            )
+        if texts == self.request.texts:
             return self.request
         return self.request.model_copy(update={"input": texts})
 

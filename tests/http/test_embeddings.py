@@ -152,6 +152,12 @@ def test_a_repeated_request_is_a_cache_hit(client: openai.OpenAI, fake: FakeOpen
     again_tokens = client.embeddings.with_raw_response.create(model="embed-cached", input=[7, 8])
     assert again_tokens.headers["x-turnout-cache"] == "HIT"
     assert len(fake.requests) == calls + 2
+    fresh = client.embeddings.with_raw_response.create(
+        model="embed-cached", input=[7, 8], extra_body={"cache": {"no_cache": True}}
+    )
+    assert fresh.headers["x-turnout-cache"] == "BYPASS"
+    assert len(fake.requests) == calls + 3
+    assert "cache" not in fake.requests[-1].body
 
 
 @pytest.mark.parametrize(
