@@ -14,7 +14,7 @@ import pytest
 from turnout.policy.limits import hash_key
 
 from tests.fakes.openai_embeddings import embed
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 from .conftest import RunningGateway, start_gateway
 
@@ -38,6 +38,10 @@ routes:
   - name: no-embeddings
     match: {{model: embed-elsewhere}}
     targets: [claude/claude-sonnet-4-5]
+    fallbacks: [mock/embed]
+  - name: guarded
+    match: {{model: embed-guarded}}
+    targets: [fake/text-embedding-3-small]
     fallbacks: [mock/embed]
   - name: cached
     match: {{model: embed-cached}}
@@ -112,6 +116,21 @@ def test_a_failing_target_falls_back(client: openai.OpenAI, gateway: RunningGate
     assert _close(answer.data[0].embedding, embed("rescue me", 1536))
     trail = answer.model_extra["extra_fields"]["attempts"]  # type: ignore[index]
     assert [a["outcome"] for a in trail] == ["server_error", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome"),
+    [(Fault.malformed_json(), "server_error"), (Fault.error_body_200(), "server_error"),
+     (Fault.status(429), "rate_limited")],
+)  # fmt: skip
+def test_a_broken_answer_falls_back_too(
+    client: openai.OpenAI, fake: FakeOpenAI, fault: Fault, outcome: str
+) -> None:
+    fake.script(fault)
+    answer = client.embeddings.create(model="embed-guarded", input="again")
+    trail = answer.model_extra["extra_fields"]["attempts"]  # type: ignore[index]
+    assert [a["outcome"] for a in trail] == [outcome, "ok"]
+    assert trail[1]["provider"] == "mock"
 
 
 def test_a_target_without_embeddings_is_passed_over(client: openai.OpenAI) -> None:
