@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from turnout import Engine  # noqa: E402
-from turnout.surfaces.completions import CompletionsAPI  # noqa: E402
+from turnout.surfaces.completion_ops import CompletionsAPI  # noqa: E402
 from turnout.surfaces.embeddings import EmbeddingsAPI  # noqa: E402
 from turnout.surfaces.messages import MessagesAPI  # noqa: E402
 from turnout.surfaces.responses import ResponsesAPI  # noqa: E402

@@ -118,15 +118,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
         body["fallbacks"] = args.fallback
     headers = {k.lower(): v for k, v in _pairs(args.header, "--header").items()}
     rng = random.Random(args.seed) if args.seed is not None else None
+    key = _named_key(table, args.key) if args.key else None
+    request = ChatRequest.model_validate(body)
     plan = plan_request(
-        ChatRequest.model_validate(body),
-        table,
-        headers=headers,
-        rng=rng,
-        prompt_tokens=args.prompt_tokens,
+        request, table, headers=headers, rng=rng, prompt_tokens=args.prompt_tokens, key=key
     )
+    if key is not None and not key.allows(plan.route.name, request.model):
+        print(
+            f"turnout plan: key {key.name!r} may not use model {request.model!r} "
+            f"(route {plan.route.name!r}): the gateway answers 403",
+            file=sys.stderr,
+        )
+        return 2
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.explain())
     return 0 if plan.attempts else 2
+
+
+def _named_key(table: Any, name: str) -> Any:
+    """The policy's key called ``name`` (the operator names it; no secret needed)."""
+    from turnout.policy.limits import ApiKeyInfo
+
+    clients = table.policy.keys.clients if table.policy.keys is not None else {}
+    if name not in clients:
+        known = ", ".join(sorted(clients)) or "none: the policy has no keys:"
+        raise SystemExit(f"turnout plan: no key named {name!r} (keys: {known})")
+    return ApiKeyInfo(name, clients[name])
 
 
 def _plan_messages(args: argparse.Namespace, table: Any) -> int:
@@ -277,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--metadata", action="append", metavar="KEY=VALUE")
     plan.add_argument("--header", action="append", metavar="NAME=VALUE")
     plan.add_argument("--fallback", action="append", metavar="PROVIDER/MODEL")
+    plan.add_argument(
+        "--key", metavar="NAME", help="plan as the policy's key NAME sees it (its routes, models)"
+    )
     plan.add_argument("--seed", type=int, help="fix the weighted choice")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=cmd_plan)

@@ -35,7 +35,7 @@ from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
-from turnout.surfaces.completions import CompletionsAPI
+from turnout.surfaces.completion_ops import CompletionsAPI
 from turnout.surfaces.embeddings import EmbeddingsAPI
 from turnout.surfaces.messages import MessagesAPI
 from turnout.surfaces.responses import ResponsesAPI

@@ -56,6 +56,9 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Any = None
     raw_response: bool = False
+    native: frozenset[str] = frozenset()
+    """Surfaces the policy says this instance's upstream serves itself
+    (``native:``), beyond the type's ``native_surfaces``."""
 
 
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -187,6 +190,9 @@ class Provider(abc.ABC):
     """Inbound surfaces this type's upstream speaks itself (``"messages"``,
     ``"messages.count_tokens"``): a request on one of them is sent as the caller
     wrote it (``native`` / ``native_stream``) instead of translated to chat."""
+    native_optional: ClassVar[frozenset[str]] = frozenset()
+    """Surfaces the type can send natively when the policy says its upstream
+    offers them (``native: [completions]`` for a vLLM ``base_url``)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -234,6 +240,10 @@ class Provider(abc.ABC):
             FailureClass.NOT_FOUND,
             f"provider type {self.settings.type!r} does not offer embeddings",
         )
+
+    def speaks(self, surface: str) -> bool:
+        """Whether requests on ``surface`` go to this upstream as written."""
+        return surface in type(self).native_surfaces or surface in self.settings.native
 
     async def native(self, call: ProviderCall, surface: str, body: bytes) -> Any:
         """Send ``body`` (the caller's JSON, with the upstream model) to the

@@ -34,10 +34,7 @@ from turnout.http.wire import (
     send_json,
 )
 from turnout.routing.planner import NoRouteError
-from turnout.surfaces.completions import (
-    completion_chunks,
-    parse_completion_request,
-)
+from turnout.surfaces.completions import parse_completion_request
 from turnout.surfaces.embeddings import parse_embeddings_request
 from turnout.surfaces.responses import parse_responses_request
 from turnout.wire.chat import AttemptRecord, ChatResponse, ExtraFields
@@ -287,10 +284,13 @@ class SurfaceEndpoints:
                 await send_json(send, 200, json_bytes(answer), _fields_headers(rid, fields))
 
             async def streamed(watcher: asyncio.Task[None]) -> None:
-                stream, parsed = api.stream(request, headers=headers, request_id=rid)
+                stream, op = api.stream(request, headers=headers, request_id=rid)
                 try:
-                    first = await anext(stream, None)
-                    if first is None:
+                    first: Any = None
+                    async for first in stream:
+                        if first:
+                            break
+                    if not first:
                         raise TurnoutError(
                             "the upstream stream ended without a chunk",
                             status_code=502,
@@ -299,18 +299,21 @@ class SurfaceEndpoints:
                         )
                     head = [*sse.SSE_HEADERS, *_served(rid, stream.plan.route.name, stream.trail)]
                     await send({"type": "http.response.start", "status": 200, "headers": head})
+                    await send({"type": "http.response.body", "body": first, "more_body": True})
                     try:
-                        async for piece in completion_chunks(parsed, first, stream):
-                            data = b"data: " + json_bytes(piece) + b"\n\n"
-                            await send(
-                                {"type": "http.response.body", "body": data, "more_body": True}
-                            )
+                        piece: Any
+                        async for piece in stream:
+                            if piece:
+                                await send(
+                                    {"type": "http.response.body", "body": piece, "more_body": True}
+                                )
                     except TurnoutError as exc:
                         watcher.cancel()
                         await send({"type": "http.response.body", "body": sse.error_event(exc)})
                         return
                     watcher.cancel()
-                    await send({"type": "http.response.body", "body": sse.DONE})
+                    tail = sse.DONE if op.translated else b""
+                    await send({"type": "http.response.body", "body": tail})
                 finally:
                     await stream.aclose()
 

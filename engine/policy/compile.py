@@ -173,6 +173,15 @@ class _Compiler:
                 continue
             keys, weights = self._keys(config, path)
             disabled = self._disabled(config, cls, path, keys)
+            can = cls.native_surfaces | cls.native_optional
+            unknown = [s for s in config.native if s not in can]
+            if unknown:
+                self.problem(
+                    (*path, "native"),
+                    f"provider type {config.type!r} cannot serve {unknown[0]!r} natively",
+                    f"it can: {', '.join(sorted(can))}" if can else "it serves none natively",
+                )
+                continue
             settings = ProviderSettings(
                 name=name,
                 type=config.type,
@@ -180,6 +189,7 @@ class _Compiler:
                 headers=dict(config.headers),
                 options=options,
                 raw_response=config.raw_response,
+                native=frozenset(config.native),
             )
             try:
                 instance = cls(settings)

@@ -78,6 +78,12 @@ class ProviderConfig(Strict):
     raw_response: bool = False
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    native: list[str] = Field(
+        default_factory=list,
+        description="inbound surfaces this upstream serves itself, beyond what its type "
+        "always does: e.g. [completions] for a vLLM or Ollama base_url; requests on them "
+        "go upstream as the caller wrote them instead of translated to chat",
+    )
 
 
 class ModelOverride(Strict):

@@ -14,7 +14,7 @@ from turnout.policy.catalog import Catalog, ModelInfo
 from turnout.policy.limits import CompiledLimits
 from turnout.policy.matching import Matcher
 from turnout.policy.models import CacheConfig, Policy, ProviderConfig, Retry, Timeout
-from turnout.policy.redaction import provider_secrets
+from turnout.policy.redaction import Redactor, provider_secrets
 from turnout.wire.chat import ChatRequest
 
 __all__ = ["CompiledProvider", "CompiledRoute", "CompiledTarget", "RoutingTable", "make_target"]
@@ -103,6 +103,11 @@ class RoutingTable:
         """Every provider secret of the policy (``turnout.policy.redaction``): masked
         out of whatever an upstream sends back before a caller or a log sees it."""
         return provider_secrets(self.providers.values())
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Masks ``secrets`` (false when there are none)."""
+        return Redactor(self.secrets)
 
     def match(
         self,

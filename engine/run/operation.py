@@ -18,7 +18,6 @@ from typing import Any, Generic, TypeVar, cast
 
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import Provider, ProviderCall
-from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.account import WorstCase
 from turnout.run.context import RequestContext
@@ -93,11 +92,11 @@ class Operation(_Kind, Generic[R]):
         rejects this attempt's answer (the next attempt is tried)."""
         response = cast(ChatResponse, result)
         raw = response.extra_fields.raw_response if response.extra_fields else None
-        secrets = ctx.table.secrets
+        redactor = ctx.table.redactor
         if raw is not None and attempt.target.provider.provider.settings.raw_response:
-            fields.raw_response = redact_json(raw, secrets)
-        if secrets and response.__pydantic_extra__:  # fields turnout does not know, passed on
-            response.__pydantic_extra__ = redact_json(response.__pydantic_extra__, secrets)
+            fields.raw_response = redactor.json(raw)
+        if redactor and response.__pydantic_extra__:  # fields turnout does not know, passed on
+            response.__pydantic_extra__ = redactor.json(response.__pydantic_extra__)
         response.extra_fields = fields
         return cast(R, await call_chain(hook.turnout_post_response, "response", response, ctx=ctx))
 
@@ -129,10 +128,13 @@ class StreamOperation(_Kind, Generic[C]):
         hooks = has_impls(hook.turnout_stream_chunk)
         options = ctx.request.stream_options
         wants_usage = options is not None and bool(options.include_usage)
+        redactor = ctx.table.redactor
 
         async def relay(chunk: Any) -> Any:
             if not wants_usage and chunk.usage is not None and not chunk.choices:
                 return None  # providers ask upstream for usage (for cost); the caller did not
+            if redactor and chunk.__pydantic_extra__:  # fields turnout does not know, passed on
+                chunk.__pydantic_extra__ = redactor.json(chunk.__pydantic_extra__)
             if hooks:
                 return await call_chain(hook.turnout_stream_chunk, "chunk", chunk, ctx=ctx)
             return chunk

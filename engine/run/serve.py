@@ -66,7 +66,6 @@ from turnout.contract.calls import call_first, call_observers
 from turnout.contract.provider import ProviderCall
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.policy.limits import RequestFacts
-from turnout.policy.redaction import redact_error
 from turnout.routing.plan import Attempt
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
@@ -351,7 +350,7 @@ class Serving(Generic[R]):
     ) -> ProviderError:
         """Settle a failed call and put it on the trail, the policy's secrets masked
         out of what the upstream said (the error as the caller and logs get it)."""
-        error = redact_error(error, self.ctx.table.secrets)
+        error = self.ctx.table.redactor.error(error)
         if self.account is not None:
             await self.account.settle(attempt, error=error)
         assert self.attempts is not None

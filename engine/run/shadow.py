@@ -15,7 +15,6 @@ from turnout.contract.calls import call_observers
 from turnout.contract.provider import ProviderCall
 from turnout.contract.strategy import weighted_index
 from turnout.errors import ProviderError
-from turnout.policy.redaction import redact_error
 from turnout.policy.table import CompiledTarget
 from turnout.run.attempts import classify_unexpected
 from turnout.run.context import RequestContext
@@ -77,7 +76,7 @@ async def _run_shadow(rt: Runtime, ctx: RequestContext, target: CompiledTarget) 
             )
     except ProviderError as exc:
         outcome, status = exc.failure.value, exc.status_code
-        message = redact_error(exc, ctx.table.secrets).message
+        message = ctx.table.redactor.error(exc).message
     except Exception as exc:
         error = classify_unexpected(exc)
         outcome, message = error.failure.value, error.message

@@ -1,30 +1,32 @@
-"""Legacy text completions (``POST /v1/completions``), as one chat turn.
+"""Legacy text completions (``POST /v1/completions``): native where the
+upstream offers them, else as one chat turn.
 
-The prompt becomes one user message and the chat answer's text the
-completion's ``text``, so every target the policy routes to can answer,
-whatever API it speaks. What a chat turn cannot express is a 400 naming the
-field: several prompts or token-array prompts in one request, ``suffix``,
-``logprobs``, ``best_of`` above 1. ``echo: true`` puts the prompt before the text.
+A target whose provider the policy marks ``native: [completions]`` (vLLM,
+Ollama, llama.cpp, ... behind the ``openai`` type) gets the body as written,
+only ``model`` replaced (and turnout's ``fallbacks`` left out), and its answer
+or stream comes back as sent. Every other target gets one chat turn: the
+prompt becomes one user message and the chat answer's text the completion's
+``text``. What a chat turn cannot express (several prompts or token-array
+prompts in one request, ``suffix``, ``logprobs``, ``best_of`` above 1) skips
+such a target for a native one, or is a 400 naming the field when the plan has
+none. ``echo: true`` puts the prompt before the text.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from turnout.errors import TurnoutError
-from turnout.run.streams import ChatStream
-from turnout.surfaces.host import ChatHost
-from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse, ExtraFields
+from turnout.wire.chat import ChatRequest, ChatResponse, ExtraFields
 
 __all__ = [
     "REQUEST_TYPE",
     "CompletionRequest",
-    "CompletionsAPI",
     "completion_of",
     "to_chat_request",
+    "untranslatable",
 ]
 
 REQUEST_TYPE = "text.completion"
@@ -89,21 +91,30 @@ def parse_completion_request(body: bytes | str | Mapping[str, Any]) -> Completio
         ) from None
 
 
-def to_chat_request(request: CompletionRequest) -> ChatRequest:
-    """The chat turn that answers ``request``; 400 for what a chat turn cannot say."""
+def untranslatable(request: CompletionRequest) -> TurnoutError | None:
+    """The 400 for what a chat turn cannot say, or None."""
     prompt = request.prompt
     if isinstance(prompt, list) and (len(prompt) != 1 or not isinstance(prompt[0], str)):
-        raise _bad(
+        return _bad(
             "send one prompt string per request: several prompts and token-array "
             "prompts need a target that offers /v1/completions itself",
             "prompt",
         )
     if request.suffix:
-        raise _bad("suffix (fill in the middle) cannot be expressed as a chat turn", "suffix")
+        return _bad("suffix (fill in the middle) cannot be expressed as a chat turn", "suffix")
     if request.logprobs:
-        raise _bad("logprobs are not available through a chat translation", "logprobs")
+        return _bad("logprobs are not available through a chat translation", "logprobs")
     if request.best_of is not None and request.best_of > 1:
-        raise _bad("best_of above 1 is not available through a chat translation", "best_of")
+        return _bad("best_of above 1 is not available through a chat translation", "best_of")
+    return None
+
+
+def to_chat_request(request: CompletionRequest, *, lenient: bool = False) -> ChatRequest:
+    """The chat turn that answers ``request``; 400 for what a chat turn cannot say
+    (``lenient``: the first prompt instead, for a planning view)."""
+    refusal = untranslatable(request)
+    if refusal is not None and not lenient:
+        raise refusal
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [{"role": "user", "content": request.text}],
@@ -146,79 +157,3 @@ def completion_of(request: CompletionRequest, chat: ChatResponse) -> dict[str, A
         "usage": usage,
         "extra_fields": _extra(chat.extra_fields),
     }
-
-
-class CompletionsAPI:
-    """Legacy completions over ``engine``'s chat path."""
-
-    def __init__(self, engine: ChatHost) -> None:
-        self.engine = engine
-
-    async def create(
-        self,
-        body: CompletionRequest | Mapping[str, Any] | bytes | str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        request_id: str | None = None,
-    ) -> dict[str, Any]:
-        request = body if isinstance(body, CompletionRequest) else parse_completion_request(body)
-        chat = await self.engine.chat(
-            to_chat_request(request), headers=headers, request_id=request_id
-        )
-        return completion_of(request, chat)
-
-    def stream(
-        self,
-        body: CompletionRequest | Mapping[str, Any] | bytes | str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        request_id: str | None = None,
-    ) -> tuple[ChatStream, CompletionRequest]:
-        """The chat stream behind a streamed completion (``completion_chunks`` renders it)."""
-        request = body if isinstance(body, CompletionRequest) else parse_completion_request(body)
-        return self.engine.stream(
-            to_chat_request(request), headers=headers, request_id=request_id
-        ), request
-
-
-async def completion_chunks(
-    request: CompletionRequest, first: ChatChunk, stream: ChatStream
-) -> AsyncIterator[dict[str, Any]]:
-    """``text_completion`` chunks for a chat stream (the prompt first when ``echo``)."""
-    ident = "cmpl-" + os.urandom(12).hex()
-    echo = request.echo
-
-    def piece(chunk: ChatChunk) -> dict[str, Any] | None:
-        nonlocal echo
-        out: dict[str, Any] = {
-            "id": ident,
-            "object": "text_completion",
-            "created": chunk.created,
-            "model": chunk.model,
-            "choices": [],
-        }
-        for choice in chunk.choices:
-            text = choice.delta.content or ""
-            if echo:
-                text, echo = request.text + text, False
-            out["choices"].append(
-                {
-                    "text": text,
-                    "index": choice.index,
-                    "logprobs": None,
-                    "finish_reason": choice.finish_reason,
-                }
-            )
-        if chunk.usage is not None:
-            out["usage"] = chunk.usage.model_dump(
-                include={"prompt_tokens", "completion_tokens", "total_tokens"}
-            )
-        return out if out["choices"] or "usage" in out else None
-
-    first_out = piece(first)
-    if first_out is not None:
-        yield first_out
-    async for chunk in stream:
-        out = piece(chunk)
-        if out is not None:
-            yield out

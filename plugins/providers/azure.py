@@ -51,6 +51,8 @@ class AzureProvider(OpenAIProvider):
     (required: there is no default). The target's model is the deployment name.
     """
 
+    native_optional = frozenset[str]()  # Azure's deployment URLs are not OpenAI's /completions
+
     Options = AzureOptions
     price_provider = "azure"
 

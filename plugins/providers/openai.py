@@ -50,11 +50,19 @@ class OpenAIProvider(api.TranslatingProvider):
     price_provider = "openai"
     stream_end = "[DONE]"
 
+    native_optional = frozenset({"completions"})
+    native_end = "done"
+
     def __init__(self, settings: api.ProviderSettings) -> None:
         super().__init__(settings)
         self._stream_usage = self.options.stream_usage
         self._url = f"{self.base_url}/chat/completions"
         self._embeddings_url = f"{self.base_url}/embeddings"
+
+    def native_url(self, call: api.ProviderCall, surface: str) -> str:
+        """``{base_url}/completions`` for legacy completions, when the policy says
+        the upstream offers them (``native: [completions]``: vLLM, Ollama, ...)."""
+        return f"{self.base_url}/{surface}"
 
     # Hook points for OpenAI-compatible vendors (presets, Azure): each is
     # called once per upstream call; the defaults are plain OpenAI.

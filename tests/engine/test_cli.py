@@ -96,3 +96,30 @@ def test_chat_answers_from_the_mock_provider() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello there"
     assert "flaky/echo:overloaded → flaky/echo:rate_limited → flaky/echo:ok" in result.stderr
+
+
+KEYED = """\
+version: 1
+providers: {mock: {type: mock}, other: {type: mock}}
+routes:
+  - {name: chat, match: {model: chat}, targets: [mock/echo]}
+  - {name: direct, match: {model: "*/*"}}
+keys:
+  salt: salt-for-the-cli-plan
+  clients:
+    app: {hash: "sha256:%s", models: [chat, "mock/*"]}
+""" % ("0" * 64)
+
+
+def test_plan_as_a_key_skips_the_request_fallbacks_it_may_not_have(tmp_path: Path) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(KEYED)
+    args = ("plan", str(policy), "--model", "chat", "--fallback", "other/x", "--fallback", "mock/b")
+    result = turnout(*args, "--key", "app")
+    assert result.returncode == 0, result.stderr
+    assert "other/x (request fallback): not_allowed: API key 'app' may not use" in result.stdout
+    assert "  2. mock/b: request fallback #2" in result.stdout
+    assert "not_allowed" not in turnout(*args).stdout  # without a key: every fallback
+    refused = turnout("plan", str(policy), "--model", "other/x", "--key", "app")
+    assert refused.returncode == 2 and "403" in refused.stderr
+    assert "no key named 'nobody'" in turnout(*args, "--key", "nobody").stderr

@@ -87,10 +87,49 @@ class FakeOpenAI(FakeUpstream):
             if problem is not None:
                 return self.reject(call, 400, problem)
             return self.send(call, self._in_200(call, stream=False) or embeddings_answer(call.body))
+        if call.path == "/v1/completions" and call.method == "POST":
+            return self.completions(call)
         if call.path == "/v1/models" and call.method == "GET":
             return self.send(call, self._in_200(call, stream=False) or model_list(self.models))
         problem = error_object(404, f"Invalid URL ({call.method} {call.path})", code="unknown_url")
         return self.reject(call, 404, problem)
+
+    def completions(self, call: Call) -> Reply:
+        """Legacy ``POST /v1/completions`` as vLLM and OpenAI serve it: one choice
+        per prompt ("echo: <prompt>"), usage in words; a stream of
+        ``text_completion`` chunks ending in ``data: [DONE]`` (usage last only
+        with ``stream_options.include_usage``)."""
+        body = call.body if isinstance(call.body, dict) else None
+        prompt = body.get("prompt") if body else None
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if body is None or not isinstance(body.get("model"), str):
+            return self.reject(call, 400, error_object(400, "you must provide a model parameter"))
+        if not isinstance(prompts, list) or not prompts:
+            return self.reject(call, 400, error_object(400, "'prompt' is a required property"))
+        if "messages" in body or "fallbacks" in body:
+            name = "messages" if "messages" in body else "fallbacks"
+            return self.reject(
+                call, 400, error_object(400, f"Unrecognized request argument: {name}")
+            )
+        texts = ["echo: " + (p if isinstance(p, str) else " ".join(map(str, p))) for p in prompts]
+        ident, model = "cmpl-" + call.ident, body["model"]
+        used = sum(len(str(p).split()) for p in prompts)
+        usage = {"prompt_tokens": used, "completion_tokens": sum(len(t.split()) for t in texts),
+                 "total_tokens": used + sum(len(t.split()) for t in texts)}  # fmt: skip
+        choices = [{"text": t, "index": i, "logprobs": None, "finish_reason": "stop"}
+                   for i, t in enumerate(texts)]  # fmt: skip
+        head = {"id": ident, "object": "text_completion", "created": 1, "model": model}
+        if not body.get("stream"):
+            return self.send(
+                call, json.dumps({**head, "choices": choices, "usage": usage}).encode()
+            )
+        events = [b"data: " + json.dumps({**head, "choices": [{**c, "finish_reason": None}]}).encode() + b"\n\n"
+                  for c in choices]  # fmt: skip
+        events.append(b"data: " + json.dumps({**head, "choices": [
+            {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]}).encode() + b"\n\n")  # fmt: skip
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(b"data: " + json.dumps({**head, "choices": [], "usage": usage}).encode() + b"\n\n")  # fmt: skip
+        return self.send(call, events=[*events, b"data: [DONE]\n\n"])
 
     def error(
         self, call: Call | None, status: int, message: str | None = None, *,

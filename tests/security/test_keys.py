@@ -152,6 +152,16 @@ def test_a_bad_key_with_an_invalid_body_is_a_401_not_a_400(
     )
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+def test_a_bad_key_on_the_messages_api_is_a_401_before_the_body(
+    gateway: RunningGateway, path: str
+) -> None:
+    headers = {"x-api-key": "tk-nobody", "anthropic-version": "2023-06-01"}
+    response = httpx.post(gateway.url + path, content=b"{not json", headers=headers, timeout=10)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
 def test_a_bad_key_with_a_body_over_the_limit_is_a_401_not_a_413(gateway: RunningGateway) -> None:
     body = b"x" * (gateway.engine.table.policy.gateway.max_body + 1)
     response = post(gateway, body, "tk-nobody")

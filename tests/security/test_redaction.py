@@ -11,22 +11,29 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import provider_secrets, redact_error, redact_json, redact_text
+from turnout.policy.redaction import Redactor, provider_secrets
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.anthropic_wire import error_body
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
+from tests.fakes.openai_wire import Completion
+from tests.fakes.server import Reply
+from tests.fakes.upstream import Call
 from tests.http.conftest import RunningGateway, start_gateway
 
 KEY = "sk-leaky-key-4f1c9a2e7b3d"  # the key the upstream is called with
 SPARE = "sk-spare-key-8e6d2c4a1f9b"  # another provider's key
 HEADER = "hdr-token-5a7c9e1b3d"  # a secret header of the first provider
 OPTION = "aws-secret-0b2d4f6h8j"  # a secret in a provider's options
-SECRETS = (KEY, SPARE, HEADER, OPTION)
+ANT = "sk-ant-leaky-3c5e7a9b1d"  # an Anthropic provider's key (native /v1/messages)
+SECRETS = (KEY, SPARE, HEADER, OPTION, ANT)
 ECHO = " ".join(SECRETS)
 
 POLICY = f"""\
@@ -39,6 +46,8 @@ providers:
     raw_response: true
     headers: {{x-vendor-token: "{HEADER}"}}
   spare: {{type: openai, base_url: "{{fake}}", api_key: {SPARE}}}
+  claude: {{type: anthropic, base_url: "{{claude}}", api_key: {ANT}}}
+  chatty: {{type: openai, base_url: "{{chatty}}", api_key: {KEY}}}
   aws:
     type: bedrock
     options: {{region: us-east-1, access_key_id: AKIAEXAMPLE, secret_access_key: {OPTION}}}
@@ -52,6 +61,12 @@ routes:
     match: {{model: leaky-then-spare}}
     targets: [fake/gpt-4o]
     fallbacks: [spare/gpt-4o]
+  - name: chatty
+    match: {{model: chatty}}
+    targets: [chatty/gpt-4o]
+  - name: native
+    match: {{model: claude-sonnet-4-5}}
+    targets: [claude/claude-sonnet-4-5]
 """
 
 ERROR = {"error": {"message": f"Incorrect API key provided: {ECHO}.", "type": "invalid_request_error", "code": f"bad_key_{KEY}", "param": None}}  # fmt: skip
@@ -75,17 +90,51 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[RunningGateway]:
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as upstream:
+        yield upstream
+
+
+class ChattyOpenAI(FakeOpenAI):
+    """Streams chat completions whose every chunk carries a field naming the keys."""
+
+    def answer(self, call: Call) -> Reply:
+        if not (isinstance(call.body, dict) and call.body.get("stream")):
+            return super().answer(call)
+        events = []
+        for event in Completion(call.body, "chatcmpl-" + call.ident, None).events():
+            if event.startswith(b"data: {"):
+                chunk = json.loads(event[len(b"data: ") :])
+                event = b"data: " + json.dumps({**chunk, "debug": ECHO}).encode() + b"\n\n"
+            events.append(event)
+        return self.send(call, events=events)
+
+
+@pytest.fixture(scope="module")
+def chatty() -> Iterator[ChattyOpenAI]:
+    with ChattyOpenAI() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake: FakeOpenAI,
+    claude: FakeAnthropic,
+    chatty: ChattyOpenAI,
+) -> Iterator[RunningGateway]:
     path: Path = tmp_path_factory.mktemp("redaction") / "routes.yaml"
-    path.write_text(POLICY.replace("{fake}", fake.base_url))
+    text = POLICY.replace("{fake}", fake.base_url).replace("{claude}", claude.base_url)
+    path.write_text(text.replace("{chatty}", chatty.base_url))
     running = start_gateway(path)
     yield running
     running.stop()
 
 
 @pytest.fixture(autouse=True)
-def _reset(fake: FakeOpenAI) -> None:
+def _reset(fake: FakeOpenAI, claude: FakeAnthropic) -> None:
     fake.reset()
+    claude.reset()
 
 
 def leaks(text: str) -> list[str]:
@@ -154,6 +203,62 @@ def test_raw_response_and_unknown_fields_of_a_success_are_masked(
     assert answer["choices"][0]["message"]["content"] == "hi"
 
 
+def test_unknown_fields_of_streamed_chunks_are_masked(gateway: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="chatty", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert chunks and all(c.model_extra["debug"] == " ".join(["***"] * 5) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hi"
+
+
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+    "debug": {"x-api-key": ANT, "seen": [KEY, SPARE]},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_native_messages_error_echoing_the_secrets_reaches_the_caller_masked(
+    gateway: RunningGateway, claude: FakeAnthropic, stream: bool
+) -> None:
+    claude.script(Fault.status(401, body=error_body(401, f"invalid x-api-key: {ECHO}")))
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+        )
+    text = str(info.value.response.headers) + info.value.response.text
+    assert leaks(text) == [] and "***" in text
+    assert claude.requests[-1].headers["x-api-key"] == ANT
+
+
+def test_a_native_message_passes_unknown_fields_on_masked(
+    gateway: RunningGateway, claude: FakeAnthropic
+) -> None:
+    claude.script(Fault.status(200, body=MESSAGE))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    headers = {"anthropic-version": "2023-06-01"}
+    response = httpx.post(gateway.url + "/v1/messages", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert leaks(response.text) == []
+    answer = response.json()
+    assert answer["debug"] == {"x-api-key": "***", "seen": ["***", "***"]}
+    assert answer["content"] == [{"type": "text", "text": "hi"}]
+
+
 # -- the pieces, without a gateway --------------------------------------------------
 
 
@@ -170,9 +275,11 @@ def test_the_policy_secrets_are_its_keys_secret_headers_and_options(
 def test_a_secret_inside_a_longer_one_is_masked_whole() -> None:
     secrets = ("sk-abcdefgh-longer", "sk-abcdefgh")
     error = ProviderError(FailureClass.AUTH, "got sk-abcdefgh-longer and sk-abcdefgh", code="x")
-    assert redact_error(error, secrets).message == "got *** and ***"
-    assert redact_error(error, ()) is error
-    assert redact_json({"a": [1, "sk-abcdefgh"]}, secrets) == {"a": [1, "***"]}
+    assert Redactor(secrets).error(error).message == "got *** and ***"
+    assert Redactor(()).error(error) is error and not Redactor(())
+    assert Redactor(secrets).json({"a": [1, "sk-abcdefgh"]}) == {"a": [1, "***"]}
+    clean = {"a": ["nothing here"]}
+    assert Redactor(secrets).json(clean) is clean
 
 
 ALPHABETS = ("abcdefgh", "ijklmnop", "qrstuvwx", "ABCDEFGH")
@@ -188,8 +295,8 @@ def disjoint_secrets(draw: st.DrawFn) -> list[str]:
 @settings(max_examples=60, deadline=None)
 @given(disjoint_secrets(), st.lists(st.text(max_size=10) | st.integers(0, 3), max_size=12))
 def test_no_secret_survives_redaction_wherever_it_sits(secrets: list[str], parts: list) -> None:
-    ordered = tuple(sorted(secrets, key=len, reverse=True))
+    redactor = Redactor(tuple(secrets))
     text = "".join(secrets[p % len(secrets)] if isinstance(p, int) else p for p in parts)
-    nested = json.dumps(redact_json({"nested": [text, {text: text}]}, ordered))
+    nested = json.dumps(redactor.json({"nested": [text, {text: text}]}))
     for secret in secrets:
-        assert secret not in redact_text(text, ordered) and secret not in nested
+        assert secret not in redactor.text(text) and secret not in nested

@@ -1,9 +1,9 @@
 """The Messages request kinds the serve path runs: native or translated, per attempt.
 
-Each attempt of a plan decides for itself. A target whose provider lists
-``"messages"`` in ``native_surfaces`` (anthropic, any Anthropic-compatible
-``base_url``) gets the caller's body as written, with only ``model`` replaced
-(and turnout's own ``fallbacks`` left out), and the caller's
+Each attempt of a plan decides for itself. A target whose provider speaks
+``"messages"`` (the anthropic type, so any Anthropic-compatible ``base_url``)
+gets the caller's body as written, with only ``model`` replaced (and the
+seed's ``fallbacks`` left out), and the caller's
 ``anthropic-version`` / ``anthropic-beta`` headers; its answer comes back as
 sent. Any other target gets the chat translation (``translate``). So a
 fallback from Anthropic to OpenAI, or back, is one plan.
@@ -23,7 +23,6 @@ import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
-from turnout.policy.redaction import redact_json
 from turnout.routing.plan import Attempt, Plan
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -52,10 +51,6 @@ response cache tells apart requests that differ only where chat cannot see
 def frame(name: str, data: Any) -> bytes:
     """One server-sent event."""
     return b"event: " + name.encode() + b"\ndata: " + pydantic_core.to_json(data) + b"\n\n"
-
-
-def _speaks(provider: Provider, surface: str = SURFACE) -> bool:
-    return surface in type(provider).native_surfaces
 
 
 class Turn:
@@ -100,7 +95,7 @@ class Turn:
 
     def native(self, provider: Provider, call: ProviderCall) -> bool:
         """Whether this attempt sends the body as written."""
-        if not _speaks(provider) or call.request is not self.planning:
+        if not provider.speaks(SURFACE) or call.request is not self.planning:
             return False
         if self.headers:
             call.headers = {**call.headers, **self.headers}
@@ -113,7 +108,7 @@ def attempt_modes(turn: Turn, plan: Plan) -> list[str]:
     out = []
     for attempt in plan.attempts:
         name = f"{attempt.provider}/{attempt.model}"
-        if _speaks(attempt.target.provider.provider):
+        if attempt.target.provider.provider.speaks(SURFACE):
             out.append(f"{name}: native (the body as written)")
         elif turn.refused:
             out.append(f"{name}: skipped ({turn.refused[0]} needs a native target)")
@@ -171,11 +166,13 @@ class MessagesCall(Operation[Answer]):
         self, ctx: RequestContext, attempt: Attempt, result: Answer, fields: ExtraFields, hook: Any
     ) -> Answer:
         """Post-response hooks (cache, output guardrails) see the answer as chat;
-        one that changed it makes the caller get the changed answer, translated."""
+        one that changed it makes the caller get the changed answer, translated.
+        A native answer has the policy's secrets masked wherever they appear (it
+        is passed on as sent)."""
         result.fields = fields
-        secrets = ctx.table.secrets
-        if result.native is not None and secrets:  # nothing an upstream echoes reaches a caller
-            result.native = redact_json(result.native, secrets)
+        redactor = ctx.table.redactor
+        if result.native is not None and redactor:  # nothing an upstream echoes reaches a caller
+            result.native = redactor.json(result.native)
         if not has_impls(hook.turnout_post_response):
             return result
         chat = result.chat if result.chat is not None else chat_of_message(result.native or {})
@@ -230,15 +227,15 @@ class MessagesStreamCall(StreamOperation[Any]):
     def relay(self, ctx: RequestContext, hook: Any) -> Callable[[Any], Awaitable[Any]]:
         hooks = has_impls(hook.turnout_stream_chunk)
         translator = self.translator
-        secrets = ctx.table.secrets
+        redactor = ctx.table.redactor
 
         async def relay(item: Any) -> bytes | None:
             if isinstance(item, NativeEvent):
                 self.translated = False
                 event: NativeEvent = item
-                if secrets and any(secret in event.raw for secret in secrets):
-                    data = redact_json(event.data, secrets)
-                    event = NativeEvent(event.name, data, pydantic_core.to_json(data).decode())
+                masked = redactor.text(event.raw) if redactor else event.raw
+                if masked != event.raw:  # a secret in the event: relay it masked
+                    event = NativeEvent(event.name, pydantic_core.from_json(masked), masked)
                 if hooks:
                     return await _hooked_native(event, ctx, hook, translator)
                 return b"event: " + event.name.encode() + b"\ndata: " + event.raw.encode() + b"\n\n"

@@ -79,7 +79,7 @@ class _Count(Operation[TokenCount]):
         self.estimate = estimate
 
     async def _call(self, provider: Any, call: Any) -> TokenCount:
-        if COUNT_SURFACE not in type(provider).native_surfaces:
+        if not provider.speaks(COUNT_SURFACE):
             return TokenCount(self.estimate, "estimate")
         answer = await provider.native(
             call, COUNT_SURFACE, pydantic_core.to_json({**self.body, "model": call.model})
@@ -135,7 +135,7 @@ class MessagesAPI:
         """A request only a native target can take: 400 when the plan has none."""
         plan = self.engine.plan(turn.planning, headers=headers)
         if not any(
-            SURFACE in type(a.target.provider.provider).native_surfaces for a in plan.attempts
+            a.target.provider.provider.speaks(SURFACE) for a in plan.attempts
         ):
             field = turn.refused[0]
             raise TurnoutError(
