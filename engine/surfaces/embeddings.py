@@ -211,6 +211,9 @@ class EmbeddingsCall(Operation[Embeddings]):
         )
         fields.cache = ctx.cache
         result.extra_fields = fields
+        redactor = ctx.table.redactor
+        if redactor:  # the one text an upstream sends back: never a configured secret
+            result.model = redactor.text(result.model)
         return result
 
     def outcome_response(self, result: Embeddings) -> ChatResponse:

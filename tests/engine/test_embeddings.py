@@ -80,6 +80,18 @@ async def test_budgets_are_charged_the_input_tokens(engine):
     assert rows[0]["spent"] == pytest.approx(5 * 0.02 / 1e6)
 
 
+async def test_an_upstream_echoing_a_secret_as_its_model_is_masked(make_engine, fake):
+    secret = "sk-embed-secret-0123456789"
+    policy = f"""
+providers:
+  leaky: {{type: openai, base_url: "{fake.base_url}", api_key: {secret}}}
+routes: [{{name: direct, match: {{model: "*/*"}}}}]
+"""
+    answer = await make_engine(policy).embeddings.create({"model": f"leaky/{secret}", "input": "x"})
+    assert fake.requests[-1].body["model"] == secret  # the fake answers with the model sent
+    assert answer["model"] == "***"
+
+
 @given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=64))
 def test_base64_is_little_endian_float32(vector: list[float]) -> None:
     raw = base64.b64decode(encode_base64(vector))
