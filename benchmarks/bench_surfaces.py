@@ -1,4 +1,5 @@
-"""CPU per request of the Responses API, Anthropic Messages and legacy completions next to chat
+"""CPU per request of the Responses API, Anthropic Messages, legacy completions and
+embeddings next to chat
 completions, in-process with the mock provider (the surfaces' translation and
 storing is what differs; the engine's path behind them is the same).
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from turnout import Engine  # noqa: E402
 from turnout.surfaces.completion_ops import CompletionsAPI  # noqa: E402
+from turnout.surfaces.embeddings import EmbeddingsAPI  # noqa: E402
 from turnout.surfaces.messages import MessagesAPI  # noqa: E402
 from turnout.surfaces.responses import ResponsesAPI  # noqa: E402
 
@@ -31,6 +33,8 @@ POLICY = """
 providers: {mock: {type: mock}}
 routes:
   - {name: smart, match: {model: smart}, targets: [mock/echo]}
+  - {name: embed, match: {model: embed}, targets: [mock/embed]}
+  - {name: cached, match: {model: cached}, targets: [mock/embed], cache: {ttl: 10m}}
 """
 TEXT = "Hello, how are you?"
 
@@ -39,6 +43,8 @@ async def _cases(engine: Engine) -> dict[str, Callable[[], Awaitable[object]]]:
     responses = ResponsesAPI(engine)
     completions = CompletionsAPI(engine)
     messages = MessagesAPI(engine)
+    embeddings = EmbeddingsAPI(engine)
+    batch = [f"{TEXT} {i}" for i in range(16)]
     chat = {"model": "smart", "messages": [{"role": "user", "content": TEXT}]}
     message = {**chat, "max_tokens": 256}
 
@@ -62,6 +68,13 @@ async def _cases(engine: Engine) -> dict[str, Callable[[], Awaitable[object]]]:
         ),
         "responses (stored, memory)": lambda: responses.create({"model": "smart", "input": TEXT}),
         "completions": lambda: completions.create({"model": "smart", "prompt": TEXT}),
+        "embeddings (1 input, float)": lambda: embeddings.create(
+            {"model": "embed", "input": TEXT, "encoding_format": "float"}
+        ),
+        "embeddings (16 inputs, base64)": lambda: embeddings.create(
+            {"model": "embed", "input": batch, "encoding_format": "base64"}
+        ),
+        "embeddings (cache hit)": lambda: embeddings.create({"model": "cached", "input": TEXT}),
         "chat.completions stream": chat_stream,
         "responses stream (stored)": responses_stream,
         "messages stream (translated)": messages_stream,

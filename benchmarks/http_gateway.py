@@ -1,7 +1,7 @@
 """HTTP benchmark: the gateway in front of the fake OpenAI upstream vs the upstream alone.
 
     python benchmarks/http_gateway.py [--duration 10] [--repeats 3] [--rates 200,500]
-        [--transports aiohttp,httpx2] [--floor]
+        [--transports aiohttp,httpx2] [--floor] [--messages] [--embeddings]
 
 Needs `hey` (Debian: `apt-get install -y hey`); exits with a message if it is
 missing. On a machine with at least two cores the gateway is pinned to core 0
@@ -60,7 +60,12 @@ routes:
   - name: bench-claude
     match: {{model: bench-claude}}
     targets: [claude/claude-haiku-4-5]
+  - name: bench-embed
+    match: {{model: bench-embed}}
+    targets: [fake/text-embedding-3-small]
 """
+EMBEDDINGS = {"model": "MODEL", "input": "Say hello to the benchmark", "dimensions": 256,
+              "encoding_format": "base64"}  # the openai SDK's default encoding  # fmt: skip
 MESSAGES = {"model": "MODEL", "max_tokens": 256,
             "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}  # fmt: skip
 
@@ -288,6 +293,12 @@ def main() -> int:
     )
     parser.add_argument("--floor", action="store_true", help="also measure the minimal proxy")
     parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also measure /v1/embeddings (one input, 256 dimensions, base64) through the "
+        "gateway against the fake OpenAI upstream's own /v1/embeddings",
+    )
+    parser.add_argument(
         "--messages",
         action="store_true",
         help="also measure /v1/messages: translated to the fake OpenAI upstream, and "
@@ -333,6 +344,9 @@ def main() -> int:
                         ("claude-direct", "claude-haiku-4-5")):  # fmt: skip
         bodies[name] = tmp / f"{name}.json"
         bodies[name].write_text(json.dumps(MESSAGES).replace("MODEL", model))
+    for name, model in (("emb-direct", "text-embedding-3-small"), ("emb-gateway", "bench-embed")):
+        bodies[name] = tmp / f"{name}.json"
+        bodies[name].write_text(json.dumps(EMBEDDINGS).replace("MODEL", model))
     HEADERS["claude-direct"] = ["x-api-key: bench-key", "anthropic-version: 2023-06-01"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TURNOUT_DISABLE_PLUGIN_AUTOLOAD": "1"}
     python = sys.executable
@@ -373,6 +387,12 @@ def main() -> int:
         messages_url = gateway_url.replace("/chat/completions", "/messages")
         targets["msg-xlate"] = (messages_url, bodies["msg-xlate"], gateway_proc)
         targets["msg-native"] = (messages_url, bodies["msg-native"], gateway_proc)
+    if args.embeddings:
+        gateway_url, _, gateway_proc = targets[gateways[-1][0]]
+        targets["emb-direct"] = (upstream_url.replace("/chat/completions", "/embeddings"),
+                                 bodies["emb-direct"], None)  # fmt: skip
+        targets["emb-gateway"] = (gateway_url.replace("/chat/completions", "/embeddings"),
+                                  bodies["emb-gateway"], gateway_proc)  # fmt: skip
     if args.floor:
         port = free_port()
         proc = subprocess.Popen(
@@ -427,8 +447,9 @@ def main() -> int:
             print(f"{label:>12} {name:>12} {r['rps']:8.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
                   f"{r['errors']:7.0f} {cpu}")  # fmt: skip
         for name, r in by_target.items():
-            if name not in ("direct", "claude-direct"):
-                d = by_target["claude-direct" if name == "msg-native" else "direct"]
+            if name not in ("direct", "claude-direct", "emb-direct"):
+                base = {"msg-native": "claude-direct", "emb-gateway": "emb-direct"}
+                d = by_target[base.get(name, "direct")]
                 print(f"{label:>12} {'+' + name:>12} {'':>8} {r['p50'] - d['p50']:8.3f} "
                       f"{r['p99'] - d['p99']:8.3f}   added; "
                       f"throughput ratio {r['rps'] / d['rps']:.2f}")  # fmt: skip

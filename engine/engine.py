@@ -36,6 +36,7 @@ from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
 from turnout.surfaces.completion_ops import CompletionsAPI
+from turnout.surfaces.embeddings import EmbeddingsAPI
 from turnout.surfaces.messages import MessagesAPI
 from turnout.surfaces.responses import ResponsesAPI
 from turnout.upstream.clients import ClientPool
@@ -232,6 +233,7 @@ class Engine:
         headers: Mapping[str, str] | None,
         request_id: str | None,
         stream: bool,
+        prompt_tokens: int | None = None,
     ) -> RequestContext:
         if self._closed:
             raise _closed_error()
@@ -240,7 +242,15 @@ class Engine:
         keys = table.limits.keys if table.limits is not None else None
         key = keys.authenticate(headers or {}) if keys is not None else None  # 401, body unread
         parsed = parse_request(request)
-        plan = plan_request(parsed, table, headers=headers, state=self.state, rng=self.rng, key=key)
+        plan = plan_request(
+            parsed,
+            table,
+            headers=headers,
+            state=self.state,
+            rng=self.rng,
+            key=key,
+            prompt_tokens=prompt_tokens,
+        )
         if key is not None and not key.allows(plan.route.name, parsed.model):
             raise TurnoutError(
                 f"API key {key.name!r} may not use model {parsed.model!r} "
@@ -298,13 +308,18 @@ class Engine:
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
         deliver: Respond | None = None,
+        prompt_tokens: int | None = None,
     ) -> R:
         """Route one request of another kind (``op``, see ``turnout.run.serve``):
         ``request`` is its planning view as a chat request (model, prompt for the
         token estimate, ``max_tokens``); ``op`` says what each attempt calls on the
         provider and how its answer is read. Planning, budgets, hooks, retries,
-        fallbacks, settlement and observers are the chat path's."""
-        ctx = self._context(request, headers, request_id, stream=False)
+        fallbacks, settlement and observers are the chat path's.
+
+        :param prompt_tokens: the size planning uses (route conditions, the
+            context-window check) instead of the view's estimate; embeddings
+            pass their largest input's, as the window applies per input."""
+        ctx = self._context(request, headers, request_id, stream=False, prompt_tokens=prompt_tokens)
         return await self.executor.serving(ctx, op).serve(deliver)
 
     @property
@@ -320,6 +335,12 @@ class Engine:
         ``await engine.messages.create({...})``, ``.stream``, ``.count_tokens``;
         native to targets that speak it, translated for the others."""
         return MessagesAPI(self)
+
+    @property
+    def embeddings(self) -> EmbeddingsAPI:
+        """Embeddings over this engine (``turnout.surfaces.embeddings``):
+        ``await engine.embeddings.create({"model": ..., "input": [...]})``."""
+        return EmbeddingsAPI(self)
 
     @property
     def completions(self) -> CompletionsAPI:

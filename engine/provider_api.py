@@ -68,6 +68,7 @@ from turnout.wire.chat import (
     ResponseMessage,
     Usage,
 )
+from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -79,6 +80,8 @@ __all__ = [
     "DataURL",
     "Delta",
     "Duration",
+    "Embeddings",
+    "EmbeddingsRequest",
     "ExtraFields",
     "FailureClass",
     "FunctionTool",

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from turnout.errors import FailureClass, ProviderError
 from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse
+from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
 
 __all__ = ["NativeEvent", "Provider", "ProviderCall", "ProviderSettings", "RawChatResponse"]
 
@@ -224,6 +225,20 @@ class Provider(abc.ABC):
         """
         raise ProviderError(
             FailureClass.BAD_REQUEST, f"provider type {self.settings.type!r} cannot stream"
+        )
+
+    async def embeddings(self, call: ProviderCall, request: EmbeddingsRequest) -> Embeddings:
+        """Embed ``request``'s inputs with ``call.model``; one vector per input, in order.
+
+        ``request.dimensions`` asks for shorter vectors (a provider that cannot
+        honour it raises ``BAD_REQUEST``); the vectors are floats whatever
+        ``encoding_format`` the caller chose (the surface encodes them). The
+        default: this type offers no embeddings, a ``NOT_FOUND`` failure, so
+        the route falls back to its next target.
+        """
+        raise ProviderError(
+            FailureClass.NOT_FOUND,
+            f"provider type {self.settings.type!r} does not offer embeddings",
         )
 
     def speaks(self, surface: str) -> bool:

@@ -130,6 +130,7 @@ class Gateway:
             "/v1/completions": ("POST", surfaces.completions),
             "/v1/messages": ("POST", messages.messages),
             "/v1/messages/count_tokens": ("POST", messages.count_tokens),
+            "/v1/embeddings": ("POST", surfaces.embeddings),
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
             "/v1/models": ("GET", self.models),
@@ -435,9 +436,9 @@ class Gateway:
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
             f"no endpoint {scope['method']} {scope['path']}; turnout serves "
-            f"POST {CHAT_ENDPOINT}, /v1/responses, /v1/messages, /v1/completions, GET /v1/models, "
-            "/v1/models/{id}, /v1/responses/{id}, /v1/budgets, /metrics, /health, /ready "
-            "and /openapi.json",
+            f"POST {CHAT_ENDPOINT}, /v1/responses, /v1/messages, /v1/completions, "
+            "/v1/embeddings, GET /v1/models, /v1/models/{id}, /v1/responses/{id}, /v1/budgets, "
+            "/metrics, /health, /ready and /openapi.json",
             status_code=404,
             code="unknown_url",
         )

@@ -261,6 +261,9 @@ _SURFACES = {
     "/v1/completions": _surface(
         "createCompletion", "Legacy text completion, as one chat turn", ["model", "prompt"]
     ),
+    "/v1/embeddings": _surface(
+        "createEmbedding", "Embeddings, routed by the policy", ["model", "input"]
+    ),
     "/v1/models/{model}": {"get": _by_id("model", "getModel", "One model or route alias")},
 }
 

@@ -1,5 +1,6 @@
 """The gateway's endpoints for the other OpenAI surfaces: ``/v1/responses``
-(and its stored-response reads), ``/v1/completions`` and ``/v1/models/{id}``.
+(and its stored-response reads), ``/v1/completions``, ``/v1/embeddings`` and
+``/v1/models/{id}``.
 
 Each handler reads the body under the policy's gateway limits, hands it to
 its surface (``turnout.surfaces``), and writes the answer or the error in
@@ -34,6 +35,7 @@ from turnout.http.wire import (
 )
 from turnout.routing.planner import NoRouteError
 from turnout.surfaces.completions import parse_completion_request
+from turnout.surfaces.embeddings import parse_embeddings_request
 from turnout.surfaces.responses import parse_responses_request
 from turnout.wire.chat import AttemptRecord, ChatResponse, ExtraFields
 
@@ -318,6 +320,28 @@ class SurfaceEndpoints:
             return await self._watched(receive, streamed if request.stream else plain)
 
         await self._guarded("/v1/completions", scope, receive, send, work)
+
+    # -- /v1/embeddings ------------------------------------------------------
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def work(headers: dict[str, str], rid: str) -> int:
+            body = await self._body(headers, receive)
+            try:
+                request = parse_embeddings_request(body)
+            except TurnoutError as exc:
+                raise explain_invalid_json(body, exc) from None
+            api = self._engine().embeddings
+
+            async def plain(watcher: asyncio.Task[None]) -> None:
+                async def respond(answer: dict[str, Any], fields: ExtraFields | None) -> None:
+                    watcher.cancel()
+                    await send_json(send, 200, json_bytes(answer), _fields_headers(rid, fields))
+
+                await api.create(request, headers=headers, request_id=rid, respond=respond)
+
+            return await self._watched(receive, plain)
+
+        await self._guarded("/v1/embeddings", scope, receive, send, work)
 
     # -- /v1/models/{id} -----------------------------------------------------
 

@@ -58,6 +58,9 @@ class RequestOutcome:
     """How a request ended, for observers.
 
     :param status: ``ok``, ``error`` or ``cancelled``.
+    :param response: the answer, when it was served whole; for an embeddings
+        request an ``object: "list"`` response with no choices, the vectors in
+        its ``data`` field (``turnout.surfaces.embeddings``).
     :param short_circuit: a pre-request hook answered (no upstream call).
     """
 

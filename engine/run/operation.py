@@ -104,6 +104,11 @@ class Operation(_Kind, Generic[R]):
         """A pre-request hook answered (the cache): that answer as this kind's."""
         return cast(R, response)
 
+    def outcome_response(self, result: R) -> ChatResponse | None:
+        """What the ``turnout_request_finished`` observers see as the response
+        (the request log, a cache storing it); None when there is none."""
+        return result if isinstance(result, ChatResponse) else None
+
 
 class StreamOperation(_Kind, Generic[C]):
     """A request kind answered as a stream of chunks of type ``C``."""

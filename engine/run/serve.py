@@ -117,7 +117,7 @@ class Serving(Generic[R]):
             _, answer, usage = await self._attempt(self._whole, self._accept)
             fields = self.fields
             cost = fields.cost if fields is not None else None
-            response = answer if isinstance(answer, ChatResponse) else None
+            response = op.outcome_response(answer)
             ok = RequestOutcome("ok", 200, self._ms(), response=response, usage=usage, cost=cost)
             await self._deliver(answer, ok, deliver)
             if self.ctx.route.shadow is not None:

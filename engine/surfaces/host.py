@@ -1,6 +1,6 @@
 """What a surface needs of the engine, as a protocol: surfaces sit under
 ``turnout.engine`` (which offers them as ``engine.responses``,
-``engine.messages`` and ``engine.completions``) and never import it."""
+``engine.messages``, ``engine.embeddings`` and ``engine.completions``) and never import it."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class ChatHost(Protocol):
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
         deliver: Callable[[Any], Awaitable[None]] | None = None,
+        prompt_tokens: int | None = None,
     ) -> Any: ...
 
     def plan(self, request: Any, *, headers: Mapping[str, str] | None = None) -> Any: ...

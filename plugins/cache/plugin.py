@@ -5,7 +5,9 @@ A route caches when its ``cache`` (over ``defaults.cache``) is on.
 stored response (a stream replays it as chunks); ``turnout_post_response``
 stores complete non-streaming responses; a stream's chunks are accumulated by
 ``turnout_stream_chunk`` and stored by ``turnout_request_finished`` once the
-stream ended well. The outcome is ``ctx.cache`` and ``extra_fields.cache`` —
+stream ended well; an embeddings answer (``object: "list"``, the vectors in
+``data``) is stored by ``turnout_request_finished`` too, after the caller
+has it. The outcome is ``ctx.cache`` and ``extra_fields.cache`` —
 ``hit``, ``miss`` or ``bypass`` — which the gateway sends as ``X-Turnout-Cache``.
 
 What is cached: only successful, complete responses (every choice finished,
@@ -157,7 +159,14 @@ def _cacheable(request: ChatRequest, config: CacheConfig) -> bool:
 # -- store ---------------------------------------------------------------------
 
 
+EMBEDDINGS = "list"
+"""``object`` of an embeddings answer as the engine hands it to hooks: no
+choices, the vectors in ``data`` (``turnout.surfaces.embeddings``)."""
+
+
 def _complete(response: ChatResponse) -> bool:
+    if response.object == EMBEDDINGS:
+        return bool(response.model_extra and response.model_extra.get("data"))
     return bool(response.choices) and all(
         c.finish_reason is not None and c.finish_reason != "content_filter"
         for c in response.choices
@@ -364,7 +373,14 @@ class ResponseCache:
 
     @hookimpl
     async def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
-        if not ctx.stream or outcome.status != "ok" or outcome.short_circuit:
+        if outcome.status != "ok" or outcome.short_circuit:
+            return
+        if not ctx.stream:  # embeddings are stored here, after the caller has them
+            response = outcome.response
+            if response is not None and response.object == EMBEDDINGS:
+                pending_whole: _Pending | None = ctx.scratch.pop(SCRATCH, None)
+                if pending_whole is not None:
+                    await self._store(ctx, pending_whole, response)
             return
         pending: _Pending | None = ctx.scratch.pop(SCRATCH, None)
         if pending is None or pending.chunks is None:

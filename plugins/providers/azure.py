@@ -68,19 +68,21 @@ class AzureProvider(OpenAIProvider):
         if root.endswith("/openai"):
             root = root[: -len("/openai")]
         self._bearer = options.auth == "bearer"
-        if options.api_version == "v1":
-            self._v1_url: str | None = f"{root}/openai/v1/chat/completions"
-        else:
-            self._v1_url = None
-        self._deployments = f"{root}/openai/deployments/"
-        self._query = "/chat/completions?" + urllib.parse.urlencode(
-            {"api-version": options.api_version}
-        )
+        self._v1 = options.api_version == "v1"
+        self._root = f"{root}/openai/v1/" if self._v1 else f"{root}/openai/deployments/"
+        self._version = "?" + urllib.parse.urlencode({"api-version": options.api_version})
+
+    def _address(self, call: api.ProviderCall, operation: str) -> str:
+        if self._v1:
+            return self._root + operation
+        deployment = api.path_segment(call.model, "deployment")
+        return f"{self._root}{deployment}/{operation}{self._version}"
 
     def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
-        if self._v1_url is not None:
-            return self._v1_url
-        return self._deployments + api.path_segment(call.model, "deployment") + self._query
+        return self._address(call, "chat/completions")
+
+    def embeddings_url(self, call: api.ProviderCall) -> str:
+        return self._address(call, "embeddings")
 
     def authorize(self, headers: dict[str, str], key: str) -> dict[str, str]:
         if self._bearer:

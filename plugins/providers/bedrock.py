@@ -1,6 +1,7 @@
 """The built-in ``bedrock`` provider: Amazon Bedrock's Converse API.
 
-``POST {endpoint}/model/{modelId}/converse`` and ``/converse-stream``, where the
+``POST {endpoint}/model/{modelId}/converse`` and ``/converse-stream`` (and
+``/invoke`` for the Titan and Cohere embedding models), where the
 endpoint is ``https://bedrock-runtime.{region}.amazonaws.com``, signed with
 SigV4 by botocore's signer; streams are AWS event-stream frames decoded by
 botocore's ``EventStreamBuffer``. botocore is an optional dependency: this
@@ -23,11 +24,12 @@ Without access keys, an ``api_key`` (a Bedrock API key) is sent as
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,7 +45,9 @@ except ImportError:  # optional: checked when a bedrock provider is built
     SigV4Auth = AWSRequest = Credentials = EventStreamBuffer = None
     ParserError = Exception
 
-__all__ = ["BedrockOptions", "BedrockProvider"]
+__all__ = ["BedrockOptions", "BedrockProvider", "embedding_family"]
+
+R = TypeVar("R")
 
 _SIGNING_NAME = "bedrock"  # bedrock-runtime signs as "bedrock" (its service model says so)
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -121,7 +125,12 @@ class BedrockProvider(api.TranslatingProvider):
         key as ``Authorization: Bearer``."""
         url = self.request_url(call, stream=stream)
         content = pydantic_core.to_json(self.request_body(call, stream=stream))
-        headers = {**(self.stream_headers if stream else self.headers), **call.headers}
+        return self._signed(call, url, content, self.stream_headers if stream else self.headers)
+
+    def _signed(
+        self, call: api.ProviderCall, url: str, content: bytes, base: Mapping[str, str]
+    ) -> api.UpstreamRequest:
+        headers = {**base, **call.headers}
         if self._signer is not None:
             signed = AWSRequest(
                 method="POST", url=url, data=content, headers={"Content-Type": "application/json"}
@@ -137,6 +146,53 @@ class BedrockProvider(api.TranslatingProvider):
                 "secret_access_key) and no api_key",
             )
         return api.UpstreamRequest(url, content, headers, timeout=call.timeout)
+
+    async def embeddings(
+        self, call: api.ProviderCall, request: api.EmbeddingsRequest
+    ) -> api.Embeddings:
+        """InvokeModel with the embedding model's own body: Amazon Titan Text
+        Embeddings (one text a call, ``EMBED_CONCURRENCY`` at a time;
+        ``dimensions`` as Titan's) or Cohere Embed (at most 96 texts a call;
+        ``dimensions`` as ``output_dimension``, ``input_type`` the caller's or
+        ``search_document``). Input tokens are Bedrock's
+        ``x-amzn-bedrock-input-token-count``. Text only."""
+        texts = request.texts
+        if texts is None:
+            raise api.TranslationError("Bedrock embeds text: send input as strings, not tokens")
+        family = embedding_family(call.model)
+        url = f"{self._root}{api.path_segment(call.model, safe=_PATH_SAFE)}/invoke"
+        if family == "titan":
+            bodies = [_titan_body(text, request.dimensions) for text in texts]
+            read = _titan_vectors
+            step = EMBED_CONCURRENCY
+        elif family == "cohere":
+            extra = request.model_extra or {}
+            input_type = extra.get("input_type", "search_document")
+            bodies = [
+                _cohere_body(texts[i : i + COHERE_BATCH], input_type, request.dimensions)
+                for i in range(0, len(texts), COHERE_BATCH)
+            ]
+            read = _cohere_vectors
+            step = 1
+        else:
+            raise api.TranslationError(
+                f"{call.model!r} is not a Bedrock embedding model turnout knows "
+                "(amazon.titan-embed-*, cohere.embed-*)"
+            )
+
+        async def one(body: dict[str, Any]) -> tuple[list[list[float]], int]:
+            content = pydantic_core.to_json(body)
+            reply = await self.send(call, self._signed(call, url, content, self.headers))
+            vectors = read(self.json_of(reply.content), body)
+            return vectors, _token_count(reply.headers)
+
+        vectors: list[list[float]] = []
+        tokens = 0
+        for start in range(0, len(bodies), step):
+            for got, used in await _all(one(b) for b in bodies[start : start + step]):
+                vectors += got
+                tokens += used
+        return api.Embeddings(vectors, tokens, call.model)
 
     def _secrets(self, call: api.ProviderCall) -> tuple[str, ...]:
         return tuple(s for s in (self._secret, call.api_key) if s)
@@ -199,6 +255,86 @@ class BedrockProvider(api.TranslatingProvider):
         return wire.ConverseStreamState(
             response_id=_new_id(reply.headers), model=call.model, created=int(time.time())
         )
+
+
+EMBED_CONCURRENCY = 8
+"""Titan embeds one text a call: at most this many calls at once per request."""
+COHERE_BATCH = 96
+"""The most texts one Cohere Embed call on Bedrock takes."""
+
+
+def embedding_family(model: str) -> str | None:
+    """``titan`` or ``cohere`` for a Bedrock embedding model ID (an inference
+    profile's region prefix allowed), else None."""
+    head, _, rest = model.partition(".")
+    base = rest if head in ("us", "eu", "apac", "global") and rest else model
+    if base.startswith("amazon.titan-embed-text"):
+        return "titan"
+    if base.startswith("cohere.embed"):
+        return "cohere"
+    return None
+
+
+def _titan_body(text: str, dimensions: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"inputText": text}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
+
+
+def _cohere_body(texts: list[str], input_type: Any, dimensions: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"texts": texts, "input_type": input_type, "embedding_types": ["float"]}
+    if dimensions is not None:
+        body["output_dimension"] = dimensions
+    return body
+
+
+def _numbers(vector: Any) -> list[float]:
+    if not isinstance(vector, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in vector
+    ):
+        raise api.ProviderError(
+            api.FailureClass.SERVER_ERROR, "Bedrock answered an embedding that is not numbers"
+        )
+    return vector
+
+
+def _titan_vectors(payload: Any, body: dict[str, Any]) -> list[list[float]]:
+    vector = payload.get("embedding") if isinstance(payload, dict) else None
+    return [_numbers(vector)]
+
+
+def _cohere_vectors(payload: Any, body: dict[str, Any]) -> list[list[float]]:
+    embeddings = payload.get("embeddings") if isinstance(payload, dict) else None
+    if isinstance(embeddings, dict):
+        embeddings = embeddings.get("float")
+    count = len(body["texts"])
+    if not isinstance(embeddings, list) or len(embeddings) != count:
+        raise api.ProviderError(
+            api.FailureClass.SERVER_ERROR, f"Bedrock did not answer {count} embeddings"
+        )
+    return [_numbers(vector) for vector in embeddings]
+
+
+def _token_count(headers: Mapping[str, str]) -> int:
+    value = headers.get("x-amzn-bedrock-input-token-count", "")
+    return int(value) if value.isdigit() else 0
+
+
+async def _all(calls: Iterable[Awaitable[R]]) -> list[R]:
+    """Run ``calls`` at once; the first failure is raised once the others are cancelled."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+            task.add_done_callback(_retrieved)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so a second failure is not logged as never retrieved
 
 
 def _event(message: Any, hidden: tuple[str, ...]) -> tuple[str, Any]:

@@ -1,8 +1,9 @@
 """The built-in ``gemini`` provider: Google AI Studio's Generative Language API.
 
 ``POST {base_url}/v1beta/models/{model}:generateContent`` and
-``:streamGenerateContent?alt=sse``, with the key in ``x-goog-api-key`` (never
-in the URL, where it would end up in logs). Translation lives in
+``:streamGenerateContent?alt=sse`` (``:batchEmbedContents`` for embeddings),
+with the key in ``x-goog-api-key`` (never in the URL, where it would end up
+in logs). Translation lives in
 ``gemini_wire``; this module sends, reads and classifies failures.
 
 A prompt Gemini refuses (``promptFeedback.blockReason``) is a CONTENT_FILTER
@@ -17,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict
 from turnout import provider_api as api
 from turnout.plugins.providers import gemini_wire as wire
@@ -51,13 +53,14 @@ class GeminiProvider(api.TranslatingProvider):
     def authorize(self, headers: dict[str, str], key: str) -> dict[str, str]:
         return {**headers, "x-goog-api-key": key}
 
-    def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
-        model = call.model
+    def _resource(self, model: str) -> str:
         collection, _, name = model.partition("/")
         if name and collection in ("models", "tunedModels"):
-            resource = f"{collection}/{api.path_segment(name)}"
-        else:
-            resource = "models/" + api.path_segment(model)
+            return f"{collection}/{api.path_segment(name)}"
+        return "models/" + api.path_segment(model)
+
+    def request_url(self, call: api.ProviderCall, *, stream: bool = False) -> str:
+        resource = self._resource(call.model)
         if stream:
             return f"{self._root}/{resource}:streamGenerateContent?alt=sse"
         return f"{self._root}/{resource}:generateContent"
@@ -101,12 +104,70 @@ class GeminiProvider(api.TranslatingProvider):
             _check_blocked(decoded[1])
         return decoded
 
+    async def embeddings(
+        self, call: api.ProviderCall, request: api.EmbeddingsRequest
+    ) -> api.Embeddings:
+        """``:batchEmbedContents``, at most ``EMBED_BATCH`` inputs a call (one
+        call after another); ``dimensions`` is ``outputDimensionality``. Gemini
+        embeds text only, and reports no usage: tokens are estimated from the
+        text (≈4 characters a token) so the price catalog can bill them."""
+        texts = request.texts
+        if texts is None:
+            raise api.TranslationError("Gemini embeds text: send input as strings, not tokens")
+        resource = self._resource(call.model)
+        url = f"{self._root}/{resource}:batchEmbedContents"
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            body = {"requests": [_embed_request(resource, t, request.dimensions) for t in batch]}
+            upstream = api.UpstreamRequest(
+                url,
+                pydantic_core.to_json(body),
+                self.request_headers(call, stream=False),
+                timeout=call.timeout,
+            )
+            reply = await self.send(call, upstream)
+            vectors += _embeddings_of(self.json_of(reply.content), len(batch))
+        tokens = sum((len(text) + 3) // 4 for text in texts)
+        return api.Embeddings(vectors, tokens, call.model)
+
     def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> wire.GeminiStream:
         """Complete when every candidate has sent its ``finishReason``; a final
         usage-only chunk follows."""
         return wire.GeminiStream(
             model=call.model, created=int(time.time()), fallback_id=_fallback_id()
         )
+
+
+EMBED_BATCH = 100
+"""The most inputs one ``batchEmbedContents`` call takes (Google's limit)."""
+
+
+def _embed_request(resource: str, text: str, dimensions: int | None) -> dict[str, Any]:
+    one: dict[str, Any] = {"model": resource, "content": {"parts": [{"text": text}]}}
+    if dimensions is not None:
+        one["outputDimensionality"] = dimensions
+    return one
+
+
+def _embeddings_of(payload: Any, count: int) -> list[list[float]]:
+    """The ``values`` of a ``batchEmbedContents`` answer, checked."""
+    items = payload.get("embeddings") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or len(items) != count:
+        raise api.ProviderError(
+            api.FailureClass.SERVER_ERROR, f"Gemini did not answer {count} embeddings"
+        )
+    vectors = []
+    for item in items:
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        ):
+            raise api.ProviderError(
+                api.FailureClass.SERVER_ERROR, "Gemini answered an embedding that is not numbers"
+            )
+        vectors.append([float(v) for v in values])
+    return vectors
 
 
 def _fallback_id() -> str:

@@ -1,6 +1,8 @@
 """The ``mock`` provider: offline and deterministic, for demos, tests and benchmarks.
 
-By default it answers with the text of the last user message. Its ``options``
+By default it answers with the text of the last user message, and embeds
+each input as a unit vector derived from its hash (16 dimensions, or the
+request's ``dimensions``). Its ``options``
 script latency, failures and usage, so a policy can show retries and
 fallbacks without any network::
 
@@ -19,7 +21,9 @@ fallbacks without any network::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -102,7 +106,8 @@ class MockProvider(api.Provider):
             return script[n % len(script)]
         return None
 
-    async def _prepare(self, call: api.ProviderCall) -> tuple[str, MockStep | None]:
+    async def _scripted(self) -> MockStep | None:
+        """The next scripted step, after its latency; raises a scripted failure."""
         step = self._step()
         latency = (
             step.latency if step is not None and step.latency is not None else self.options.latency
@@ -116,6 +121,10 @@ class MockProvider(api.Provider):
                 status_code=_STATUS.get(step.fail),
                 retry_after=step.retry_after,
             )
+        return step
+
+    async def _prepare(self, call: api.ProviderCall) -> tuple[str, MockStep | None]:
+        step = await self._scripted()
         reply = (step.reply if step is not None else None) or self.options.reply
         return (reply if reply is not None else _last_user_text(call.request)), step
 
@@ -182,6 +191,27 @@ class MockProvider(api.Provider):
         yield chunk(api.Delta(), finish="stop")
         # always, as providers should: the engine drops it for callers who did not ask
         yield chunk(api.Delta(), usage=api.Usage.model_validate(self._usage(call, reply)))
+
+    async def embeddings(
+        self, call: api.ProviderCall, request: api.EmbeddingsRequest
+    ) -> api.Embeddings:
+        """A unit vector per input, derived from its SHA-256: the same input
+        always embeds the same; ``dimensions`` (default 16) sets the length."""
+        await self._scripted()
+        size = request.dimensions or MOCK_DIMENSIONS
+        vectors = [_vector(item, size) for item in request.inputs]
+        tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in request.inputs)
+        return api.Embeddings(vectors, tokens, call.model)
+
+
+MOCK_DIMENSIONS = 16
+
+
+def _vector(item: str | list[int], size: int) -> list[float]:
+    seed = item.encode() if isinstance(item, str) else ",".join(map(str, item)).encode()
+    values = [b / 127.5 - 1.0 for b in hashlib.shake_256(seed).digest(size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 @api.hookimpl

@@ -11,10 +11,14 @@ always ask the upstream for a final usage chunk (unless the caller chose
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
+from array import array
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from turnout import provider_api as api
 
 __all__ = ["OpenAIOptions", "OpenAIProvider"]
@@ -53,6 +57,7 @@ class OpenAIProvider(api.TranslatingProvider):
         super().__init__(settings)
         self._stream_usage = self.options.stream_usage
         self._url = f"{self.base_url}/chat/completions"
+        self._embeddings_url = f"{self.base_url}/embeddings"
 
     def native_url(self, call: api.ProviderCall, surface: str) -> str:
         """``{base_url}/completions`` for legacy completions, when the policy says
@@ -125,6 +130,28 @@ class OpenAIProvider(api.TranslatingProvider):
         """
         return (await self.chat_raw(call)).response
 
+    def embeddings_url(self, call: api.ProviderCall) -> str:
+        """The URL to POST one embeddings call to (Azure puts the deployment in the path)."""
+        return self._embeddings_url
+
+    async def embeddings(
+        self, call: api.ProviderCall, request: api.EmbeddingsRequest
+    ) -> api.Embeddings:
+        """``POST /embeddings`` with the caller's fields (turnout's own removed),
+        asking for floats whatever the caller's ``encoding_format`` (not every
+        compatible server writes base64; the gateway encodes it)."""
+        body = request.model_dump(exclude_none=True, exclude=_NOT_UPSTREAM)
+        body["model"] = call.model
+        body["encoding_format"] = "float"
+        upstream = api.UpstreamRequest(
+            self.embeddings_url(call),
+            pydantic_core.to_json(self.adapt_body(body)),
+            self.request_headers(call, stream=False),
+            timeout=call.timeout,
+        )
+        reply = await self.send(call, upstream)
+        return read_embeddings(reply.content, len(request.inputs), call.api_key)
+
     def decode_event(
         self, event: api.ServerSentEvent, call: api.ProviderCall
     ) -> tuple[str, Any] | None:
@@ -167,6 +194,62 @@ class _Chunks:
 
     def finish(self) -> list[api.ChatChunk]:
         return []
+
+
+_NOT_UPSTREAM = frozenset({"fallbacks", "metadata", "cache", "encoding_format"})
+"""Embeddings request fields that are turnout's (or the gateway's) own."""
+
+
+class _Embedding(BaseModel):
+    index: int = Field(ge=0)
+    embedding: list[float] | str
+
+
+class _Billed(BaseModel):
+    prompt_tokens: int = Field(0, ge=0)
+
+
+class _EmbeddingList(BaseModel):
+    data: list[_Embedding]
+    model: str = ""
+    usage: _Billed | None = None
+
+
+def read_embeddings(content: bytes, inputs: int, secret: str | None) -> api.Embeddings:
+    """An OpenAI embeddings answer, its vectors in input order (base64 ones decoded);
+    a body that is not one, or that answers other inputs, is a SERVER_ERROR."""
+    try:
+        answer = _EmbeddingList.model_validate_json(content)
+    except ValidationError as exc:
+        raise _malformed(content, exc, "an embeddings list", secret) from None
+    items = sorted(answer.data, key=lambda item: item.index)
+    if [item.index for item in items] != list(range(inputs)):
+        raise api.ProviderError(
+            api.FailureClass.SERVER_ERROR,
+            f"upstream answered embeddings for indexes other than the {inputs} inputs",
+        )
+    vectors = [
+        _floats(item.embedding) if isinstance(item.embedding, str) else item.embedding
+        for item in items
+    ]
+    tokens = answer.usage.prompt_tokens if answer.usage is not None else 0
+    return api.Embeddings(vectors, tokens, answer.model)
+
+
+def _floats(encoded: str) -> list[float]:
+    """Base64 little-endian float32, as OpenAI writes it."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raw = b"-"
+    if len(raw) % 4:
+        raise api.ProviderError(
+            api.FailureClass.SERVER_ERROR, "upstream answered an embedding that is not float32"
+        )
+    values = array("f", raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tolist()
 
 
 def _malformed(

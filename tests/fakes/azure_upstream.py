@@ -5,7 +5,8 @@ the authentication are checked here, the way Azure answers them:
 
 - ``POST /openai/deployments/{deployment}/chat/completions?api-version=...``
   (or ``POST /openai/v1/chat/completions``, where the deployment is the body's
-  ``model``); a missing ``api-version`` is a 404 ``Resource not found``, an
+  ``model``), and the same for ``/embeddings``, where the deployment path's
+  body may leave ``model`` out; a missing ``api-version`` is a 404 ``Resource not found``, an
   unknown deployment a 404 ``DeploymentNotFound``;
 - ``api-key: <key>`` or ``Authorization: Bearer <token>``; anything else is a
   401 with Azure's wording.
@@ -56,7 +57,12 @@ class FakeAzureOpenAI(FakeOpenAI):
         problem = self._check(call)
         if problem is not None:
             return problem
-        return super().answer(call.but(target="/v1/chat/completions"))
+        if not call.path.endswith("/embeddings"):
+            return super().answer(call.but(target="/v1/chat/completions"))
+        if isinstance(call.body, dict) and "model" not in call.body:
+            deployment = urllib.parse.unquote(call.path.split("/")[3])
+            call = call.but(body={**call.body, "model": deployment})
+        return super().answer(call.but(target="/v1/embeddings"))
 
     def _check(self, call: Call) -> Reply | None:
         params = urllib.parse.parse_qs(call.query)
@@ -64,15 +70,14 @@ class FakeAzureOpenAI(FakeOpenAI):
         parts = call.path.split("/")
         # ["", "openai", "deployments", name, "chat", "completions"] or ["", "openai", "v1", ...]
         deployment: str | None = None
-        if (
-            len(parts) == 6
-            and parts[1:3] == ["openai", "deployments"]
-            and parts[4:] == ["chat", "completions"]
+        if parts[1:3] == ["openai", "deployments"] and (
+            (len(parts) == 6 and parts[4:] == ["chat", "completions"])
+            or (len(parts) == 5 and parts[4] == "embeddings")
         ):
             deployment = urllib.parse.unquote(parts[3])
             if version is None:
                 return self._azure_error(call, 404, "404", "Resource not found")
-        elif call.path != "/openai/v1/chat/completions":
+        elif call.path not in ("/openai/v1/chat/completions", "/openai/v1/embeddings"):
             return self._azure_error(call, 404, "404", "Resource not found")
         if not self._authorised(call.headers):
             return self._azure_error(call, 401, "401", ACCESS_DENIED)

@@ -12,6 +12,8 @@ and API reference define it:
 - authentication: SigV4 (``AWS4-HMAC-SHA256 Credential=.../bedrock/aws4_request,
   SignedHeaders=..., Signature=...``), the signature recomputed with botocore
   from the test credentials, or ``Authorization: Bearer`` with a Bedrock API key;
+- ``POST /model/{modelId}/invoke`` for the Titan and Cohere embedding models
+  (``tests.fakes.bedrock_embeddings``);
 - errors: rest-json, ``x-amzn-ErrorType`` header and ``{"message": ...}`` body.
 
 It REJECTS what Bedrock rejects: a missing or wrong signature, a conversation
@@ -34,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Unpack
 
+from tests.fakes.bedrock_embeddings import Invalid, invoke_answer, is_embedding_model
 from tests.fakes.faults import Fault
 from tests.fakes.server import Reply
 from tests.fakes.upstream import Call, FakeUpstream, Options
@@ -59,7 +62,7 @@ _REQUEST_KEYS = {
 _INFERENCE_KEYS = {"maxTokens", "temperature", "topP", "stopSequences"}
 _BLOCK_KEYS = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
                "cachePoint", "reasoningContent"}  # fmt: skip
-_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<action>converse|converse-stream)$")
+_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<action>converse|converse-stream|invoke)$")
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
     r"(?P<service>[^/]+)/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9;-]+), ?"
@@ -318,6 +321,7 @@ class FakeBedrock(FakeUpstream):
         self.api_keys = frozenset(api_keys)
         self.cache_read_tokens = 0
         self.cache_write_tokens = 0
+        self._tokens: dict[str, int] = {}  # an invoke's input tokens, for its headers
 
     def script(self, *faults: Fault | StreamException | str) -> None:
         """Queue behaviours, FIFO: a ``Fault``, its text form, or a ``StreamException``."""
@@ -344,6 +348,8 @@ class FakeBedrock(FakeUpstream):
                 return early
             if not isinstance(call.body, dict):
                 raise _Rejection(400, "SerializationException", "Could not parse the body.")
+            if match["action"] == "invoke":
+                return self._invoke(call, urllib.parse.unquote(match["model"]))
             validate_converse(call.body)
         except _Rejection as rejection:
             return self._aws_error(call, rejection.status, rejection.name, rejection.message)
@@ -372,8 +378,27 @@ class FakeBedrock(FakeUpstream):
             stall_after=2,
         )  # fmt: skip
 
+    def _invoke(self, call: Call, model: str) -> Reply:
+        """InvokeModel, for the embedding models (``tests.fakes.bedrock_embeddings``)."""
+        if not is_embedding_model(model):
+            raise _Rejection(
+                400, "ValidationException",
+                "The provided model identifier is invalid or does not support InvokeModel "
+                "embeddings here.",
+            )  # fmt: skip
+        try:
+            answer, tokens = invoke_answer(model, call.body)
+        except Invalid as exc:
+            raise _Rejection(400, "ValidationException", str(exc)) from None
+        self._tokens[call.ident] = tokens
+        return self.send(call, json.dumps(answer).encode())
+
     def reply_headers(self, call: Call | None) -> list[str]:
-        return [f"x-amzn-requestid: {secrets.token_hex(4)}-{secrets.token_hex(2)}"]
+        headers = [f"x-amzn-requestid: {secrets.token_hex(4)}-{secrets.token_hex(2)}"]
+        tokens = self._tokens.pop(call.ident, None) if call is not None else None
+        if tokens is not None:
+            headers.append(f"x-amzn-bedrock-input-token-count: {tokens}")
+        return headers
 
     def error(
         self, call: Call | None, status: int, message: str | None = None, *,

@@ -7,7 +7,8 @@ It speaks ``POST /v2/chat`` as Cohere's v2 API reference and the official SDK
 ``"stream": true`` Server-Sent Events (``event: <type>`` + ``data: {...}``:
 message-start, content-start, content-delta, content-end, tool-plan-delta,
 tool-call-start, tool-call-delta, tool-call-end, message-end). Errors are
-``{"id": "...", "message": "..."}``.
+``{"id": "...", "message": "..."}``. ``POST /v2/embed`` embeds
+(``tests.fakes.cohere_embeddings``).
 
 It rejects what the API rejects: no ``Authorization: Bearer`` (or the wrong
 key), unknown fields, unknown roles, an assistant turn with neither content
@@ -31,6 +32,7 @@ import secrets
 import uuid
 from typing import Any
 
+from tests.fakes.cohere_embeddings import Invalid, embed_answer
 from tests.fakes.faults import Fault
 from tests.fakes.server import Reply
 from tests.fakes.upstream import Call, KeyedUpstream, RecordedRequest
@@ -290,7 +292,7 @@ class FakeCohere(KeyedUpstream):
         early = self.early_fault(call)
         if early is not None:
             return early
-        if call.path != "/v2/chat" or call.method != "POST":
+        if call.path not in ("/v2/chat", "/v2/embed") or call.method != "POST":
             return self.error(call, 404, f"route not found: {call.method} {call.target}")
         auth = call.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
@@ -301,6 +303,8 @@ class FakeCohere(KeyedUpstream):
             return self.error(
                 call, 400, "invalid request: could not parse the request body as JSON"
             )
+        if call.path == "/v2/embed":
+            return self._embed(call)
         body = call.body
         try:
             _validate(body)
@@ -322,6 +326,19 @@ class FakeCohere(KeyedUpstream):
             }
             return self.send(call, events=[_event(end)], kind="ok")
         return self.send(call, events=[_event(e) for e in reply.events()])
+
+    def _embed(self, call: Call) -> Reply:
+        try:
+            answer = embed_answer(call.body)
+        except Invalid as exc:
+            return self.error(call, 400, f"invalid request: {exc}")
+        except LookupError:
+            model = call.body["model"]
+            return self.error(call, 404, f"model '{model}' not found, make sure the correct "
+                              "model ID was used and that you have access to the model.")  # fmt: skip
+        if call.kind == "error_body_200":
+            return self.send(call, _json({"id": call.ident, "message": "internal error"}))
+        return self.send(call, _json(answer))
 
     def error(
         self, call: Call | None, status: int, message: str | None = None, *,

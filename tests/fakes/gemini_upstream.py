@@ -7,6 +7,8 @@ official SDK (googleapis/python-genai) describe it:
   ``GenerateContentResponse``; ``:streamGenerateContent?alt=sse`` answers them
   as Server-Sent Events (``data: {...}`` separated by CRLF CRLF, no terminator)
   and, without ``alt=sse``, as one JSON array.
+- ``:embedContent`` and ``:batchEmbedContents`` embed, for the embedding
+  models only (``tests.fakes.gemini_embeddings``).
 - The key must be in ``x-goog-api-key``: none is 403 PERMISSION_DENIED, a
   wrong one 400 INVALID_ARGUMENT with ``API_KEY_INVALID`` (as Google does it).
 - Errors are ``{"error": {"code", "message", "status", "details"}}``; a 429
@@ -40,6 +42,7 @@ import secrets
 from typing import Any
 
 from tests.fakes.faults import Fault
+from tests.fakes.gemini_embeddings import EMBEDDING_MODELS, embed_answer
 from tests.fakes.gemini_wire import SKIP_SIGNATURE, Invalid, validate
 from tests.fakes.server import Reply
 from tests.fakes.upstream import Call, KeyedUpstream, RecordedRequest
@@ -294,7 +297,9 @@ class FakeGemini(KeyedUpstream):
         if early is not None:
             return early
         match = re.fullmatch(
-            r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)", call.path
+            r"/v1beta/models/([^/:]+):"
+            r"(generateContent|streamGenerateContent|embedContent|batchEmbedContents)",
+            call.path,
         )
         if match is None or call.method != "POST":
             return self.error(call, 404, f"Invalid URL ({call.method} {call.path})")
@@ -317,7 +322,9 @@ class FakeGemini(KeyedUpstream):
                     "metadata": {"service": "generativelanguage.googleapis.com"},
                 }],
             )  # fmt: skip
-        if not model.startswith("gemini-"):
+        if action in ("embedContent", "batchEmbedContents"):
+            return self._embed(call, model, action)
+        if not model.startswith("gemini-") or model in EMBEDDING_MODELS:
             return self.error(
                 call,
                 404,
@@ -343,6 +350,25 @@ class FakeGemini(KeyedUpstream):
         if failed:
             return self.send(call, events=[_event(google_error(500))], kind="ok")
         return self.send(call, events=[_event(e) for e in events])
+
+    def _embed(self, call: Call, model: str, action: str) -> Reply:
+        if model not in EMBEDDING_MODELS:
+            return self.error(
+                call,
+                404,
+                f"models/{model} is not found for API version v1beta, or is not supported "
+                f"for {action}. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
+        if call.bad_json:
+            return self.error(call, 400, "Invalid JSON payload received. Unexpected token.")
+        try:
+            answer = embed_answer(call.body, model, action)
+        except Invalid as exc:
+            return self.error(call, 400, str(exc))
+        if call.kind == "error_body_200":
+            return self.send(call, _json(google_error(500)), kind="ok")
+        return self.send(call, _json(answer))
 
     def error(
         self, call: Call | None, status: int, message: str | None = None, *,

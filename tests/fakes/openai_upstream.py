@@ -2,8 +2,9 @@
 
 Tests, gateway tests and benchmarks point real HTTP clients at it, so what it
 sends is what a client would see from the real API: `chat.completion` JSON,
-`chat.completion.chunk` Server-Sent Events ending in `data: [DONE]`, and
-OpenAI-shaped error bodies. Faults (error statuses, delays, resets, truncated
+`chat.completion.chunk` Server-Sent Events ending in `data: [DONE]`,
+embeddings lists (`tests.fakes.openai_embeddings`), and OpenAI-shaped error
+bodies. Faults (error statuses, delays, resets, truncated
 or stalled streams, malformed bodies) happen on the wire, not in a mock.
 
     with FakeOpenAI() as fake:
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 from tests.fakes.faults import FAULT_HEADER, Fault, parse_duration
+from tests.fakes.openai_embeddings import embeddings_answer, validate_embeddings_request
 from tests.fakes.openai_wire import Completion, error_object, model_list, validate_chat_request
 from tests.fakes.server import Reply
 from tests.fakes.upstream import Call, FakeUpstream, Options, RecordedRequest
@@ -77,6 +79,14 @@ class FakeOpenAI(FakeUpstream):
             if call.body.get("stream"):
                 return self.send(call, events=self._in_200(call) or completion.events())
             return self.send(call, self._in_200(call, stream=False) or completion.json())
+        if call.path == "/v1/embeddings" and call.method == "POST":
+            if call.bad_json:
+                problem = error_object(400, "We could not parse the JSON body of your request.")
+            else:
+                problem = validate_embeddings_request(call.body)
+            if problem is not None:
+                return self.reject(call, 400, problem)
+            return self.send(call, self._in_200(call, stream=False) or embeddings_answer(call.body))
         if call.path == "/v1/completions" and call.method == "POST":
             return self.completions(call)
         if call.path == "/v1/models" and call.method == "GET":

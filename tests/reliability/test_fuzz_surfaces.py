@@ -1,4 +1,4 @@
-"""Fuzzing POST /v1/responses and /v1/completions of a served gateway: arbitrary
+"""Fuzzing POST /v1/responses, /v1/completions and /v1/embeddings of a served gateway: arbitrary
 JSON, wrong types and malformed items never get a 5xx, every error is JSON in
 the documented shape, and the server stays up."""
 
@@ -40,6 +40,13 @@ COMPLETIONS = st.fixed_dictionaries(
     optional={name: JSON for name in ("max_tokens", "echo", "stream", "suffix", "stop", "n")},
 )
 
+EMBEDDINGS = st.fixed_dictionaries(
+    {"model": st.sampled_from(["smart", "mock/embed", ""]) | JSON,
+     "input": st.text(max_size=20) | st.lists(st.text(max_size=8) | st.integers(-2, 9) | JSON,
+                                              max_size=4) | JSON},
+    optional={name: JSON for name in ("dimensions", "encoding_format", "user", "fallbacks")},
+)  # fmt: skip
+
 
 def _post(http: httpx.Client, path: str, body: object) -> None:  # noqa: F811
     response = http.post(path, content=json.dumps(body).encode())
@@ -56,6 +63,12 @@ def test_responses_requests_with_wrong_types(http: httpx.Client, body: object) -
 @given(COMPLETIONS)
 def test_completions_requests_with_wrong_types(http: httpx.Client, body: object) -> None:  # noqa: F811
     _post(http, "/v1/completions", body)
+
+
+@FUZZ
+@given(EMBEDDINGS)
+def test_embeddings_requests_with_wrong_types(http: httpx.Client, body: object) -> None:  # noqa: F811
+    _post(http, "/v1/embeddings", body)
 
 
 @FUZZ

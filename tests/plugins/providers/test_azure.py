@@ -255,3 +255,25 @@ def test_an_unknown_auth_option_is_a_policy_problem(make_engine):
             plugins=PLUGINS,
         )
     assert "auth" in str(info.value)
+
+
+async def test_embeddings_go_to_the_deployment_and_fall_back_to_openai(az, fake_azure, fake_backup):
+    engine = az()
+    answer = await engine.embeddings.create({"model": "az/gpt-4o", "input": ["hi", "there"]})
+    sent = fake_azure.requests[-1]
+    assert sent.path.startswith("/openai/deployments/gpt-4o/embeddings?")
+    assert query(sent.path) == {"api-version": [DEFAULT_API_VERSION]}
+    assert sent.headers["api-key"] == KEY
+    assert [item["index"] for item in answer["data"]] == [0, 1]
+    assert answer["extra_fields"]["provider"] == "az"
+    fake_azure.script(Fault.status(503))
+    rescued = await engine.embeddings.create({"model": "r", "input": "rescue"})
+    assert rescued["extra_fields"]["provider"] == "backup"
+    assert fake_backup.requests[-1].body["model"] == "gpt-4o-mini"
+
+
+async def test_v1_embeddings_send_the_deployment_as_model(az, fake_azure):
+    await az("{api_version: v1}").embeddings.create({"model": "az/gpt-4o", "input": "x"})
+    sent = fake_azure.requests[-1]
+    assert sent.path == "/openai/v1/embeddings"
+    assert sent.body["model"] == "gpt-4o"

@@ -39,6 +39,7 @@ from tests.fakes.bedrock_upstream import (
     stream_events,
 )
 from tests.fakes.faults import Fault
+from tests.fakes.openai_embeddings import embed
 from tests.fakes.openai_upstream import FakeOpenAI
 
 CREDS = AwsCredentials(
@@ -665,3 +666,64 @@ async def test_reasoning_effort_becomes_claude_thinking(engine, fake):
         and "temperature" not in sent["inferenceConfig"]
     )
     assert response.choices[0].message.content == "echo: think"
+
+
+# -------------------------------------------------------------------------- embeddings
+
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+async def test_titan_embeds_one_text_a_call_signed_and_billed(engine, fake):
+    texts = [f"titan text {i}" for i in range(10)]
+    answer = await engine().embeddings.create(
+        {"model": f"br/{TITAN}", "input": texts, "dimensions": 256}
+    )
+    sent = [r for r in fake.requests if r.path.endswith("/invoke")]
+    assert len(sent) == 10
+    assert sent[0].path == "/model/amazon.titan-embed-text-v2:0/invoke"
+    assert sorted(r.body["inputText"] for r in sent) == sorted(texts)
+    assert all(r.body["dimensions"] == 256 for r in sent)
+    assert sent[0].headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+    assert [len(d["embedding"]) for d in answer["data"]] == [256] * 10
+    assert answer["data"][7]["embedding"] == pytest.approx(embed("titan text 7", 256))
+    assert answer["usage"]["prompt_tokens"] == 30  # Bedrock's input token count header
+    assert answer["extra_fields"]["cost"] == pytest.approx(30 * 0.02 / 1e6)
+
+
+async def test_cohere_on_bedrock_in_batches_of_96(engine, fake):
+    texts = [f"c {i}" for i in range(100)]
+    answer = await engine().embeddings.create(
+        {"model": "br/cohere.embed-english-v3", "input": texts, "input_type": "search_query"}
+    )
+    sent = [r for r in fake.requests if r.path.endswith("/invoke")]
+    assert [len(r.body["texts"]) for r in sent] == [96, 4]
+    assert sent[0].body["input_type"] == "search_query"
+    assert sent[0].body["embedding_types"] == ["float"]
+    assert answer["data"][99]["embedding"] == pytest.approx(embed("c 99", 1024))
+    assert answer["usage"]["prompt_tokens"] == 200
+
+
+async def test_bedrock_embedding_failures_fall_back_and_bad_requests_are_400s(
+    make_engine, fake, fake_openai
+):
+    fake.reset()
+    fake_openai.reset()
+    extra = f"""
+      - name: embed
+        match: {{model: embed}}
+        targets: [br/{TITAN}]
+        fallbacks: [oa/text-embedding-3-small]
+        retry: {{attempts: 1}}
+    """
+    text = policy(fake.base_url).replace("{openai}", fake_openai.base_url)
+    text = text.replace("    routes:\n", "    routes:\n" + extra.strip("\n") + "\n", 1)
+    built = make_engine(text, plugins=PLUGINS)
+    fake.script(Fault.status(429))
+    answer = await built.embeddings.create({"model": "embed", "input": "throttled"})
+    assert answer["extra_fields"]["provider"] == "oa"
+    with pytest.raises(TurnoutError, match="not a Bedrock embedding model") as info:
+        await built.embeddings.create({"model": f"br/{MODEL}", "input": "x"})
+    assert info.value.status_code == 400
+    with pytest.raises(TurnoutError, match="dimensions") as info:
+        await built.embeddings.create({"model": f"br/{TITAN}", "input": "x", "dimensions": 8})
+    assert info.value.status_code == 400

@@ -21,6 +21,7 @@ from turnout.plugins.providers.cohere import CohereProvider
 from turnout.wire.chat import ChatRequest
 
 from tests.fakes.cohere_upstream import DEFAULT_KEY, FakeCohere, Fault, cohere_error
+from tests.fakes.openai_embeddings import embed
 from tests.fakes.openai_upstream import FakeOpenAI
 
 WEATHER = {
@@ -508,3 +509,60 @@ async def test_a_bad_request_is_not_retried_elsewhere(make_engine, fake, fake_op
     with pytest.raises(TurnoutError) as info:
         await engine.chat(request("cohere-first", "x"))
     assert info.value.status_code == 400 and fake_openai.requests == []
+
+
+EMBED_POLICY = """
+providers:
+  cohere: {{type: cohere, base_url: {cohere}, api_key: {key}}}
+  openai: {{type: openai, base_url: {openai}, api_key: sk-openai-test}}
+routes:
+  - name: embed
+    match: {{model: embed}}
+    targets: [cohere/embed-v4.0]
+    fallbacks: [openai/text-embedding-3-small]
+    retry: {{attempts: 1}}
+  - name: direct
+    match: {{model: "*/*"}}
+"""
+
+
+@pytest.fixture
+def embedder(make_engine, fake, fake_openai):
+    text = EMBED_POLICY.format(cohere=fake.base_url, key=DEFAULT_KEY, openai=fake_openai.base_url)
+    return make_engine(text, plugins=PLUGINS)
+
+
+async def test_embeddings_in_batches_of_96_billed_by_cohere(embedder, fake):
+    texts = [f"doc {i}" for i in range(100)]
+    answer = await embedder.embeddings.create(
+        {"model": "embed", "input": texts, "dimensions": 256, "input_type": "search_query"}
+    )
+    sent = [r for r in fake.requests if r.path == "/v2/embed"]
+    assert [len(r.body["texts"]) for r in sent] == [96, 4]
+    assert sent[0].body == {
+        "model": "embed-v4.0",
+        "texts": texts[:96],
+        "input_type": "search_query",
+        "embedding_types": ["float"],
+        "output_dimension": 256,
+    }
+    assert len(answer["data"]) == 100 and len(answer["data"][99]["embedding"]) == 256
+    assert answer["data"][99]["embedding"] == pytest.approx(embed("doc 99", 256))
+    assert answer["usage"]["prompt_tokens"] == 200  # Cohere's billed_units
+    extra = answer["extra_fields"]
+    assert extra["provider"] == "cohere" and extra["cost"] == pytest.approx(200 * 0.12 / 1e6)
+
+
+async def test_cohere_embeddings_default_to_search_document_and_fall_back(
+    embedder, fake, fake_openai
+):
+    await embedder.embeddings.create({"model": "cohere/embed-english-v3.0", "input": "x"})
+    assert fake.requests[-1].body["input_type"] == "search_document"
+    fake.script(Fault.status(429))
+    answer = await embedder.embeddings.create({"model": "embed", "input": "x"})
+    assert answer["extra_fields"]["provider"] == "openai"
+    with pytest.raises(TurnoutError, match="output_dimension") as info:
+        await embedder.embeddings.create(
+            {"model": "cohere/embed-english-v3.0", "input": "x", "dimensions": 256}
+        )
+    assert info.value.status_code == 400

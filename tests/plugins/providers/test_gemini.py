@@ -18,6 +18,7 @@ from turnout.plugins.providers.gemini import GeminiOptions, GeminiProvider
 from turnout.wire.chat import ChatRequest
 
 from tests.fakes.gemini_upstream import DEFAULT_KEY, SKIP_SIGNATURE, FakeGemini, Fault, google_error
+from tests.fakes.openai_embeddings import embed
 from tests.fakes.openai_upstream import FakeOpenAI
 
 WEATHER = {
@@ -455,3 +456,61 @@ async def test_reasoning_effort_becomes_a_thinking_budget(make_engine, fake, fak
     assert config["thinkingConfig"] == {"thinkingBudget": 2048, "includeThoughts": True}
     assert response.choices[0].message.content == "echo: think"
     assert response.extra_fields.provider == "gemini"
+
+
+EMBED_POLICY = """
+providers:
+  gemini: {{type: gemini, base_url: {gemini}, api_key: {key}}}
+  openai: {{type: openai, base_url: {openai}, api_key: sk-openai-test}}
+routes:
+  - name: embed
+    match: {{model: embed}}
+    targets: [gemini/gemini-embedding-001]
+    fallbacks: [openai/text-embedding-3-small]
+    retry: {{attempts: 1}}
+  - name: direct
+    match: {{model: "*/*"}}
+"""
+
+
+@pytest.fixture
+def embedder(make_engine, fake, fake_openai):
+    fake_openai.reset()
+    text = EMBED_POLICY.format(gemini=fake.base_url, key=DEFAULT_KEY, openai=fake_openai.base_url)
+    return make_engine(text, plugins=PLUGINS)
+
+
+async def test_embeddings_are_sent_in_batches_of_100_and_billed(embedder, fake):
+    texts = [f"text number {i}" for i in range(150)]
+    answer = await embedder.embeddings.create({"model": "embed", "input": texts, "dimensions": 8})
+    sent = [r for r in fake.requests if r.path.endswith(":batchEmbedContents")]
+    assert [len(r.body["requests"]) for r in sent] == [100, 50]
+    assert sent[0].path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert sent[0].body["requests"][0] == {
+        "model": "models/gemini-embedding-001",
+        "content": {"parts": [{"text": "text number 0"}]},
+        "outputDimensionality": 8,
+    }
+    assert sent[0].headers["x-goog-api-key"] == DEFAULT_KEY
+    assert len(answer["data"]) == 150
+    assert answer["data"][149]["embedding"] == pytest.approx(embed("text number 149", 8))
+    extra = answer["extra_fields"]
+    assert extra["provider"] == "gemini" and extra["request_type"] == "embedding"
+    assert answer["usage"]["prompt_tokens"] > 0 and extra["cost"] > 0
+
+
+async def test_gemini_embeddings_fall_back_to_openai(embedder, fake, fake_openai):
+    fake.script(Fault.status(503))
+    answer = await embedder.embeddings.create({"model": "embed", "input": "hello"})
+    assert answer["extra_fields"]["provider"] == "openai"
+    assert len(answer["data"][0]["embedding"]) == 1536
+    assert fake_openai.requests[-1].body["model"] == "text-embedding-3-small"
+
+
+async def test_a_chat_model_does_not_embed_and_token_arrays_are_a_400(embedder):
+    with pytest.raises(TurnoutError, match="not supported for batchEmbedContents") as info:
+        await embedder.embeddings.create({"model": "gemini/gemini-2.5-flash", "input": "x"})
+    assert info.value.status_code == 404
+    with pytest.raises(TurnoutError, match="not tokens") as info:
+        await embedder.embeddings.create({"model": "gemini/gemini-embedding-001", "input": [1, 2]})
+    assert info.value.status_code == 400

@@ -9,9 +9,11 @@ and ``{"error": {message, type, param, code}}`` error bodies.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import math
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 from turnout.contract.provider import ProviderCall, ProviderSettings
 from turnout.errors import FailureClass, ProviderError
 from turnout.plugins.providers import openai as openai_plugin
-from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from turnout.plugins.providers.openai import OpenAIOptions, OpenAIProvider, read_embeddings
 from turnout.provider_api import parse_retry_after
 from turnout.wire.chat import ChatChunk, ChatRequest
 
@@ -1253,3 +1255,22 @@ async def test_loopback_faults(loopback, fault, stream, failure):
     assert error.failure is failure
     if failure is FailureClass.RATE_LIMITED:
         assert error.retry_after == 1.0
+
+
+def test_embeddings_answers_are_read_in_index_order_and_checked() -> None:
+    packed = base64.b64encode(struct.pack("<2f", 0.5, -1.0)).decode()
+    body = json.dumps({
+        "data": [{"index": 1, "embedding": packed}, {"index": 0, "embedding": [1, 2.5]}],
+        "model": "m", "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }).encode()  # fmt: skip
+    answer = read_embeddings(body, 2, None)
+    assert answer.vectors == [[1, 2.5], [0.5, -1.0]] and answer.prompt_tokens == 3
+    for broken in (
+        {"data": [{"index": 0, "embedding": [1.0]}]},  # one vector for two inputs
+        {"data": [{"index": 0, "embedding": [1]}, {"index": 0, "embedding": [2]}]},
+        {"data": [{"index": 0, "embedding": "abc"}, {"index": 1, "embedding": [2]}]},
+        {"data": "nope"},
+    ):
+        with pytest.raises(ProviderError) as info:
+            read_embeddings(json.dumps(broken).encode(), 2, None)
+        assert info.value.failure is FailureClass.SERVER_ERROR

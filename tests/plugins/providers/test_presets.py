@@ -86,6 +86,17 @@ async def test_a_one_line_policy_routes_to_the_upstream_with_a_bearer_key(
     assert sent.body["model"] == "some-model"
 
 
+@pytest.mark.parametrize("kind", ["ollama", "vllm", "mistral", "together"])
+async def test_presets_embed_through_the_openai_wire(make_engine, upstream, kind):
+    engine = make_engine(one_line(kind, upstream.base_url), plugins=PLUGINS)
+    answer = await engine.embeddings.create({"model": "p/nomic-embed-text", "input": ["a", "b"]})
+    assert [d["index"] for d in answer["data"]] == [0, 1]
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/embeddings"
+    assert sent.body == {"model": "nomic-embed-text", "input": ["a", "b"], "encoding_format": "float"}
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+
 @pytest.mark.parametrize("kind", sorted(PRESETS))
 async def test_streams_ask_for_usage_only_where_the_vendor_takes_stream_options(
     make_engine, upstream, kind
