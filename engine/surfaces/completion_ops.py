@@ -45,7 +45,6 @@ class CompletionTurn:
     def __init__(self, request: CompletionRequest) -> None:
         self.request = request
         self.refusal = untranslatable(request)
-        self.body = request.model_dump(exclude_unset=True, exclude={"fallbacks"})
         self.chat: ChatRequest | None = None if self.refusal else to_chat_request(request)
         self.planning = self.chat or to_chat_request(request, lenient=True)
 
@@ -53,7 +52,9 @@ class CompletionTurn:
         return provider.speaks(SURFACE) and call.request is self.planning
 
     def native_body(self, model: str) -> bytes:
-        return pydantic_core.to_json({**self.body, "model": model})
+        """The body as written (the fields the caller set), with the target's model."""
+        body = self.request.model_dump(exclude_unset=True, exclude={"fallbacks"})
+        return pydantic_core.to_json({**body, "model": model})
 
     def chat_for(self, call: ProviderCall) -> ChatRequest:
         if call.request is not self.planning:
