@@ -111,6 +111,11 @@ class Plan:
     prompt_tokens: int
     output_limit: int | None
     strategy_note: str | None = None
+    prompt_bound: int | None = None
+    """A prompt size no tokenizer exceeds (``turnout.routing.tokens.prompt_bound``),
+    set by the serve path when a budget will hold it; None: the estimate stands."""
+    choices: int = 1
+    """Completions the request asks for (``n``): each may bill the whole output bound."""
 
     def explain(self) -> str:
         """A human-readable account: each attempt in order and each skipped target."""

@@ -11,7 +11,7 @@ import json
 
 from turnout.wire.chat import ChatRequest
 
-__all__ = ["estimate_prompt_tokens"]
+__all__ = ["estimate_prompt_tokens", "prompt_bound"]
 
 _PER_MESSAGE = 4
 _PER_IMAGE = 765  # a high-detail 512px tile set, OpenAI's documented figure
@@ -37,3 +37,42 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
     if request.tools:
         chars += len(json.dumps(request.tools))
     return tokens + (chars + 3) // 4
+
+
+_PER_IMAGE_BOUND = 6_400
+"""The most one image can bill among the vendors priced here (a large image in
+OpenAI's high-detail tiles, a megapixel image at Anthropic's ~750 px² a token)."""
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def prompt_bound(request: ChatRequest) -> int:
+    """A prompt size in tokens that no tokenizer exceeds: the UTF-8 bytes of
+    the text (every byte-level BPE token covers at least one byte), plus each
+    message's framing and each image's most. Budgets hold this, not the
+    estimate, so concurrent requests can never spend past a limit; the
+    planner's context-window and routing checks keep the estimate."""
+    size = 3
+    for message in request.messages:
+        size += _PER_MESSAGE
+        content = message.content
+        if isinstance(content, str):
+            size += _size(content)
+        elif content:
+            for part in content:
+                text = part.get("text")
+                if isinstance(text, str):
+                    size += _size(text)
+                elif part.get("type") in ("image_url", "image", "input_image"):
+                    size += _PER_IMAGE_BOUND
+                else:
+                    size += _size(json.dumps(part))
+        if message.tool_calls:
+            size += _size(json.dumps(message.tool_calls))
+        if message.name:
+            size += _size(message.name)
+    if request.tools:
+        size += _size(json.dumps(request.tools))
+    return size

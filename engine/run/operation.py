@@ -53,9 +53,20 @@ _MODEL_PARAMS = (
 
 
 def chat_worst_case(attempt: Attempt, plan: Plan) -> WorstCase:
-    """Prompt plus the most output the target can bill; the planner's dearest price."""
-    bound = attempt.target.info.output_bound(plan.prompt_tokens, plan.output_limit)
-    return WorstCase(None if bound is None else plan.prompt_tokens + bound, attempt.estimated_cost)
+    """The most an attempt can bill: a prompt no tokenizer exceeds (``plan.prompt_bound``
+    when set) plus the most output the target can bill for each of ``plan.choices``.
+    The output bound comes from the smaller estimate (a context window leaves the
+    most room for output then), so both parts over-cover."""
+    info = attempt.target.info
+    bound = info.output_bound(plan.prompt_tokens, plan.output_limit)
+    if bound is None:
+        return WorstCase(None, attempt.estimated_cost)
+    prompt = max(plan.prompt_tokens, plan.prompt_bound or 0)
+    output = bound * max(plan.choices, 1)
+    if prompt == plan.prompt_tokens and output == bound:
+        return WorstCase(prompt + output, attempt.estimated_cost)
+    cost = info.worst_case_cost(prompt, output)
+    return WorstCase(prompt + output, attempt.estimated_cost if cost is None else cost)
 
 
 class _Kind:

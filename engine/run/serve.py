@@ -67,6 +67,7 @@ from turnout.contract.provider import ProviderCall
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.policy.limits import RequestFacts
 from turnout.routing.plan import Attempt
+from turnout.routing.tokens import prompt_bound
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
 from turnout.run.context import RequestContext, RequestOutcome
@@ -264,6 +265,8 @@ class Serving(Generic[R]):
         ledger = self.rt.ledger
         if limits is not None and limits.metered and ledger is not None:
             plan, op = ctx.plan, self.op
+            plan.prompt_bound = prompt_bound(ctx.request)  # what the hold covers
+            plan.choices = ctx.request.n or 1
             facts = RequestFacts.of(plan.route.name, ctx.request, ctx.key)
             self.account, ctx.plan = await ledger.open(
                 limits, plan, facts, lambda attempt: op.worst_case(attempt, plan)

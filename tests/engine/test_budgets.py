@@ -18,8 +18,9 @@ from turnout.state.memory import MemoryState
 from tests.conftest import build_engine, user
 from tests.redis_server import redis_server
 
-# "hi" is estimated at 8 prompt tokens; max_tokens 2: worst case 10 tokens at
-# $0.001 each = $0.01, and the mock reports exactly that usage.
+# "hi" is estimated at 8 prompt tokens and bounded at 9 (its UTF-8 bytes and
+# framing: what a budget holds); max_tokens 2: a hold of 11 tokens at $0.001
+# each = $0.011, and the mock reports 8 + 2 tokens, $0.01.
 PRICED = """
 version: 1
 state: {state}
@@ -38,7 +39,7 @@ routes:
     targets: [mock/paid]
     fallbacks: [mock/cheap]
     over_budget: cheaper
-    budget: {{limit: 0.05, window: hour}}
+    budget: {{limit: 0.051, window: hour}}
 """
 
 REQUEST = user("hi", model="paid", max_tokens=2)
@@ -108,7 +109,7 @@ async def test_500_concurrent_requests_never_overshoot_a_budget(
     used, held = await spent(engine)
     assert used <= 1.00
     assert held == 0
-    assert sum(results) >= 95
+    assert sum(results) >= 90  # $1.00 holds 90 requests at once ($0.011 each)
     assert used == pytest.approx(sum(results) * 0.01)
 
 
@@ -117,7 +118,7 @@ async def test_refusal_names_the_budget_and_when_it_resets(
 ) -> None:
     clock = Clock(1_764_028_800.0 + 3600)
     engine = make_engine(PRICED.format(state="{}", latency="0s"), wall=clock)
-    for _ in range(100):
+    for _ in range(99):  # $0.99 spent: the next one's hold ($0.011) does not fit in $1
         await engine.chat(REQUEST)
     with pytest.raises(TurnoutError) as caught:
         await engine.chat(REQUEST)
@@ -132,7 +133,7 @@ async def test_refusal_names_the_budget_and_when_it_resets(
 async def test_a_new_window_starts_from_zero(make_engine: Callable[..., Engine]) -> None:
     clock = Clock()
     engine = make_engine(PRICED.format(state="{}", latency="0s"), wall=clock)
-    for _ in range(100):
+    for _ in range(99):  # $0.99 spent: the next one's hold ($0.011) does not fit in $1
         await engine.chat(REQUEST)
     with pytest.raises(TurnoutError):
         await engine.chat(REQUEST)
@@ -147,7 +148,7 @@ async def test_over_budget_cheaper_routes_to_a_target_that_fits(
     request = {**REQUEST, "model": "thrifty"}
     served = [(await engine.chat(request)).extra_fields.provider for _ in range(5)]  # type: ignore[union-attr]
     assert (await spent(engine, "thrifty"))[0] == pytest.approx(0.05)
-    # $0.05 is gone at $0.01: only the $0.001 fallback fits... and then not even that
+    # $0.05 is gone at $0.01 (each held at $0.011): not even the $0.0011 fallback fits
     with pytest.raises(TurnoutError) as caught:
         await engine.chat(request)
     assert caught.value.status_code == 429
@@ -157,7 +158,7 @@ async def test_over_budget_cheaper_routes_to_a_target_that_fits(
 async def test_cheaper_target_is_skipped_in_the_plan_with_the_budget_reason(
     make_engine: Callable[..., Engine],
 ) -> None:
-    policy = PRICED.format(state="{}", latency="0s").replace("limit: 0.05", "limit: 0.0155")
+    policy = PRICED.format(state="{}", latency="0s").replace("limit: 0.051", "limit: 0.0155")
     engine = make_engine(policy)
     request = {**REQUEST, "model": "thrifty"}
     first = await engine.chat(request)
@@ -229,7 +230,7 @@ async def test_a_stream_reports_the_plan_its_budget_left(
     make_engine: Callable[..., Engine],
 ) -> None:
     """``ChatStream.plan`` is the plan that ran: the budget skipped the dear target."""
-    policy = PRICED.format(state="{}", latency="0s").replace("limit: 0.05", "limit: 0.0155")
+    policy = PRICED.format(state="{}", latency="0s").replace("limit: 0.051", "limit: 0.0155")
     engine = make_engine(policy)
     request = {**REQUEST, "model": "thrifty"}
     await engine.chat(request)  # $0.01 of $0.0155 spent: mock/paid no longer fits
@@ -261,3 +262,55 @@ async def test_an_unreachable_redis_with_a_breaker_fails_closed_not_500(
     opened = policy.replace("timeout: 1s}", "timeout: 1s, budgets_on_error: open}")
     served = await make_engine(opened).chat(REQUEST)
     assert served.extra_fields.provider == "mock"
+
+
+TOKENIZED = """
+version: 1
+providers:
+  mock: {type: mock, options: {usage: {prompt_tokens: 1000, completion_tokens: 2}, latency: 20ms}}
+models:
+  mock/paid: {input_per_mtok: 1000, output_per_mtok: 1000}
+routes:
+  - name: paid
+    match: {model: paid}
+    targets: [mock/paid]
+    budget: {limit: 10.00, window: day}
+"""
+
+
+async def test_prompts_a_tokenizer_counts_higher_than_the_estimate_never_overshoot(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """1000 one-letter words: estimated at ~500 tokens, billed at 1000 ($1.002 each).
+    Holding the estimate let 19 run at once on $10 and spend $19; holding the
+    prompt's UTF-8 bound ($2.01 each) keeps spend within the limit."""
+    engine = make_engine(TOKENIZED)
+    request = user("a " * 1000, model="paid", max_tokens=2)
+
+    async def one() -> bool:
+        try:
+            await engine.chat(request)
+        except TurnoutError as exc:
+            assert exc.status_code == 429, exc.message
+            return False
+        return True
+
+    served = sum(await asyncio.gather(*(one() for _ in range(20))))
+    used, held = await spent(engine)
+    assert served >= 1
+    assert used <= 10.00
+    assert held == 0
+    assert used == pytest.approx(served * 1.002)
+
+
+async def test_n_choices_are_each_held_their_output_bound(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(PRICED.format(state="{backend: memory}", latency="0s"))
+    plan = engine.plan(user("hi", model="paid", max_tokens=2, n=3))
+    from turnout.run.operation import chat_worst_case
+
+    plan.prompt_bound, plan.choices = 9, 3
+    worst = chat_worst_case(plan.attempts[0], plan)
+    assert worst.tokens == 9 + 3 * 2
+    assert worst.cost == pytest.approx(15 * 0.001)

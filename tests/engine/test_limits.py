@@ -176,7 +176,7 @@ keys:
     bob:
       hash: "{hash_key(SALT, "b-key")}"
       models: ["free-*", paid]
-      budget: {{limit: 0.02, window: hour}}
+      budget: {{limit: 0.021, window: hour}}  # two $0.011 holds settle to $0.01 each
       rate_limit: {{rpm: 3}}
 """
 

@@ -30,7 +30,7 @@ routes:
   - name: paid
     match: {{model: paid}}
     targets: [mock/paid]
-    budget: {{limit: 0.03, window: day}}
+    budget: {{limit: 0.033, window: day}}  # three holds of $0.011 (9 + 2 tokens)
   - name: other
     match: {{model: other}}
     targets: [mock/paid]
@@ -38,7 +38,7 @@ keys:
   salt: {SALT}
   clients:
     alice: {{hash: "{hash_key(SALT, KEYS["alice"])}", routes: [paid], team: research}}
-    bob: {{hash: "{hash_key(SALT, KEYS["bob"])}", models: [other], budget: {{limit: 0.01}}}}
+    bob: {{hash: "{hash_key(SALT, KEYS["bob"])}", models: [other], budget: {{limit: 0.011}}}}
     carol: {{hash: "{hash_key(SALT, KEYS["carol"])}", rate_limit: {{rpm: 1}}}}
 """
 
@@ -100,7 +100,7 @@ def test_cost_header_then_429_with_retry_after_when_the_budget_is_spent(
         alice.chat.completions.create(model="paid", messages=HI, max_tokens=2)  # type: ignore[arg-type]
     error = caught.value
     assert error.code == "budget_exceeded"
-    assert "route paid budget ($0.03 per day)" in error.message
+    assert "route paid budget ($0.033 per day)" in error.message
     retry_after = int(error.response.headers["retry-after"])
     assert 1 <= retry_after <= 86400
 
@@ -136,8 +136,8 @@ def test_budgets_endpoint_needs_a_key_and_shows_the_callers_budgets(
     rows = {(r["scope"], r["match"]): r for r in response.json()["data"]}
     paid = rows[("route", "paid")]
     assert paid["spent"] == pytest.approx(0.01)
-    assert paid["remaining"] == pytest.approx(0.02)
-    assert paid["limit"] == pytest.approx(0.03)
+    assert paid["remaining"] == pytest.approx(0.023)
+    assert paid["limit"] == pytest.approx(0.033)
     assert paid["reserved"] == 0
     assert paid["resets_in"] >= 1 and paid["resets_at"] > 0
     assert rows[("gateway", "*")]["spent"] == pytest.approx(0.01)
