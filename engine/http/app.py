@@ -213,7 +213,7 @@ class Gateway:
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._in_flight.inc()
         headers = header_dict(scope)
-        rid = request_id(headers)
+        rid = request_id(headers, self.engine.table.limits)
         status = 500
         try:
             status = await self._chat(headers, rid, receive, send)

@@ -133,7 +133,7 @@ class SurfaceEndpoints:
         """Run ``work(headers, rid)``; errors become OpenAI-shaped answers."""
         self._in_flight.inc()
         headers = header_dict(scope)
-        rid = request_id(headers)
+        rid = request_id(headers, self._engine().table.limits)
         status = 500
         try:
             status = await work(headers, rid)

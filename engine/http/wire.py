@@ -52,11 +52,21 @@ def header_dict(scope: Scope) -> dict[str, str]:
     return out
 
 
-def request_id(headers: Mapping[str, str]) -> str:
-    """The caller's ``x-request-id`` if it sent a sensible one, else a new id."""
+def request_id(headers: Mapping[str, str], limits: CompiledLimits | None = None) -> str:
+    """The caller's ``x-request-id`` if it sent a sensible one, else a new id.
+
+    With ``keys:`` on, a caller's id is scoped to its key, ``<key name>:<id>``, so
+    one tenant cannot write log lines, traces or answers under another's ids;
+    a caller whose key is unknown gets a new id (its answer is a 401 anyway)."""
     given = headers.get("x-request-id")
     if given and len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
-        return given
+        keys = limits.keys if limits is not None else None
+        if keys is None:
+            return given
+        try:
+            return f"{keys.authenticate(headers).name}:{given}"
+        except TurnoutError:
+            pass
     return os.urandom(16).hex()  # 32 hex digits like uuid4().hex, at a fifth of its cost
 
 

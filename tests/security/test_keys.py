@@ -301,3 +301,20 @@ def test_a_key_name_with_a_slash_is_refused_once_a_key_passes_end_users(tmp_path
     text = USERS_POLICY.replace("    plain: {", "    team/plain: {")
     with pytest.raises(PolicyError, match="team/plain"):
         Engine.from_yaml(text, autoload=False)
+
+
+def test_a_callers_request_id_is_scoped_to_its_key(gateway: RunningGateway) -> None:
+    """With keys on, ``x-request-id: X`` comes back (and is logged) as ``<key>:X``,
+    so one tenant cannot write entries under another's ids; an unknown key's id
+    is not taken at all."""
+    body = {"model": "cached", "messages": [{"role": "user", "content": "hi"}]}
+    for who, path in (("open", "/v1/chat/completions"), ("models", "/v1/messages")):
+        sent = {**body, "max_tokens": 5} if path == "/v1/messages" else body
+        answer = httpx.post(gateway.url + path, json=sent, headers={
+            "authorization": f"Bearer {KEYS[who]}", "x-request-id": "trace-42"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-request-id"] == f"{who}:trace-42"
+    forged = httpx.post(gateway.url + "/v1/chat/completions", json=body,
+                        headers={"authorization": "Bearer tk-nobody", "x-request-id": "open:trace-42"})  # fmt: skip
+    assert forged.status_code == 401
+    assert "trace-42" not in forged.headers["x-request-id"]
