@@ -42,6 +42,7 @@ from turnout.http.wire import (
     send_error,
     send_json,
 )
+from turnout.policy.limits import ApiKeyInfo
 from turnout.routing.planner import NoRouteError
 from turnout.run.streams import ChatStream
 from turnout.state import StateUnavailable
@@ -365,8 +366,32 @@ class Gateway:
 
     # -- everything else -----------------------------------------------------
 
+    def _caller(self, scope: Scope, *, admin: bool = False) -> ApiKeyInfo | None:
+        """With ``keys:`` on, the caller's key (TurnoutError 401; 403 for a key
+        without ``admin: true`` where ``admin`` is asked); None without keys."""
+        limits = self.engine.table.limits
+        if limits is None or limits.keys is None:
+            return None
+        key = limits.keys.authenticate(header_dict(scope))
+        if admin and not key.entry.admin:
+            raise TurnoutError(
+                "this endpoint needs a key with admin: true in the policy's keys",
+                status_code=403,
+                type="permission_error",
+                code="not_admin",
+            )
+        return key
+
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, model_list(self.engine.table))
+        """Every route alias and provider model; with ``keys:`` on, what the
+        caller's key may use (a key is required)."""
+        try:
+            key = self._caller(scope)
+        except TurnoutError as exc:
+            await send_error(send, exc)
+            self._count("/v1/models", exc.status_code)
+            return
+        await send_json(send, 200, model_list(self.engine.table, key))
         self._count("/v1/models", 200)
 
     async def budgets(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -397,6 +422,14 @@ class Gateway:
         await send_json(send, 200, json_bytes({"object": "list", "data": rows}))
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Prometheus metrics; with ``keys:`` on, for ``admin: true`` keys only
+        unless ``gateway.public_metrics`` (series name budgets and keys)."""
+        if not self.engine.table.policy.gateway.public_metrics:
+            try:
+                self._caller(scope, admin=True)
+            except TurnoutError as exc:
+                await send_error(send, exc)
+                return
         body = metrics.exposition(self.engine.metrics)
         await send(
             {
@@ -422,6 +455,8 @@ class Gateway:
         table = self.engine.table
         enabled = sorted(name for name, p in table.providers.items() if not p.disabled)
         body: dict[str, Any] = {"policy": table.file, "providers_enabled": enabled}
+        if table.limits is not None and table.limits.keys is not None:
+            body = {}  # unauthenticated: say ready or not, not where the policy lives
         if self.drain is not None and self.drain.draining:
             reason = "shutting down: finishing the requests in flight"
             await send_json(send, 503, json_bytes({"status": "draining", "reason": reason, **body}))

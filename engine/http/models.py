@@ -6,6 +6,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from turnout.http.wire import json_bytes
+from turnout.policy.limits import ApiKeyInfo
 from turnout.policy.table import RoutingTable
 
 __all__ = ["model_list"]
@@ -17,12 +18,31 @@ def _entry(name: str, owner: str, kind: str, **extra: Any) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": owner, "kind": kind, **extra}
 
 
-def build_model_list(table: RoutingTable) -> dict[str, Any]:
+def build_model_list(table: RoutingTable, key: ApiKeyInfo | None = None) -> dict[str, Any]:
     """OpenAI's model list: every exact route alias (``owned_by: turnout``), then
     every ``provider/model`` the policy names, with whether its provider is enabled.
+    With ``key`` (``keys:`` on), only what that key may use: the aliases of routes
+    it may use, and the targets of those routes it may name.
 
     Glob patterns (``premium-*``) are not listed: they name no model.
     """
+    out = _all_models(table)
+    if key is None:
+        return out
+    serving: dict[str, list[str]] = {}
+    for route in table.routes:
+        for target in (*route.targets, *route.fallbacks):
+            serving.setdefault(target.name, []).append(route.name)
+    data = [
+        entry
+        for entry in out["data"]
+        if (entry.get("route") and key.allows(entry["route"], entry["id"]))
+        or any(key.allows(name, entry["id"]) for name in serving.get(entry["id"], ()))
+    ]
+    return {"object": "list", "data": data}
+
+
+def _all_models(table: RoutingTable) -> dict[str, Any]:
     seen: dict[str, dict[str, Any]] = {}
     for route in table.routes:
         patterns = route.matcher.model
@@ -43,8 +63,11 @@ def build_model_list(table: RoutingTable) -> dict[str, Any]:
     return {"object": "list", "data": list(seen.values())}
 
 
-def model_list(table: RoutingTable) -> bytes:
-    """``build_model_list`` as JSON bytes, built once per policy snapshot."""
+def model_list(table: RoutingTable, key: ApiKeyInfo | None = None) -> bytes:
+    """``build_model_list`` as JSON bytes, built once per policy snapshot (per
+    call for a key's own list)."""
+    if key is not None:
+        return json_bytes(build_model_list(table, key))
     body = _cache.get(table)
     if body is None:
         body = _cache[table] = json_bytes(build_model_list(table))

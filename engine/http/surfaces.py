@@ -352,13 +352,17 @@ class SurfaceEndpoints:
 
         async def work(headers: dict[str, str], rid: str) -> int:
             engine = self._engine()
-            for entry in build_model_list(engine.table)["data"]:
+            limits = engine.table.limits
+            key = limits.keys.authenticate(headers) if limits and limits.keys else None  # 401
+            for entry in build_model_list(engine.table, key)["data"]:
                 if entry["id"] == name:
                     await send_json(send, 200, json_bytes(entry))
                     return 200
             probe = {"model": name, "messages": [{"role": "user", "content": "?"}]}
             with contextlib.suppress(NoRouteError):
                 route = engine.plan(probe, headers=headers).route.name
+                if key is not None and not key.allows(route, name):
+                    raise NoRouteError(name)
                 entry = {"id": name, "object": "model", "created": 0, "owned_by": "turnout"}
                 await send_json(send, 200, json_bytes({**entry, "kind": "route", "route": route}))
                 return 200

@@ -369,6 +369,11 @@ class Gateway(Strict):
         False,
         description="serve the live dashboard at /ui (with keys: on, to admin: true keys only)",
     )
+    public_metrics: bool = Field(
+        False,
+        description="with keys: on, serve /metrics to anyone; off (the default), only to "
+        "a key with admin: true (its series name budgets and keys)",
+    )
 
 
 def _otel_installed() -> bool:

@@ -318,3 +318,50 @@ def test_a_callers_request_id_is_scoped_to_its_key(gateway: RunningGateway) -> N
                         headers={"authorization": "Bearer tk-nobody", "x-request-id": "open:trace-42"})  # fmt: skip
     assert forged.status_code == 401
     assert "trace-42" not in forged.headers["x-request-id"]
+
+
+def exposure_gateway(tmp_path: Path, public: bool = False) -> RunningGateway:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(
+        f"version: 1\ngateway: {{public_metrics: {str(public).lower()}}}\n"
+        "providers: {mock: {type: mock}}\nroutes:\n"
+        "  - {name: smart, match: {model: smart}, targets: [mock/echo]}\n"
+        "  - {name: secret-project, match: {model: secret-project}, targets: [mock/hidden]}\n"
+        f"keys:\n  salt: {SALT}\n  clients:\n"
+        f'    tenant: {{hash: "{hash_key(SALT, "tk-tenant-0001")}", routes: [smart], budget: {{limit: 5}}}}\n'
+        f'    ops: {{hash: "{hash_key(SALT, "tk-ops-000002")}", admin: true}}\n'
+    )
+    return start_gateway(policy)
+
+
+def test_metrics_models_and_ready_say_nothing_of_other_tenants_without_a_key(
+    tmp_path: Path,
+) -> None:
+    running = exposure_gateway(tmp_path)
+    tenant = {"authorization": "Bearer tk-tenant-0001"}
+    ops = {"authorization": "Bearer tk-ops-000002"}
+    try:
+        url = running.url
+        assert httpx.get(url + "/metrics").status_code == 401
+        assert httpx.get(url + "/metrics", headers=tenant).status_code == 403
+        scraped = httpx.get(url + "/metrics", headers=ops)
+        assert scraped.status_code == 200 and "turnout_" in scraped.text
+        assert httpx.get(url + "/v1/models").status_code == 401
+        listed = {m["id"] for m in httpx.get(url + "/v1/models", headers=tenant).json()["data"]}
+        assert listed == {"smart", "mock/echo"}  # not the route it may not use, nor its target
+        everything = {m["id"] for m in httpx.get(url + "/v1/models", headers=ops).json()["data"]}
+        assert "secret-project" in everything
+        assert httpx.get(url + "/v1/models/secret-project", headers=tenant).status_code == 404
+        assert httpx.get(url + "/v1/models/smart", headers=tenant).status_code == 200
+        ready = httpx.get(url + "/ready")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    finally:
+        running.stop()
+
+
+def test_public_metrics_is_the_operators_choice(tmp_path: Path) -> None:
+    running = exposure_gateway(tmp_path, public=True)
+    try:
+        assert httpx.get(running.url + "/metrics").status_code == 200
+    finally:
+        running.stop()
