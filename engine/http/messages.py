@@ -59,9 +59,7 @@ class MessagesEndpoints(SurfaceEndpoints):
 
     async def send_error(self, send: Send, error: TurnoutError, rid: str) -> int:
         status = error_status(error.status_code)
-        head = [(b"request-id", rid.encode()), *error_headers(rid, error)]
-        if status == 529 and error.status_code == 503 and error.extra_fields.get("retry_after"):
-            head.append((b"retry-after", str(error.extra_fields["retry_after"]).encode()))
+        head = [(b"request-id", rid.encode()), *error_headers(rid, error)]  # retry-after too
         await send_json(send, status, json_bytes(error_body(error, rid)), head)
         return status
 
