@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pydantic_core
 from turnout.contract.calls import call_chain, has_impls
 from turnout.contract.provider import NativeEvent, Provider, ProviderCall
 from turnout.errors import FailureClass, ProviderError
+from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Attempt
 from turnout.run.context import RequestContext
 from turnout.run.operation import Operation, StreamOperation
@@ -245,6 +247,19 @@ class CompletionStreamCall(StreamOperation[Any]):
         return [*(b"data: " + pydantic_core.to_json(p) + b"\n\n" for p in out if p), DONE]
 
 
+_NATIVE: WeakKeyDictionary[RoutingTable, bool] = WeakKeyDictionary()
+
+
+def _speaks_anywhere(table: RoutingTable) -> bool:
+    """Whether any provider of the policy takes completions natively (once per policy)."""
+    found = _NATIVE.get(table)
+    if found is None:
+        found = _NATIVE[table] = any(
+            compiled.provider.speaks(SURFACE) for compiled in table.providers.values()
+        )
+    return found
+
+
 class CompletionsAPI:
     """Legacy completions over ``engine``: native or one chat turn, per attempt
     (``turnout.surfaces.completion_ops``)."""
@@ -269,6 +284,11 @@ class CompletionsAPI:
         request_id: str | None = None,
     ) -> dict[str, Any]:
         turn = self._turn(body, headers)
+        if turn.chat is not None and not _speaks_anywhere(self.engine.table):
+            # no provider of the policy takes completions natively: the chat path
+            # as it is (its own shortcuts make it cheaper than an operation)
+            chat = await self.engine.chat(turn.chat, headers=headers, request_id=request_id)
+            return completion_of(turn.request, chat)
         op = CompletionCall(turn)
         answer = await self.engine.serve(turn.planning, op, headers=headers, request_id=request_id)
         completion: dict[str, Any] = answer.completion(turn.request, op.fields)
