@@ -28,9 +28,10 @@ __all__ = ["NativeEvent", "Provider", "ProviderCall", "ProviderSettings", "RawCh
 
 @dataclass(frozen=True, slots=True)
 class NativeEvent:
-    """One server-sent event of a native stream: its name, its data decoded
-    (a JSON object), and the data's text as the upstream sent it (what a
-    passthrough relays)."""
+    """One server-sent event of a native stream: its name, its data as the
+    provider's ``decode_event`` gives it (a decoded JSON object for most
+    vendors, the chunk's text for OpenAI's), and the data's text as the upstream
+    sent it (what a passthrough relays)."""
 
     name: str
     data: Any
@@ -249,7 +250,7 @@ class Provider(abc.ABC):
         """Send ``body`` (the caller's JSON, with the upstream model) to the
         upstream's own ``surface`` endpoint; return its decoded JSON answer or
         raise ProviderError, classified as for chat. Only called for a surface
-        in ``native_surfaces``."""
+        the provider ``speaks``."""
         raise ProviderError(
             FailureClass.BAD_REQUEST,
             f"provider type {self.settings.type!r} does not speak {surface} natively",
