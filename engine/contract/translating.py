@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import pydantic_core
@@ -284,7 +284,7 @@ class TranslatingProvider(Provider):
         ``native_end``."""
         request = self.native_request(call, surface, body, stream=True)
         ended = False
-        try:
+        with self.stream_failures(call):
             async with call.upstream.stream(request) as reply:
                 await self._check_stream(reply, call)
                 async for event in server_sent_events(reply.chunks()):
@@ -299,6 +299,13 @@ class TranslatingProvider(Provider):
                     raise ProviderError(
                         FailureClass.CONNECTION, f"stream ended before {self.native_end}"
                     )
+
+    @contextlib.contextmanager
+    def stream_failures(self, call: ProviderCall) -> Iterator[None]:
+        """A malformed event stream is a SERVER_ERROR, a broken connection its
+        transport failure: what both stream loops raise."""
+        try:
+            yield
         except MalformedEvents as exc:
             raise ProviderError(
                 FailureClass.SERVER_ERROR, f"{self.vendor} sent a malformed event stream ({exc})"
@@ -359,7 +366,7 @@ class TranslatingProvider(Provider):
         error).
         """
         request = self.build(call, stream=True)
-        try:
+        with self.stream_failures(call):
             async with call.upstream.stream(request) as reply:
                 await self._check_stream(reply, call)
                 translator = self.translator(call, reply)
@@ -375,11 +382,5 @@ class TranslatingProvider(Provider):
                     raise ProviderError(
                         FailureClass.CONNECTION, f"stream ended before {self.stream_end}"
                     )
-        except MalformedEvents as exc:
-            raise ProviderError(
-                FailureClass.SERVER_ERROR, f"{self.vendor} sent a malformed event stream ({exc})"
-            ) from exc
-        except UpstreamError as exc:
-            raise error_from_transport(exc, secret=call.api_key) from (exc.__cause__ or exc)
         for chunk in translator.finish():
             yield chunk

@@ -25,8 +25,7 @@ from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
 from turnout.http.drain import Drain
 from turnout.http.messages import MessagesEndpoints
-from turnout.http.models import model_list
-from turnout.http.openapi import openapi_json
+from turnout.http.operator import OperatorEndpoints
 from turnout.http.reload import PolicyReloader
 from turnout.http.surfaces import SurfaceEndpoints, error_headers
 from turnout.http.ui.dashboard import Dashboard
@@ -35,17 +34,14 @@ from turnout.http.wire import (
     explain_invalid_json,
     header_dict,
     internal_error,
-    json_bytes,
     read_body,
     request_id,
     require_key,
     send_error,
     send_json,
 )
-from turnout.policy.limits import ApiKeyInfo
 from turnout.routing.planner import NoRouteError
 from turnout.run.streams import ChatStream
-from turnout.state import StateUnavailable
 from turnout.wire.chat import AttemptRecord, ChatChunk, ChatResponse
 
 __all__ = ["Gateway"]
@@ -121,6 +117,7 @@ class Gateway:
         messages = MessagesEndpoints(
             lambda: self.engine, body_timeout, self._count, self._metrics.in_flight
         )
+        operator = OperatorEndpoints(lambda: self.engine, drain, self._count)
         self._prefixes: tuple[tuple[str, str, Handler], ...] = (
             ("/v1/responses/", "GET, DELETE", surfaces.response_item),
             ("/v1/models/", "GET", surfaces.model),
@@ -134,13 +131,13 @@ class Gateway:
             "/v1/embeddings": ("POST", surfaces.embeddings),
             CHAT_ENDPOINT: ("POST", self.chat_completions),
             "/chat/completions": ("POST", self.chat_completions),
-            "/v1/models": ("GET", self.models),
-            "/v1/budgets": ("GET", self.budgets),
-            "/models": ("GET", self.models),
-            "/metrics": ("GET", self.metrics),
-            "/health": ("GET", self.health),
-            "/ready": ("GET", self.ready),
-            "/openapi.json": ("GET", self.openapi),
+            "/v1/models": ("GET", operator.models),
+            "/v1/budgets": ("GET", operator.budgets),
+            "/models": ("GET", operator.models),
+            "/metrics": ("GET", operator.metrics),
+            "/health": ("GET", operator.health),
+            "/ready": ("GET", operator.ready),
+            "/openapi.json": ("GET", operator.openapi),
         }
         self._dashboard: Dashboard | None = None
         if engine.table.policy.gateway.ui:
@@ -363,110 +360,6 @@ class Gateway:
 
     def _error_headers(self, rid: str, error: TurnoutError) -> list[tuple[bytes, bytes]]:
         return error_headers(rid, error)
-
-    # -- everything else -----------------------------------------------------
-
-    def _caller(self, scope: Scope, *, admin: bool = False) -> ApiKeyInfo | None:
-        """With ``keys:`` on, the caller's key (TurnoutError 401; 403 for a key
-        without ``admin: true`` where ``admin`` is asked); None without keys."""
-        limits = self.engine.table.limits
-        if limits is None or limits.keys is None:
-            return None
-        key = limits.keys.authenticate(header_dict(scope))
-        if admin and not key.entry.admin:
-            raise TurnoutError(
-                "this endpoint needs a key with admin: true in the policy's keys",
-                status_code=403,
-                type="permission_error",
-                code="not_admin",
-            )
-        return key
-
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Every route alias and provider model; with ``keys:`` on, what the
-        caller's key may use (a key is required)."""
-        try:
-            key = self._caller(scope)
-        except TurnoutError as exc:
-            await send_error(send, exc)
-            self._count("/v1/models", exc.status_code)
-            return
-        await send_json(send, 200, model_list(self.engine.table, key))
-        self._count("/v1/models", 200)
-
-    async def budgets(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Spend, remaining and reset of each budget and rate limit (``keys:`` on:
-        the caller's key is required, and it sees the shared ones and its own)."""
-        table = self.engine.table
-        limits = table.limits
-        rows: list[dict[str, Any]] = []
-        try:
-            key = None
-            if limits is not None and limits.keys is not None:
-                key = limits.keys.authenticate(header_dict(scope))
-            if limits is not None:
-                routes = [r.name for r in table.routes]
-                rows = await self.engine.ledger.overview(limits, routes, key)
-        except TurnoutError as exc:
-            await send_error(send, exc)
-            return
-        except StateUnavailable:
-            error = TurnoutError(
-                "budgets cannot be read: the state backend is unavailable",
-                status_code=503,
-                type="api_error",
-                code="state_unavailable",
-            )
-            await send_error(send, error)
-            return
-        await send_json(send, 200, json_bytes({"object": "list", "data": rows}))
-
-    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Prometheus metrics; with ``keys:`` on, for ``admin: true`` keys only
-        unless ``gateway.public_metrics`` (series name budgets and keys)."""
-        if not self.engine.table.policy.gateway.public_metrics:
-            try:
-                self._caller(scope, admin=True)
-            except TurnoutError as exc:
-                await send_error(send, exc)
-                return
-        body = metrics.exposition(self.engine.metrics)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", metrics.CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, openapi_json())
-
-    async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, b'{"status":"ok"}')
-
-    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """200 while the gateway wants traffic; 503 when no provider is enabled or
-        it is shutting down (``/health`` stays 200 meanwhile: it is alive)."""
-        table = self.engine.table
-        enabled = sorted(name for name, p in table.providers.items() if not p.disabled)
-        body: dict[str, Any] = {"policy": table.file, "providers_enabled": enabled}
-        if table.limits is not None and table.limits.keys is not None:
-            body = {}  # unauthenticated: say ready or not, not where the policy lives
-        if self.drain is not None and self.drain.draining:
-            reason = "shutting down: finishing the requests in flight"
-            await send_json(send, 503, json_bytes({"status": "draining", "reason": reason, **body}))
-        elif enabled:
-            await send_json(send, 200, json_bytes({"status": "ready", **body}))
-        else:
-            reason = "no provider is enabled (are their API keys set?)"
-            await send_json(
-                send, 503, json_bytes({"status": "not_ready", "reason": reason, **body})
-            )
 
     async def _not_found(self, scope: Scope, send: Send) -> None:
         error = TurnoutError(
