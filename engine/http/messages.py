@@ -20,7 +20,12 @@ import structlog
 from turnout.errors import TurnoutError
 from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
-from turnout.http.surfaces import SurfaceEndpoints, error_headers
+from turnout.http.surfaces import (
+    SurfaceEndpoints,
+    error_headers,
+    fields_headers,
+    served_headers,
+)
 from turnout.http.wire import explain_invalid_json, internal_error, json_bytes, send_json
 from turnout.surfaces.messages import (
     error_body,
@@ -37,21 +42,9 @@ log = structlog.get_logger("turnout.http")
 Headers = list[tuple[bytes, bytes]]
 
 
-def _served(rid: str, fields: ExtraFields | None, route: str | None, trail: list[Any]) -> Headers:
-    last = trail[-1] if trail else None
-    out = [
-        (b"request-id", rid.encode()),
-        (b"x-request-id", rid.encode()),
-        (b"x-turnout-route", (route or "").encode()),
-        (b"x-turnout-provider", (last.provider if last else "").encode()),
-        (b"x-turnout-model", (last.model if last else "").encode()),
-        (b"x-turnout-attempts", str(len(trail)).encode()),
-    ]
-    if fields is not None and fields.cost is not None:
-        out.append((b"x-turnout-cost", f"{fields.cost:.6f}".encode()))
-    if fields is not None and fields.cache in ("hit", "miss", "bypass"):
-        out.append((b"x-turnout-cache", fields.cache.upper().encode()))
-    return out
+def _anthropic(rid: str, head: Headers) -> Headers:
+    """Anthropic's ``request-id`` beside turnout's headers."""
+    return [(b"request-id", rid.encode()), *head]
 
 
 class MessagesEndpoints(SurfaceEndpoints):
@@ -59,7 +52,7 @@ class MessagesEndpoints(SurfaceEndpoints):
 
     async def send_error(self, send: Send, error: TurnoutError, rid: str) -> int:
         status = error_status(error.status_code)
-        head = [(b"request-id", rid.encode()), *error_headers(rid, error)]  # retry-after too
+        head = _anthropic(rid, error_headers(rid, error))  # retry-after too
         await send_json(send, status, json_bytes(error_body(error, rid)), head)
         return status
 
@@ -76,10 +69,8 @@ class MessagesEndpoints(SurfaceEndpoints):
             async def plain(watcher: asyncio.Task[None]) -> None:
                 async def respond(message: dict[str, Any], fields: ExtraFields | None) -> None:
                     watcher.cancel()
-                    route = fields.route if fields else None
-                    trail = fields.attempts if fields else []
                     await send_json(
-                        send, 200, json_bytes(message), _served(rid, fields, route, trail)
+                        send, 200, json_bytes(message), _anthropic(rid, fields_headers(rid, fields))
                     )
 
                 await api.create(
@@ -91,7 +82,10 @@ class MessagesEndpoints(SurfaceEndpoints):
                 try:
                     await stream.open()
                     chat = stream.chat
-                    head = [*sse.SSE_HEADERS, *_served(rid, None, chat.plan.route.name, chat.trail)]
+                    head = [
+                        *sse.SSE_HEADERS,
+                        *_anthropic(rid, served_headers(rid, chat.plan.route.name, chat.trail)),
+                    ]
                     await send({"type": "http.response.start", "status": 200, "headers": head})
                     try:
                         async for piece in stream:
@@ -128,11 +122,8 @@ class MessagesEndpoints(SurfaceEndpoints):
             count = await self._engine().messages.count_tokens(
                 body, headers=headers, request_id=rid
             )
-            head = [
-                (b"request-id", rid.encode()),
-                (b"x-request-id", rid.encode()),
-                (b"x-turnout-token-count", count.source.encode()),
-            ]
+            head = _anthropic(rid, [(b"x-request-id", rid.encode())])
+            head.append((b"x-turnout-token-count", count.source.encode()))
             await send_json(send, 200, json_bytes({"input_tokens": count.input_tokens}), head)
             return 200
 

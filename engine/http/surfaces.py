@@ -39,7 +39,7 @@ from turnout.surfaces.embeddings import parse_embeddings_request
 from turnout.surfaces.responses import parse_responses_request
 from turnout.wire.chat import AttemptRecord, ChatResponse, ExtraFields
 
-__all__ = ["SurfaceEndpoints", "error_headers"]
+__all__ = ["SurfaceEndpoints", "error_headers", "fields_headers", "served_headers"]
 
 log = structlog.get_logger("turnout.http")
 
@@ -59,7 +59,8 @@ def error_headers(rid: str, error: TurnoutError) -> Headers:
     return out
 
 
-def _served(rid: str, route: str | None, attempts: Iterable[AttemptRecord]) -> Headers:
+def served_headers(rid: str, route: str | None, attempts: Iterable[AttemptRecord]) -> Headers:
+    """``x-request-id`` and who served: route, provider, model, attempts."""
     trail = list(attempts)
     last = trail[-1] if trail else None
     return [
@@ -71,8 +72,9 @@ def _served(rid: str, route: str | None, attempts: Iterable[AttemptRecord]) -> H
     ]
 
 
-def _fields_headers(rid: str, fields: ExtraFields | None) -> Headers:
-    out = _served(rid, fields.route if fields else None, fields.attempts if fields else [])
+def fields_headers(rid: str, fields: ExtraFields | None) -> Headers:
+    """``served_headers`` from an answer's extra_fields, with its cost and cache outcome."""
+    out = served_headers(rid, fields.route if fields else None, fields.attempts if fields else [])
     if fields is not None and fields.cost is not None:
         out.append((b"x-turnout-cost", f"{fields.cost:.6f}".encode()))
     if fields is not None and fields.cache in ("hit", "miss", "bypass"):
@@ -184,7 +186,7 @@ class SurfaceEndpoints:
             async def plain(watcher: asyncio.Task[None]) -> None:
                 async def respond(response: dict[str, Any], chat: ChatResponse) -> None:
                     watcher.cancel()
-                    head = _fields_headers(rid, chat.extra_fields)
+                    head = fields_headers(rid, chat.extra_fields)
                     await send_json(send, 200, json_bytes(response), head)
 
                 await api.create(request, headers=headers, request_id=rid, respond=respond)
@@ -194,7 +196,10 @@ class SurfaceEndpoints:
                 try:
                     await stream.open()
                     chat = stream.chat
-                    head = [*sse.SSE_HEADERS, *_served(rid, chat.plan.route.name, chat.trail)]
+                    head = [
+                        *sse.SSE_HEADERS,
+                        *served_headers(rid, chat.plan.route.name, chat.trail),
+                    ]
                     await send({"type": "http.response.start", "status": 200, "headers": head})
                     try:
                         async for event in stream:
@@ -281,7 +286,7 @@ class SurfaceEndpoints:
                 answer = await api.create(request, headers=headers, request_id=rid)
                 watcher.cancel()
                 fields = ExtraFields.model_validate(answer["extra_fields"])
-                await send_json(send, 200, json_bytes(answer), _fields_headers(rid, fields))
+                await send_json(send, 200, json_bytes(answer), fields_headers(rid, fields))
 
             async def streamed(watcher: asyncio.Task[None]) -> None:
                 stream, op = api.stream(request, headers=headers, request_id=rid)
@@ -297,7 +302,10 @@ class SurfaceEndpoints:
                             type="api_error",
                             code="empty_stream",
                         )
-                    head = [*sse.SSE_HEADERS, *_served(rid, stream.plan.route.name, stream.trail)]
+                    head = [
+                        *sse.SSE_HEADERS,
+                        *served_headers(rid, stream.plan.route.name, stream.trail),
+                    ]
                     await send({"type": "http.response.start", "status": 200, "headers": head})
                     await send({"type": "http.response.body", "body": first, "more_body": True})
                     try:
@@ -335,7 +343,7 @@ class SurfaceEndpoints:
             async def plain(watcher: asyncio.Task[None]) -> None:
                 async def respond(answer: dict[str, Any], fields: ExtraFields | None) -> None:
                     watcher.cancel()
-                    await send_json(send, 200, json_bytes(answer), _fields_headers(rid, fields))
+                    await send_json(send, 200, json_bytes(answer), fields_headers(rid, fields))
 
                 await api.create(request, headers=headers, request_id=rid, respond=respond)
 
