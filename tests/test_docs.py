@@ -306,3 +306,18 @@ def test_the_files_and_import_names_the_prose_mentions_exist(doc: Path) -> None:
     assert not missing, f"{doc.name} names files that do not exist: {missing}"
     old = sorted(set(_OLD_IMPORT.findall(text)))
     assert not old, f"{doc.name}: the import name is turnout (turnout.Provider), not {old}"
+
+
+TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
+
+
+def test_every_test_a_doc_points_at_exists() -> None:
+    """docs/security.md (and any page) names the test of each promise: each exists."""
+    missing = []
+    for doc in DOCS:
+        for path, name in TEST_REF.findall(doc.read_text(encoding="utf-8")):
+            source = ROOT / path
+            text = source.read_text(encoding="utf-8") if source.exists() else ""
+            if not re.search(rf"^(async )?def {name}\(", text, re.M):
+                missing.append(f"{doc.relative_to(ROOT)}: {path}::{name}")
+    assert not missing, missing

@@ -242,6 +242,14 @@ class Provider(abc.ABC):
             f"provider type {self.settings.type!r} does not offer embeddings",
         )
 
+    def output_ceiling(self, request: ChatRequest, model: str) -> int | None:
+        """The most output tokens a request to ``model`` can be billed for, as this
+        provider will send it: a budget's hold and a route's cost cap cover this.
+        None: no limit is sent (the model's own output limit applies). Override
+        when the upstream request carries more than the caller's ``output_limit``
+        (a default ``max_tokens``, room raised for a thinking budget)."""
+        return request.output_limit
+
     def speaks(self, surface: str) -> bool:
         """Whether requests on ``surface`` go to this upstream as written."""
         return surface in type(self).native_surfaces or surface in self.settings.native

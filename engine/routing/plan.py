@@ -46,6 +46,7 @@ class Attempt:
     :param role: why it is here; ``weight_share`` for a weighted pick.
     :param key_index: which of the provider's API keys to use (never the key).
     :param estimated_cost: worst-case USD, or None if unpriced.
+    :param output_ceiling: see the attribute.
     """
 
     target: CompiledTarget
@@ -54,6 +55,14 @@ class Attempt:
     note: str | None = None
     key_index: int | None = None
     estimated_cost: float | None = None
+    output_ceiling: int | None = None
+    """The output limit the provider sends when it is not the request's own
+    (``Provider.output_ceiling``: a default ``max_tokens``, thinking room);
+    None: the plan's ``output_limit``."""
+
+    def output_limit(self, plan_limit: int | None) -> int | None:
+        """The output limit this attempt sends, given the plan's."""
+        return plan_limit if self.output_ceiling is None else self.output_ceiling
 
     @property
     def provider(self) -> str:

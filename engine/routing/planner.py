@@ -181,6 +181,8 @@ def plan_request(
             skipped.append(Skip(name, role, SkipReason.RATE_LIMITED, state.rate_limited[name]))
             continue
         info = target.info
+        sent = provider.provider.output_ceiling(request, target.model)
+        ceiling = None if sent == output_limit else sent
         window = info.context_window
         if window is not None and prompt_tokens + (output_limit or 0) > window:
             skipped.append(
@@ -195,7 +197,7 @@ def plan_request(
             continue
         estimate = None
         if cap is not None or info.priced:
-            bound = info.output_bound(prompt_tokens, output_limit)
+            bound = info.output_bound(prompt_tokens, sent)
             estimate = info.worst_case_cost(prompt_tokens, bound)
             if cap is not None:
                 if estimate is None:
@@ -211,8 +213,10 @@ def plan_request(
                     continue
                 if estimate > cap:
                     detail = f"worst case ${estimate:.6f} > cap ${cap:g}"
-                    if output_limit is None:
+                    if sent is None:
                         detail += f" (assumes {bound} output tokens; set max_tokens to lower it)"
+                    elif ceiling is not None:
+                        detail += f" ({provider.name} sends max_tokens {sent})"
                     skipped.append(Skip(name, role, SkipReason.COST_CAP, detail))
                     continue
         attempts.append(
@@ -223,6 +227,7 @@ def plan_request(
                 note=notes.get(name),
                 key_index=_pick_key(provider.key_weights, rng),
                 estimated_cost=estimate,
+                output_ceiling=ceiling,
             )
         )
     return Plan(

@@ -54,11 +54,12 @@ _MODEL_PARAMS = (
 
 def chat_worst_case(attempt: Attempt, plan: Plan) -> WorstCase:
     """The most an attempt can bill: a prompt no tokenizer exceeds (``plan.prompt_bound``
-    when set) plus the most output the target can bill for each of ``plan.choices``.
+    when set) plus the most output the target can bill for each of ``plan.choices``
+    (the limit the attempt's provider sends: ``Attempt.output_ceiling``).
     The output bound comes from the smaller estimate (a context window leaves the
     most room for output then), so both parts over-cover."""
     info = attempt.target.info
-    bound = info.output_bound(plan.prompt_tokens, plan.output_limit)
+    bound = info.output_bound(plan.prompt_tokens, attempt.output_limit(plan.output_limit))
     if bound is None:
         return WorstCase(None, attempt.estimated_cost)
     prompt = max(plan.prompt_tokens, plan.prompt_bound or 0)

@@ -92,6 +92,11 @@ class AnthropicProvider(api.TranslatingProvider):
         Messages request goes upstream as it was written."""
         return self._url + "/count_tokens" if surface == "messages.count_tokens" else self._url
 
+    def output_ceiling(self, request: api.ChatRequest, model: str) -> int | None:
+        # a stream's default is the larger one; thinking may raise either
+        default = wire.default_max_tokens(model, stream=True, configured=self.options.max_tokens)
+        return wire.sent_max_tokens(request, model, max_tokens=default)
+
     def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
         max_tokens = wire.default_max_tokens(
             call.model, stream=stream, configured=self.options.max_tokens

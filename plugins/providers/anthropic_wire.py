@@ -146,6 +146,26 @@ def default_max_tokens(model: str, *, stream: bool, configured: int | None = Non
     return limit if stream else min(limit, NON_STREAMING_MAX_TOKENS)
 
 
+def sent_max_tokens(request: ChatRequest, model: str, *, max_tokens: int) -> int:
+    """The largest ``max_tokens`` ``messages_body`` sends for ``request`` (what a
+    budget must hold): the caller's limit or ``max_tokens``, raised where
+    ``reasoning_effort`` needs room for a thinking budget."""
+    limit = request.output_limit or max_tokens
+    extra = request.model_extra or {}
+    if not extra or extra.get("thinking") is not None:
+        return limit
+    try:
+        effort = reasoning.requested_effort(dict(extra))
+    except ValueError:  # the translation refuses the request
+        return limit
+    if effort is None:
+        return limit
+    plan = reasoning.claude_thinking(
+        effort, model, max_tokens=limit, model_limit=model_output_limit(model)
+    )
+    return limit if plan is None else max(limit, plan.max_tokens)
+
+
 def model_output_limit(model: str) -> int | None:
     """The largest output of a Claude model family, or None for one not known here."""
     limit = _EXACT_MAX_OUTPUT.get(model)

@@ -115,6 +115,9 @@ class BedrockProvider(api.TranslatingProvider):
         action = "converse-stream" if stream else "converse"
         return f"{self._root}{api.path_segment(call.model, safe=_PATH_SAFE)}/{action}"
 
+    def output_ceiling(self, request: api.ChatRequest, model: str) -> int | None:
+        return wire.sent_max_tokens(request, model, default_max_tokens=self.options.max_tokens)
+
     def request_body(self, call: api.ProviderCall, *, stream: bool) -> Any:
         return wire.to_converse(
             call.request, default_max_tokens=self.options.max_tokens, model=call.model

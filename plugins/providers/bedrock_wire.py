@@ -140,6 +140,29 @@ def to_converse(
     return body
 
 
+def sent_max_tokens(
+    request: ChatRequest, model: str, *, default_max_tokens: int | None = None
+) -> int | None:
+    """The largest ``maxTokens`` ``to_converse`` sends for ``request`` (what a
+    budget must hold), or None when it sends none: raised where
+    ``reasoning_effort`` gives a Claude ``model`` a thinking budget."""
+    limit = request.output_limit or default_max_tokens
+    name = reasoning.claude_in_bedrock_id(model)
+    if name is None or not request.model_extra:
+        return limit
+    try:
+        effort = reasoning.requested_effort(request.model_extra)
+    except ValueError:  # the translation refuses the request
+        return limit
+    if effort is None:
+        return limit
+    base = limit or DEFAULT_MAX_TOKENS
+    plan = reasoning.claude_thinking(
+        effort, name, max_tokens=base, model_limit=model_output_limit(name)
+    )
+    return limit if plan is None else max(base, plan.max_tokens)
+
+
 def _think(body: dict[str, Any], request: ChatRequest, model: str) -> None:
     """``reasoning_effort`` as Claude thinking, as the Anthropic provider does it.
 

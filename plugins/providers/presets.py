@@ -72,8 +72,8 @@ class MistralProvider(OpenAIProvider):
         if "seed" in body:
             body["random_seed"] = body.pop("seed")
         if "max_completion_tokens" in body:
-            limit = body.pop("max_completion_tokens")
-            body.setdefault("max_tokens", limit)
+            # the request's output_limit, which budgets hold: it wins over max_tokens
+            body["max_tokens"] = body.pop("max_completion_tokens")
         body.pop("user", None)
         body.pop("stream_options", None)
         return body
