@@ -49,6 +49,7 @@ __all__ = [
     "STATE_ERRORS",
     "GatewayMetrics",
     "ModelLabels",
+    "breaker_target",
     "exposition",
     "multiprocess_dir",
     "policy_reloads",
@@ -76,7 +77,7 @@ BUDGET_REFUSALS = Counter(
 BREAKER_STATE = Gauge(
     "turnout_breaker_state",
     "Circuit breaker of each target as this process last saw it: 0 closed, 1 half-open, 2 open.",
-    ["target"],
+    ["target"],  # through breaker_target: bounded
     multiprocess_mode="mostrecent",
 )
 STATE_ERRORS = Counter(
@@ -147,6 +148,12 @@ class ModelLabels:
                 self._seen.add(model)
                 return model
         return "other"
+
+
+breaker_target = ModelLabels()
+"""Targets as ``turnout_breaker_state`` label values: the first ``MODEL_LABEL_LIMIT``
+targets whose breaker moved keep their names, later ones are ``"other"``, so a
+flood of model names on a direct route cannot add series without end."""
 
 
 def multiprocess_dir() -> str | None:

@@ -16,11 +16,20 @@ import asyncio
 import json
 from typing import Any
 
+import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEADER_TIMEOUT", "CoalescingHttpToolsProtocol", "GuardedHttpToolsProtocol"]
+__all__ = [
+    "HEADER_TIMEOUT",
+    "SEND_TIMEOUT",
+    "CoalescingHttpToolsProtocol",
+    "GuardedHttpToolsProtocol",
+]
 
 HEADER_TIMEOUT = "turnout_header_timeout"
+SEND_TIMEOUT = "turnout_send_timeout"
+
+_log = structlog.get_logger("turnout.http")
 
 
 class _HeadHoldingTransport:
@@ -65,7 +74,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
-    """The coalescing protocol, refusing request heads that are too big or too slow.
+    """The coalescing protocol, refusing request heads that are too big or too slow,
+    and dropping clients that stop reading their response.
 
     uvicorn's httptools protocol buffers a request head for as long and as large
     as a client cares to send it: thousands of connections trickling partial
@@ -76,12 +86,23 @@ class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
     answer closes the connection. Both come from uvicorn's config, so worker
     processes get them too: ``h11_max_incomplete_event_size`` and the
     ``HEADER_TIMEOUT`` attribute (uvicorn has no setting of its own for it).
+
+    A client that stops reading fills the socket's buffers; the transport then
+    pauses writing and the app's next ``send`` waits, holding its upstream
+    connection (a stream) and its budget hold. One timer starts when writing
+    pauses and stops when it resumes: a connection whose writes stay paused for
+    ``send_timeout`` seconds (config attribute ``SEND_TIMEOUT``) is aborted, which
+    uvicorn reports to the app as ``http.disconnect``, so the request is cancelled
+    as if the client had left (its upstream call closed, its hold released).
+    Nothing runs per write.
     """
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.max_header_bytes = config.h11_max_incomplete_event_size or 64 * 1024
         self.header_timeout = getattr(config, HEADER_TIMEOUT, 10.0)
+        self.send_timeout = getattr(config, SEND_TIMEOUT, 30.0)
+        self._send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -129,7 +150,32 @@ class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._stop_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._stopped_reading)
+
+    def resume_writing(self) -> None:
+        self._stop_send_timer()
+        super().resume_writing()
+
+    def _stop_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _stopped_reading(self) -> None:
+        self._send_timer = None
+        if self.flow is not None and self.flow.write_paused and not self.transport.is_closing():
+            _log.warning(
+                "client stopped reading its response; connection closed",
+                client=f"{self.client[0]}:{self.client[1]}" if self.client else None,
+                send_timeout_s=self.send_timeout,
+            )
+            self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:

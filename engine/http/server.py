@@ -75,10 +75,11 @@ def _limits(gateway: Gateway) -> dict[str, Any]:
 
 def _config(gateway: Gateway, **settings: Any) -> Any:
     import uvicorn
-    from turnout.http.protocol import HEADER_TIMEOUT
+    from turnout.http.protocol import HEADER_TIMEOUT, SEND_TIMEOUT
 
     config = uvicorn.Config(**settings, **_limits(gateway))
     setattr(config, HEADER_TIMEOUT, gateway.header_timeout)
+    setattr(config, SEND_TIMEOUT, gateway.send_timeout)
     return config
 
 

@@ -356,6 +356,13 @@ class Gateway(Strict):
         description="time a client has to send a request's head (408 and closed after); "
         "read when the gateway starts",
     )
+    send_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="time a response may wait on a client that stopped reading it; then "
+        "the connection is closed, the upstream call cancelled and its budget hold "
+        "released; read when the gateway starts",
+    )
     max_connections: int = Field(
         1024,
         ge=1,

@@ -270,7 +270,8 @@ class RequestAccount:
         except StateUnavailable as exc:
             self.books.failed("breaker", exc)
             return None
-        metrics.BREAKER_STATE.labels(target).set(BREAKER_GAUGE.get(state.state, 0.0))
+        gauge = metrics.BREAKER_STATE.labels(metrics.breaker_target(target))
+        gauge.set(BREAKER_GAUGE.get(state.state, 0.0))
         return state.allowed
 
 

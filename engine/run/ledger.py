@@ -127,7 +127,7 @@ class BudgetLedger:
                 account.breakers[name] = f
                 if view == "open":
                     open_circuits.add(name)
-                    metrics.BREAKER_STATE.labels(name).set(BREAKER_GAUGE["open"])
+                    metrics.BREAKER_STATE.labels(metrics.breaker_target(name)).set(BREAKER_GAUGE["open"])
                 elif view == "probe":
                     account.probes.add(name)
         rate_limited: dict[str, str] = {}

@@ -153,6 +153,15 @@ class StateBackend(ABC):
         """Release connections and files."""
 
 
+BREAKER_IDLE = 86_400.0
+"""Seconds after its last event that a target's breaker is forgotten (reads
+closed): the state of targets named once, e.g. on a direct route, does not
+pile up."""
+
+BREAKER_LIMIT = 10_000
+"""Most breakers one in-memory state keeps; past it the least recently used goes."""
+
+
 def transition(
     fields: dict[str, Any], event: BreakerEvent, now: float, rule: BreakerRule
 ) -> tuple[dict[str, Any], BreakerState]:

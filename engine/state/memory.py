@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from turnout.state.base import (
+    BREAKER_LIMIT,
     BreakerEvent,
     BreakerRule,
     BreakerState,
@@ -33,7 +34,8 @@ class MemoryState(StateBackend):
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self.wall = wall
         self.counters: dict[str, list[float]] = {}  # key -> [used, held, expires]
-        self.breaker_fields: dict[str, dict[str, Any]] = {}
+        self.breaker_fields: dict[str, dict[str, Any]] = {}  # least recently used first
+        self.breaker_limit = BREAKER_LIMIT
         self.documents: dict[str, tuple[str, float]] = {}  # key -> (value, expires)
         self._lock = threading.Lock()
         self._ops = 0
@@ -77,8 +79,11 @@ class MemoryState(StateBackend):
         self, target: str, event: BreakerEvent, now: float, rule: BreakerRule
     ) -> BreakerState:
         with self._lock:
-            fields, state = transition(self.breaker_fields.get(target, {}), event, now, rule)
-            self.breaker_fields[target] = fields
+            breakers = self.breaker_fields
+            fields, state = transition(breakers.pop(target, {}), event, now, rule)
+            breakers[target] = fields  # most recently used last
+            if len(breakers) > self.breaker_limit:
+                del breakers[next(iter(breakers))]
             return state
 
     async def breakers(self, targets: Sequence[str]) -> list[dict[str, Any]]:

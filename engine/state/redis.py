@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from turnout.state.base import (
+    BREAKER_IDLE,
     BreakerEvent,
     BreakerRule,
     BreakerState,
@@ -53,7 +54,8 @@ return 0
 """
 
 # The rules of engine.state.base.transition, in Lua. KEYS[1]: the breaker.
-# ARGV: event, now, failures, ratio (-1: none), min_calls, window, cooldown.
+# ARGV: event, now, failures, ratio (-1: none), min_calls, window, cooldown, idle (ms):
+# every write sets the key to expire that long after it (BREAKER_IDLE).
 BREAKER = """
 local raw = redis.call('HGETALL', KEYS[1])
 local h = {}
@@ -64,6 +66,7 @@ local now = tonumber(ARGV[2])
 local function open()
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'state', 'open', 'opened', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
   return {'open', 0}
 end
 if event == 'check' then
@@ -73,6 +76,7 @@ if event == 'check' then
   else since = now - tonumber(h['probe'] or 0) end
   if since < tonumber(ARGV[7]) then return {state, 0} end
   redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
   return {'half_open', 1}
 end
 if event == 'failure' and state ~= 'closed' then return open() end
@@ -96,6 +100,7 @@ if event == 'failure' then
 end
 redis.call('HSET', KEYS[1], 'state', 'closed', 'fails', fails,
            'win', tostring(win), 'n', n, 'nf', nf)
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {'closed', 1}
 """
 
@@ -176,7 +181,10 @@ class RedisState(StateBackend):
         self, target: str, event: BreakerEvent, now: float, rule: BreakerRule
     ) -> BreakerState:
         ratio = -1 if rule.ratio is None else rule.ratio
-        args = [event, repr(now), rule.failures, ratio, rule.min_calls, rule.window, rule.cooldown]
+        args = [
+            event, repr(now), rule.failures, ratio, rule.min_calls, rule.window, rule.cooldown,
+            int(BREAKER_IDLE * 1000),
+        ]  # fmt: skip
         state, allowed = await self._call("breaker", [self.prefix + "b:" + target], args)
         return BreakerState(str(state), bool(int(allowed)))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from turnout.state.base import (
+    BREAKER_IDLE,
     BreakerEvent,
     BreakerRule,
     BreakerState,
@@ -58,6 +59,7 @@ class SQLiteState(StateBackend):
         self, path: str | Path, *, busy_timeout: float = 5.0, wall: Callable[[], float] = time.time
     ) -> None:
         self.path = str(path)
+        self._breaker_ops = 0
         self.wall = wall
         self._busy_ms = int(busy_timeout * 1000)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="turnout-sqlite")
@@ -139,11 +141,18 @@ class SQLiteState(StateBackend):
         def job(db: sqlite3.Connection) -> BreakerState:
             row = db.execute("SELECT fields FROM breakers WHERE target = ?", (target,)).fetchone()
             fields, state = transition(json.loads(row[0]) if row else {}, event, now, rule)
+            fields["touched"] = now  # forgotten BREAKER_IDLE after it
             db.execute(
                 "INSERT INTO breakers (target, fields) VALUES (?, ?) "
                 "ON CONFLICT (target) DO UPDATE SET fields = excluded.fields",
                 (target, json.dumps(fields)),
             )
+            self._breaker_ops += 1
+            if self._breaker_ops % _PURGE_EVERY == 0:
+                db.execute(
+                    "DELETE FROM breakers WHERE json_extract(fields, '$.touched') < ?",
+                    (now - BREAKER_IDLE,),
+                )
             return state
 
         return await self._run(job)

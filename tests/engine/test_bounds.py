@@ -80,3 +80,40 @@ def test_the_peak_is_never_below_the_latest_observation_and_never_above_the_wors
         peak = stats.latency(target)
         assert peak is not None and latency - 1e-9 <= peak <= max(seen[target]) + 1e-9
     assert len(stats._ewma) <= 3
+
+
+BREAKERS = """\
+version: 1
+breaker: {failures: 2, cooldown: 30s}
+providers:
+  flood: {type: mock, options: {script: [{fail: server_error}], repeat: true}}
+defaults: {retry: {attempts: 1, backoff: 1ms}}
+"""
+
+
+async def test_breakers_of_endless_names_stay_bounded(make_engine, monkeypatch) -> None:
+    """Each failing model a caller names on a direct route moves a breaker; the
+    in-memory state keeps the most recently used ones and the metric's series
+    stop at the label limit, with ``other`` for the rest."""
+    from turnout import metrics
+    from turnout.state.memory import MemoryState
+
+    monkeypatch.setattr(metrics, "breaker_target", metrics.ModelLabels(limit=20))
+    engine = make_engine(BREAKERS)
+    backend = engine.ledger.books.backend  # type: ignore[union-attr]
+    assert isinstance(backend, MemoryState)
+    backend.breaker_limit = 50
+    for i in range(300):
+        with pytest.raises(TurnoutError):
+            await engine.chat(
+                {"model": f"flood/m{i}", "messages": [{"role": "user", "content": "x"}]}
+            )
+    assert len(backend.breaker_fields) == 50
+    assert "flood/m299" in backend.breaker_fields and "flood/m0" not in backend.breaker_fields
+    targets = {
+        sample.labels["target"]
+        for family in metrics.BREAKER_STATE.collect()
+        for sample in family.samples
+        if sample.labels["target"].startswith("flood/") or sample.labels["target"] == "other"
+    }
+    assert len(targets) <= 21 and "other" in targets

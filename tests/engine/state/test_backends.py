@@ -66,3 +66,24 @@ async def test_success_resets_consecutive_failures(backend: StateBackend) -> Non
     await backend.breaker("t", "failure", 1.0, rule)
     await backend.breaker("t", "success", 2.0, rule)
     assert (await backend.breaker("t", "failure", 3.0, rule)).state == "closed"
+
+
+async def test_breakers_of_targets_gone_quiet_are_forgotten(make_backend) -> None:  # type: ignore[no-untyped-def]
+    """State of a target named once (a direct route's model) does not pile up:
+    SQLite drops breakers untouched for BREAKER_IDLE, redis lets them expire."""
+    from turnout.state.base import BREAKER_IDLE
+
+    rule = BreakerRule(failures=5, cooldown=30)
+    sqlite = make_backend("sqlite")
+    for i in range(1024):  # one purge pass every 1024 breaker writes
+        now = 1000.0 if i < 1000 else 1000.0 + BREAKER_IDLE + 1
+        await sqlite.breaker(f"p/m{i}", "failure", now, rule)
+    fields = await sqlite.breakers(["p/m0", "p/m1010"])
+    assert fields[0] == {} and fields[1]["fails"] == 1
+    await sqlite.aclose()
+
+    redis = make_backend("redis")
+    await redis.breaker("p/once", "failure", 1000.0, rule)
+    ttl = await redis._redis().pttl(redis.prefix + "b:p/once")  # type: ignore[attr-defined]
+    assert 0 < ttl <= BREAKER_IDLE * 1000
+    await redis.aclose()
