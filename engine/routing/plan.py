@@ -126,6 +126,15 @@ class Plan:
     choices: int = 1
     """Completions the request asks for (``n``): each may bill the whole output bound."""
 
+    def skip_records(self) -> list[dict[str, Any]] | None:
+        """The skipped targets as ``extra_fields.skipped`` says them, or None."""
+        if not self.skipped:
+            return None
+        return [
+            {"target": s.name, "role": s.role.value, "reason": s.reason.value, "detail": s.detail}
+            for s in self.skipped
+        ]
+
     def explain(self) -> str:
         """A human-readable account: each attempt in order and each skipped target."""
         lines = [

@@ -45,14 +45,8 @@ _QUOTA_REASONS = frozenset({SkipReason.BUDGET, SkipReason.RATE_LIMITED})
 def skipped_fields(plan: Plan) -> dict[str, Any]:
     """``{"skipped": [...]}``: the targets the plan left out and why (an error's
     ``extra_fields``), or nothing when it left none out."""
-    if not plan.skipped:
-        return {}
-    return {
-        "skipped": [
-            {"target": s.name, "role": s.role.value, "reason": s.reason.value, "detail": s.detail}
-            for s in plan.skipped
-        ]
-    }
+    records = plan.skip_records()
+    return {} if records is None else {"skipped": records}
 
 
 def empty_plan_error(plan: Plan) -> TurnoutError:

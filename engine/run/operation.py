@@ -190,4 +190,5 @@ def served_fields(
         request_id=ctx.request_id,
         cost=cost,
         attempts=ctx.trail,
+        skipped=ctx.plan.skip_records(),
     )

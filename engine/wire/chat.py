@@ -149,6 +149,12 @@ class ExtraFields(_Open):
     cache: str | None = Field(
         None, description='the response cache: "hit", "miss" or "bypass" (None: no cache)'
     )
+    skipped: list[dict[str, Any]] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="targets the plan left out and why (a request fallback the key may "
+        "not use: not_allowed); absent when none was",
+    )
 
 
 class ChatResponse(_Open):

@@ -101,6 +101,28 @@ def test_a_request_fallback_outside_the_keys_models_is_skipped_and_an_allowed_on
     assert response.headers["x-turnout-model"] == "gpt-4o-mini"
     assert response.headers["x-turnout-attempts"] == "2"  # mock/echo was never called
     assert [r.body["model"] for r in fake.requests] == ["gpt-4o", "gpt-4o-mini"]
+    (skip,) = response.json()["extra_fields"]["skipped"]  # the caller is told why
+    assert skip["target"] == "mock/echo" and skip["reason"] == "not_allowed"
+
+
+def test_a_streamed_answer_says_which_request_fallbacks_the_key_could_not_use(
+    gateway: RunningGateway, fake: FakeOpenAI
+) -> None:
+    body = hello(fallbacks=["mock/echo"], stream=True, stream_options={"include_usage": True})
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json=body,
+        headers={"authorization": f"Bearer {KEYS['models']}"}, timeout=30,
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: {")]
+    fields = json.loads(events[-1])["extra_fields"]
+    assert [s["reason"] for s in fields["skipped"]] == ["not_allowed"]
+
+
+def test_an_answer_with_nothing_skipped_carries_no_skipped_field(gateway: RunningGateway) -> None:
+    response = post(gateway, hello(), "models")
+    assert response.status_code == 200
+    assert "skipped" not in response.json()["extra_fields"]
 
 
 def test_a_key_limited_to_routes_gets_no_fallback_another_route_would_serve(
