@@ -38,7 +38,11 @@ def make_backend(
             backend = SQLiteState(tmp_path / "state.db")
         else:
             url = request.getfixturevalue("redis_url")
-            backend = RedisState(url, prefix=f"t{id(made)}:{len(made)}:{request.node.name}:")
+            # 32 connections opened at once on a loaded 2-core machine can take
+            # more than the 1 s default connect timeout; these tests are not about it
+            backend = RedisState(
+                url, prefix=f"t{id(made)}:{len(made)}:{request.node.name}:", timeout=5.0
+            )
         made.append(backend)
         return backend
 
