@@ -2,6 +2,7 @@
 detectors they replaced, and 500 KB of adversarial text.
 
     python benchmarks/bench_guardrails.py [--rounds 7] [--ref main] [--raw FILE]
+                                          [--adversarial-before]
 
 Times are CPU time of this process (``time.process_time``): the machines
 these run on are shared, and wall time there mostly measures the neighbours.
@@ -9,8 +10,9 @@ these run on are shared, and wall time there mostly measures the neighbours.
 git in this same run; ``after`` is the working tree. Normal prompts: µs per
 scan, median over rounds. Adversarial texts (each ~500 KB, built to make a
 backtracking engine go quadratic, or dense with candidates): ms per scan of
-the new detectors only (the old ones take minutes on them: "aws key" + 20,000
-spaces + "!" alone took 4.5 s). Target (issue 15): ≤ 50 ms per 500 KB.
+the new detectors only, unless ``--adversarial-before`` (the detectors from
+before RE2 take minutes on them: "aws key" + 20,000 spaces + "!" alone took
+4.5 s). Target (issue 15): ≤ 50 ms per 500 KB.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ ADVERSARIAL = {
     "digits": "1" * SIZE,
     "colons": ":" * SIZE,
     "dense card candidates": "1 " * (SIZE // 2),
+    "card candidates, 13-digit groups": "1111111111111 " * (SIZE // 14),
+    "digit groups of 10 (no candidate)": "1111111111 " * (SIZE // 11),
+    "non-ASCII dense card candidates": "\u0661 " * (SIZE // 2),
     "non-ASCII dense": "é1 " * (SIZE // 3),
     "prose": (PROMPT + " ") * (SIZE // len(PROMPT)),
 }
@@ -81,12 +86,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--ref", default="main")
     parser.add_argument("--raw")
+    parser.add_argument(
+        "--adversarial-before",
+        action="store_true",
+        help="time --ref's detectors on the adversarial texts too (minutes before RE2)",
+    )
     args = parser.parse_args()
     old_secrets, old_pii = old_detectors(args.ref)
     new_secrets, new_pii = secrets.Secrets(), pii.Pii()
     lines = [f"# normal prompts, µs per scan (median of {args.rounds} rounds of {args.n})", ""]
     lines += ["| prompt | detector | before | after | after/before |", "|---|---|---:|---:|---:|"]
-    for label, text in (("plain", PROMPT), ("with PII", PII_PROMPT), ("with secrets", SECRET_PROMPT)):
+    prompts = (("plain", PROMPT), ("with PII", PII_PROMPT), ("with secrets", SECRET_PROMPT))
+    for label, text in prompts:
         for name, old, new in (("secrets", old_secrets, new_secrets), ("pii", old_pii, new_pii)):
             before, after = [], []
             for _ in range(args.rounds):
@@ -95,18 +106,25 @@ def main() -> None:
             b, a = statistics.median(before), statistics.median(after)
             lines.append(f"| {label} | {name} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
     deny = Deny(DenyOptions(patterns=[r"(a+)+$", r"internal[- ]only"], keywords=["drop table"]))
-    lines += ["", f"# adversarial text (~{SIZE // 1000} KB), ms per scan, median of {args.rounds}", ""]
-    lines += ["| text | secrets | pii | deny `(a+)+$` |", "|---|---:|---:|---:|"]
+    lines += ["", f"# adversarial text (~{SIZE // 1000} KB), ms per scan, median of {args.rounds}"]
+    lines += [""]
+    scans = [new_secrets.scan, new_pii.scan, deny.scan]
+    if args.adversarial_before:
+        lines += ["| text | secrets before | secrets | pii before | pii | deny `(a+)+$` |"]
+        lines += ["|---|---:|---:|---:|---:|---:|"]
+        scans[:2] = [old_secrets.scan, new_secrets.scan, old_pii.scan, new_pii.scan]
+    else:
+        lines += ["| text | secrets | pii | deny `(a+)+$` |", "|---|---:|---:|---:|"]
     for label, text in ADVERSARIAL.items():
         row = []
-        for scan in (new_secrets.scan, new_pii.scan, deny.scan):
+        for scan in scans:
             times = []
             for _ in range(args.rounds):
                 start = time.process_time()
                 scan(text)
                 times.append((time.process_time() - start) * 1000)
             row.append(statistics.median(times))
-        lines.append(f"| {label} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.1f} |")
+        lines.append(f"| {label} | " + " | ".join(f"{ms:.1f}" for ms in row) + " |")
     output = "\n".join(lines)
     print(output)
     if args.raw:

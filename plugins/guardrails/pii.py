@@ -9,6 +9,7 @@ a valid area, and phone numbers need a ``+`` country code or separators.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from collections.abc import Callable
 from typing import Literal
 
@@ -68,6 +69,9 @@ _EMAIL = LinearPattern(
     after=f"(?:[^{W}-]|\\z)",
 )
 _CARD = LinearPattern(f"[{D}](?:[ -]?[{D}]){{12,18}}", before=f"{D}-", after=f"(?:[^{D}-]|\\z)")
+_DIGIT_RUN = LinearPattern(f"[{D}](?:[ -]?[{D}]){{12,}}")
+"""Thirteen digits or more, each pair separated by at most one space or dash: where
+``_CARD`` matches are (one search per run, where ``_CARD`` took one per match)."""
 _IBAN = LinearPattern(
     f"[A-Z]{{2}}[{D}]{{2}}(?: ?[A-Z0-9]){{11,30}}", before=W, after=f"(?:[^{W}]|\\z)"
 )
@@ -89,12 +93,86 @@ _NUMBER_RUN = LinearPattern(f"[{D}](?:[ .()+-]?[{D}]){{6}}|[{D}]{{1,3}}\\.[{D}]{
 
 
 def _cards(scanned: Scanned) -> list[Finding]:
-    out = []
     text = scanned.text
-    for start, end in _CARD.spans(scanned):
-        digits = text[start:end].replace(" ", "").replace("-", "")
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            out.append(Finding("CREDIT_CARD", start, end))
+    out: list[Finding] = []
+    for start, end in _DIGIT_RUN.spans(scanned):
+        out += _cards_in_run(text, start, end)
+    return out
+
+
+class _AsciiDigits(dict[int, int]):
+    """A ``str.translate`` table: each decimal digit to its ASCII digit, the
+    separators to themselves (built as digits are met: there are hundreds)."""
+
+    def __missing__(self, char: int) -> int:
+        self[char] = ord(str(unicodedata.decimal(chr(char), 0)))
+        return self[char]
+
+
+_TO_ASCII = _AsciiDigits({ord(" "): ord(" "), ord("-"): ord("-")})
+_TO_ZERO = str.maketrans("123456789", "000000000")
+_VALUE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED_VALUE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+
+
+def _cards_in_run(text: str, start: int, end: int) -> list[Finding]:
+    """The cards (``REFERENCE["credit_card"]``, Luhn-checked) in the run
+    ``text[start:end]`` of ``_DIGIT_RUN``, found in time linear in the run.
+
+    A card starts at a digit after a space (or at the run's start, unless a
+    dash precedes the run) and ends at a digit before a space (or the run's
+    end, unless a dash follows): between spaces, the run's groups. From each
+    start the card is the longest stretch of groups with 13 to 19 digits; the
+    next start is after it. Each digit's Luhn weight depends only on whether
+    its distance to the card's last digit is even, so two weighted copies of
+    the run's digits, one per parity, make each card's checksum one sum.
+    """
+    run = text[start:end]
+    start_ok = not start or text[start - 1] != "-"
+    end_ok = end == len(text) or text[end] != "-"
+    if len(run) <= 37 and start_ok and end_ok:  # at most 19 digits: the run is the card
+        digits = run.replace(" ", "").replace("-", "")
+        if len(digits) <= 19:
+            return [Finding("CREDIT_CARD", start, end)] if luhn_valid(digits) else []
+    elif len(run) > 256 and not _CARD.found_in(Scanned(text[start - bool(start) : end + 1])):
+        return []  # RE2 skips runs without a candidate faster (a run of 10-digit groups)
+    if not run.isascii():
+        run = run.translate(_TO_ASCII)
+    # one mark per digit: "1" if a space follows it, "2" a dash, "0" neither
+    marks = run.translate(_TO_ZERO).replace("0 ", "1").replace("0-", "2")
+    digits = run.encode().translate(None, b" -")
+    value, doubled = digits.translate(_VALUE), digits.translate(_DOUBLED_VALUE)
+    even, odd = bytearray(value), bytearray(doubled)  # weights when the last digit is even, odd
+    even[1::2] = doubled[1::2]
+    odd[1::2] = value[1::2]
+    last = len(digits) - 1
+    # from ``tail`` on, the run's last digit ends the longest card
+    tail = last - 18 if end_ok else last + 1
+    k = 0 if start_ok else marks.find("1") + 1 or last + 1
+    rfind, find = marks.rfind, marks.find
+    out: list[Finding] = []
+    mapped, zeros = 0, 0  # a digit and how many "0" marks precede it
+    while k + 12 <= last:
+        m = last if k >= tail else rfind("1", k + 12, k + 19)
+        if m >= 0:
+            if sum((odd if m & 1 else even)[k : m + 1]) % 10 == 0:
+                # a digit's offset in the run: itself, plus a separator per marked digit before it
+                zeros += marks.count("0", mapped, k)
+                first = 2 * k - zeros
+                zeros += marks.count("0", k, m)
+                mapped = m
+                out.append(Finding("CREDIT_CARD", start + first, start + 2 * m - zeros + 1))
+            k = m + 1
+            continue
+        # no card from k, nor from any start before the next end less 18 digits
+        after = find("1", k + 19)
+        if after < 0:
+            if tail > last or last < k + 19:
+                break
+            after = last
+        k = find("1", after - 19) + 1
+        if k == 0:
+            break
     return out
 
 
@@ -181,6 +259,7 @@ class Pii(Guardrail):
         scanned = Scanned(text)
         numeric = _NUMBER_RUN.found_in(scanned)
         found: list[Finding] = []
+        kinds_found = 0
         for kind, detect in self._detectors:
             if kind == "email":
                 if "@" not in text:
@@ -190,5 +269,10 @@ class Pii(Guardrail):
                     continue
             elif not numeric:
                 continue
+            before = len(found)
             found += detect(scanned)
-        return without_overlaps(found) if found else found
+            if len(found) > before:
+                # IPv4 then IPv6 findings, which can overlap (``::ffff:1.2.3.4``)
+                kinds_found += 2 if kind == "ip_address" else 1
+        # the other detectors' findings are in text order and disjoint already
+        return without_overlaps(found) if kinds_found > 1 else found

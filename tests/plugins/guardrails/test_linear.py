@@ -10,14 +10,16 @@ Timing lives in benchmarks/bench_guardrails.py, not here.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from turnout.plugins.guardrails import pii, secrets
 from turnout.plugins.guardrails.deny import Deny, DenyOptions
 from turnout.plugins.guardrails.linear import Scanned
+from turnout.plugins.guardrails.redact import without_overlaps
 
 # ASCII, Latin letters, a non-ASCII digit (\d and \w in Python), a non-ASCII
 # space and a combining mark (\w in neither)
@@ -72,7 +74,7 @@ def texts(pieces: list[str], kind: str) -> st.SearchStrategy[str]:
     return st.lists(part, max_size=24).map("".join)
 
 
-LINEAR = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+LINEAR = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def reference_secrets(kind: str, text: str) -> list[tuple[int, int]]:
@@ -135,6 +137,65 @@ def test_pii_detectors_match_their_python_meaning(data: st.DataObject, kind: str
     text = data.draw(texts(PII_PIECES, kind))
     found = pii.DETECTORS[kind](Scanned(text))
     assert [(f.start, f.end) for f in found] == reference_pii(kind, text)
+
+
+digit_groups = st.lists(
+    st.tuples(
+        st.sampled_from([1, 1, 2, 4, 7, 8, 12, 13, 18, 19, 20]).flatmap(
+            lambda n: st.text("0000123456789٣", min_size=n, max_size=n)
+        ),
+        st.sampled_from([" ", " ", " ", "-", "  ", " -", "x", ""]),
+    ),
+    max_size=40,
+).map(lambda groups: "".join(digits + sep for digits, sep in groups))
+"""Long runs of digit groups: many overlapping 13-19 digit windows per run,
+a tenth of them passing the Luhn check."""
+
+
+@LINEAR
+@given(st.sampled_from(["", "-", "a", " "]), digit_groups, st.sampled_from(["", "-", "a"]))
+@example("", "1 " + "0" * 19 + " ", "")  # a start that fails, then one just after it
+@example("-", "0" * 7 + " " + "0" * 12, "-")
+def test_cards_in_long_digit_runs_match_their_python_meaning(
+    head: str, run: str, tail: str
+) -> None:
+    # the detector takes each window's Luhn checksum from two weighted
+    # copies of the run; the reference checks each regex match with luhn_valid
+    text = head + run + tail
+    found = pii.DETECTORS["credit_card"](Scanned(text))
+    assert [(f.start, f.end) for f in found] == reference_pii("credit_card", text)
+
+
+key_lines = st.lists(
+    st.sampled_from(
+        ["-----BEGIN", "-----END", " PRIVATE KEY", " BLOCK", "-----", " RSA", " EC", "A" * 9,
+         "-", " ", "x", "\n", "é", "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----"]
+    ),
+    max_size=60,
+).map("".join)  # fmt: skip
+"""Headers and footers back to back, sharing dashes, or nearly valid."""
+
+
+@LINEAR
+@given(key_lines)
+def test_private_keys_among_many_headers_match_their_python_meaning(text: str) -> None:
+    found = secrets.Secrets(secrets.SecretsOptions(kinds=["private_key"])).scan(text)
+    assert [(f.start, f.end) for f in found] == reference_secrets("private_key", text)
+
+
+@LINEAR
+@given(texts(SECRET_PIECES, "private_key") | texts(SECRET_PIECES, "openai_api_key"))
+def test_a_secrets_scan_is_its_kinds_findings_without_overlaps(text: str) -> None:
+    # a scan skips without_overlaps when one kind found everything
+    each = [secrets.Secrets(secrets.SecretsOptions(kinds=[k])).scan(text) for k in secrets.PATTERNS]  # type: ignore[list-item]
+    assert secrets.Secrets().scan(text) == without_overlaps(itertools.chain(*each))
+
+
+@LINEAR
+@given(texts(PII_PIECES, "credit_card") | texts(PII_PIECES, "ip_address"))
+def test_a_pii_scan_is_its_kinds_findings_without_overlaps(text: str) -> None:
+    each = [pii.DETECTORS[k](Scanned(text)) for k in pii.KINDS] if len(text) >= 6 else []
+    assert pii.Pii().scan(text) == without_overlaps(itertools.chain(*each))
 
 
 @LINEAR
