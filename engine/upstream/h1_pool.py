@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import os
 import ssl
@@ -76,6 +77,11 @@ def default_ssl_context() -> ssl.SSLContext:
         cafile = None
     if capath is not None and not os.path.isdir(capath):
         capath = None
+    return _ssl_context(cafile, capath)
+
+
+@functools.cache
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     if cafile is None and capath is None:
         try:
             import certifi
