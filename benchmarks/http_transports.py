@@ -10,7 +10,7 @@ one request at a time and 32 in flight, for: httpx2's own transport
 `turnout.upstream.clients.PooledClient` as a provider would use it, aiohttp's
 `ClientSession` alone (the floor of the aiohttp path), and the `Upstream`s
 providers send through: `HttpxUpstream` over the aiohttp transport and
-`turnout.upstream.h1_pool.H1Upstream` (turnout's own HTTP/1.1 client, the
+`turnout.upstream.h1_upstream.H1Upstream` (turnout's own HTTP/1.1 client, the
 default). Then the same per stream (a streamed completion of the fake's
 default reply, read chunk by chunk) for aiohttp alone and the two `Upstream`s.
 The upstream runs pinned to core 1, this process to core 0; the rounds are
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import httpx2 as httpx  # noqa: E402
 from turnout.upstream.clients import PooledClient  # noqa: E402
-from turnout.upstream.h1_pool import H1Upstream  # noqa: E402
+from turnout.upstream.h1_upstream import H1Upstream  # noqa: E402
 from turnout.upstream.interface import HttpxUpstream, UpstreamRequest  # noqa: E402
 from turnout.upstream.transport import AiohttpTransport  # noqa: E402
 

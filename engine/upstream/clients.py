@@ -7,7 +7,7 @@ are unchanged. Clients belong to an event loop, so the pool is per loop.
 What sends the bytes is chosen by measurement (benchmarks/RESULTS.md,
 "Upstream client: our own HTTP/1.1 client vs aiohttp (issue 18)"): by default
 ``ClientPool.upstream`` is turnout's own HTTP/1.1 client,
-``turnout.upstream.h1_pool.H1Upstream``, with no httpx2 object on its path
+``turnout.upstream.h1_upstream.H1Upstream``, with no httpx2 object on its path
 (URLs an environment proxy applies to take the httpx2 path, which honours it).
 ``TURNOUT_UPSTREAM_TRANSPORT`` opts out: ``aiohttp`` sends through an httpx2
 client over ``turnout.upstream.transport.AiohttpTransport`` (the previous
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import httpx2 as httpx
 from turnout.policy.table import CompiledProvider
-from turnout.upstream.h1_pool import H1Upstream
+from turnout.upstream.h1_upstream import H1Upstream
 from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.upstream.transport import AiohttpTransport, Reply
 

@@ -4,8 +4,8 @@
 carries one exchange at a time (a request written whole, then its answer),
 and says when its head, body bytes or end arrived, or how the connection
 broke. ``Deadline`` is the one timer a request runs under. ``Decoder`` undoes
-gzip and deflate content-encodings. The pooling, retries and the ``Upstream``
-built on them live in ``turnout.upstream.h1_pool``.
+gzip and deflate content-encodings. The pooling (``turnout.upstream.h1_pool``)
+and the retries and ``Upstream`` (``turnout.upstream.h1_upstream``) build on them.
 
 A response body (as received, and again once decoded) is capped at
 ``MAX_BODY`` bytes, so an upstream cannot exhaust the gateway's memory; past

@@ -12,7 +12,7 @@ plugin contract (``turnout.contract.provider``) can build on it.
 
 Providers never see the HTTP client's object model, so what moves the bytes
 can change without touching them: in the engine's pools, turnout's own
-HTTP/1.1 client (``turnout.upstream.h1_pool.H1Upstream``) by default, or
+HTTP/1.1 client (``turnout.upstream.h1_upstream.H1Upstream``) by default, or
 ``HttpxUpstream`` over an ``httpx2.AsyncClient`` (an injected transport, a
 proxy from the environment, or ``TURNOUT_UPSTREAM_TRANSPORT``).
 """

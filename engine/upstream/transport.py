@@ -5,7 +5,7 @@ decision (benchmarks/RESULTS.md, "HTTP gateway"). httpx2's own transport
 (httpcore2 over anyio) costs several times more CPU per request than aiohttp's
 C-accelerated client on the same loop; this adapter is what
 ``TURNOUT_UPSTREAM_TRANSPORT=aiohttp`` selects (the default is turnout's own
-client, ``turnout.upstream.h1_pool``, cheaper still). It only translates: an
+client, ``turnout.upstream.h1_upstream``, cheaper still). It only translates: an
 ``httpx2.Request`` into one ``aiohttp.ClientSession.request`` call, aiohttp's response into an
 ``httpx2.Response`` whose body streams from the socket, and every aiohttp
 failure into the ``httpx2`` exception a provider already handles (a server

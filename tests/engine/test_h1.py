@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 import trustme
 from turnout.errors import FailureClass
-from turnout.upstream.h1_pool import H1Upstream
+from turnout.upstream.h1_upstream import H1Upstream
 from turnout.upstream.interface import UpstreamError, UpstreamRequest
 
 from tests.fakes.server import CLOSE, RESET, STALL, LoopbackServer, Reply, Request

@@ -22,7 +22,7 @@ from turnout.contract.provider import ProviderCall, ProviderSettings
 from turnout.errors import FailureClass, ProviderError
 from turnout.plugins.providers.openai import OpenAIProvider
 from turnout.upstream.clients import TRANSPORT_ENV, ClientPool, PooledClient, post_bytes
-from turnout.upstream.h1_pool import H1Upstream
+from turnout.upstream.h1_upstream import H1Upstream
 from turnout.upstream.interface import HttpxUpstream, Upstream, UpstreamRequest
 from turnout.upstream.transport import AiohttpTransport, map_exception
 from turnout.wire.chat import ChatRequest
