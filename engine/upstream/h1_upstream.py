@@ -238,12 +238,12 @@ class H1Upstream:
                 pool.discard(conn)
                 if reused:
                     continue
-                raise conn.error or UpstreamError(FailureClass.CONNECTION, "connection closed")
+                raise UpstreamError(FailureClass.CONNECTION, f"{pool.origin} closed the connection")
             try:
                 while not conn.head:
                     error = conn.error
                     if error is not None:
-                        raise error
+                        raise UpstreamError(error.failure, error.detail)
                     conn.waiter = fut = pool.loop.create_future()
                     await deadline.wait(fut, pool.read_timeout, f"reading from {pool.origin}")
             except BaseException as exc:
@@ -265,7 +265,7 @@ class H1Upstream:
                 return conn.take()
             error = conn.error
             if error is not None:
-                raise error
+                raise UpstreamError(error.failure, error.detail)
             if conn.complete:
                 return None
             conn.waiter = fut = asyncio.get_running_loop().create_future()
