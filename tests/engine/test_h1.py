@@ -183,6 +183,20 @@ async def test_an_answer_without_length_is_read_to_the_close(serve, client) -> N
     assert server.connection_count == 2
 
 
+async def test_megabytes_each_way_arrive_whole_for_a_slow_reader(serve, client) -> None:
+    big = bytes(range(256)) * (3 * 4096)  # 3 MiB: reading pauses while it is buffered
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big)
+    server, script = serve(lambda: Reply([(0.0, head + big)]), ok)
+    received = bytearray()
+    async with client.stream(post(server, big)) as reply:
+        async for chunk in reply.chunks():
+            received += chunk
+            await asyncio.sleep(0.001)
+    assert received == big and script.requests[0].raw == big
+    assert (await client.send(post(server))).content == b"ok"
+    assert server.connection_count == 1
+
+
 async def test_a_body_over_the_cap_fails_as_connection(serve) -> None:
     capped = H1Upstream(max_body=1000)
     big = b"x" * 600

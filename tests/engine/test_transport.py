@@ -292,6 +292,19 @@ async def test_the_engine_serves_over_each_transport(
     assert fake.connection_count == 1
 
 
+async def test_closing_the_pool_closes_its_own_clients_connections(make_engine, fake) -> None:
+    fake.reset()
+    engine = make_engine(POLICY.format(url=fake.base_url))
+    await engine.chat(user("kept alive", model="r"))
+    assert len(fake.server.connections) == 1
+    await engine.clients.aclose()
+    for _ in range(50):
+        if not fake.server.connections:
+            break
+        await asyncio.sleep(0.01)
+    assert not fake.server.connections
+
+
 async def test_an_environment_proxy_sends_through_the_httpx2_path(make_engine, monkeypatch) -> None:
     seen: list[str] = []
 
