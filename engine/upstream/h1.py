@@ -191,6 +191,10 @@ class Decoder:
         return out
 
 
+class _Surplus(Exception):
+    """An answer began after the one asked for was complete."""
+
+
 def _too_large(limit: int, what: str = "") -> UpstreamError:
     return UpstreamError(
         FailureClass.CONNECTION,
@@ -249,7 +253,9 @@ class H1Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(f"{self.origin} switched protocols")
         except httptools.HttpParserError as exc:
-            if self.error is None:
+            if self.complete:  # bytes past the answer: it stands, the connection does not
+                self.close()
+            elif self.error is None:
                 self._fail(f"malformed response from {self.origin}: {exc}")
 
     def eof_received(self) -> bool:
@@ -283,6 +289,10 @@ class H1Connection(asyncio.Protocol):
         pass
 
     # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Surplus
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason

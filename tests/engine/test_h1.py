@@ -357,6 +357,15 @@ async def test_headers_with_line_breaks_are_never_sent(serve, client) -> None:
     assert not script.requests
 
 
+async def test_bytes_past_the_answer_keep_the_answer_but_not_the_connection(serve, client) -> None:
+    surplus = OK + b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+    server, _ = serve(lambda: Reply([(0.0, surplus)]), ok)
+    reply = await client.send(post(server))
+    assert (reply.status_code, reply.content) == (200, b"ok")
+    assert (await client.send(post(server))).content == b"ok"
+    assert server.connection_count == 2
+
+
 async def test_a_status_line_that_is_not_http_is_a_connection_failure(serve, client) -> None:
     server, _ = serve(lambda: Reply([(0.0, b"SSH-2.0-OpenSSH\r\n\r\n")], CLOSE))
     with pytest.raises(UpstreamError) as caught:
