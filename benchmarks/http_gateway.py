@@ -1,7 +1,7 @@
 """HTTP benchmark: the gateway in front of the fake OpenAI upstream vs the upstream alone.
 
     python benchmarks/http_gateway.py [--duration 10] [--repeats 3] [--rates 200,500]
-        [--transports aiohttp,httpx2] [--floor] [--messages] [--embeddings]
+        [--transports h1,aiohttp,httpx2] [--floor] [--messages] [--embeddings]
 
 Needs `hey` (Debian: `apt-get install -y hey`); exits with a message if it is
 missing. On a machine with at least two cores the gateway is pinned to core 0
@@ -17,7 +17,7 @@ request (from /proc, so it does not depend on the latency noise of a shared
 machine). Targets from issue 3: added p50 ≤ 0.5 ms and p99 ≤ 2 ms at 500 req/s.
 
 `--transports` runs one gateway per upstream transport under the pooled
-clients (`TURNOUT_UPSTREAM_TRANSPORT`; default: aiohttp). `--floor` adds the
+clients (`TURNOUT_UPSTREAM_TRANSPORT`; default: h1, turnout's own client). `--floor` adds the
 least any Python gateway on this stack can cost: a raw ASGI app on the same
 uvicorn set-up (the gateway's protocol included) that forwards the body to the
 upstream with aiohttp and returns its answer, no parsing, no engine
@@ -202,8 +202,10 @@ PROFILE_CATEGORIES = [
      ("plugins/logging.py", "structlog/", "/logging/__init__.py", "engine/http/logs.py")),
     ("metrics (prometheus-client)",
      ("prometheus_client/", "plugins/metrics.py", "engine/metrics.py")),
-    ("upstream transport (aiohttp, or httpcore2 + anyio)",
-     ("/aiohttp/", "engine/transport.py", "httpcore2/", "/anyio/", "/h11/", "multidict/", "yarl/")),
+    ("upstream transport (our h1, aiohttp, or httpcore2 + anyio)",
+     ("upstream/h1.py", "upstream/h1_pool.py", "upstream/h1_upstream.py", "/httptools/",
+      "/aiohttp/", "upstream/transport.py", "httpcore2/", "/anyio/", "/h11/", "multidict/",
+      "yarl/")),
     ("httpx2 client layer (request/response objects)", ("httpx2/", "engine/clients.py")),
     ("pydantic (validate request/response, serialise)", ("pydantic/", "pydantic_core")),
     ("openai provider", ("plugins/providers/",)),
@@ -281,7 +283,7 @@ def main() -> int:
     parser.add_argument("--rates", default="200,500")
     parser.add_argument(
         "--transports",
-        default="aiohttp",
+        default="h1",
         help="upstream transports to run a gateway with, comma-separated",
     )
     parser.add_argument(

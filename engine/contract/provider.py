@@ -74,7 +74,8 @@ class ProviderCall:
     :param client: the engine's pooled client for this provider instance;
         built on first use, so providers that never touch the network
         (the mock) never pay for one. Providers send through ``upstream``,
-        which speaks bytes over it.
+        which speaks bytes (over this client unless ``upstream`` or
+        ``upstream_factory`` says otherwise).
     :param timeout: seconds left of the route's total timeout, or None for no
         limit. The engine enforces it; a provider may use it to cap its HTTP
         timeouts, but must not replace the client's connect and read timeouts
@@ -88,6 +89,7 @@ class ProviderCall:
         "_client",
         "_client_factory",
         "_upstream",
+        "_upstream_factory",
         "api_key",
         "headers",
         "model",
@@ -105,6 +107,7 @@ class ProviderCall:
         *,
         client_factory: Callable[[], httpx.AsyncClient] | None = None,
         upstream: Upstream | None = None,
+        upstream_factory: Callable[[], Upstream] | None = None,
         headers: Mapping[str, str] = NO_HEADERS,
     ) -> None:
         if client is None and client_factory is None and upstream is None:
@@ -117,6 +120,7 @@ class ProviderCall:
         self._client = client
         self._client_factory = client_factory
         self._upstream = upstream
+        self._upstream_factory = upstream_factory
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -130,7 +134,8 @@ class ProviderCall:
     def upstream(self) -> Upstream:
         """Where to send this call's bytes (``turnout.upstream.interface``)."""
         if self._upstream is None:
-            self._upstream = HttpxUpstream(self.client)
+            factory = self._upstream_factory
+            self._upstream = factory() if factory is not None else HttpxUpstream(self.client)
         return self._upstream
 
 

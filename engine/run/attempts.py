@@ -177,6 +177,7 @@ class Attempts:
             key,
             timeout=remaining,
             client_factory=partial(self.rt.clients.client, provider),
+            upstream_factory=partial(self.rt.clients.upstream, provider),
             headers=upstream_headers(hook, self.ctx, attempt) if has_impls(hook) else NO_HEADERS,
         )
         return attempt, call

@@ -64,6 +64,7 @@ async def _run_shadow(rt: Runtime, ctx: RequestContext, target: CompiledTarget) 
         key,
         timeout=ctx.route.timeout.total,
         client_factory=partial(rt.clients.client, provider),
+        upstream_factory=partial(rt.clients.upstream, provider),
     )
     started = rt.clock()
     outcome, status, message, cost = "ok", None, None, None

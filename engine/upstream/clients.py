@@ -4,11 +4,15 @@ One client per provider instance, so a slow upstream can only exhaust its own
 connection pool; kept across reloads while the instance's connection settings
 are unchanged. Clients belong to an event loop, so the pool is per loop.
 
-What sends the bytes under each client is chosen by measurement
-(benchmarks/RESULTS.md, "HTTP gateway"): by default the aiohttp-backed
-``turnout.upstream.transport.AiohttpTransport``, which costs a fraction of httpx2's own
-transport per request. ``TURNOUT_UPSTREAM_TRANSPORT=httpx2`` selects httpx2's
-own transport instead (the fallback if aiohttp misbehaves somewhere).
+What sends the bytes is chosen by measurement (benchmarks/RESULTS.md,
+"Upstream client: our own HTTP/1.1 client vs aiohttp (issue 18)"): by default
+``ClientPool.upstream`` is turnout's own HTTP/1.1 client,
+``turnout.upstream.h1_upstream.H1Upstream``, with no httpx2 object on its path
+(URLs an environment proxy applies to take the httpx2 path, which honours it).
+``TURNOUT_UPSTREAM_TRANSPORT`` opts out: ``aiohttp`` sends through an httpx2
+client over ``turnout.upstream.transport.AiohttpTransport`` (the previous
+default), ``httpx2`` through httpx2's own transport. An injected transport
+(tests' ``httpx2.MockTransport``) always takes the httpx2 client path.
 """
 
 from __future__ import annotations
@@ -21,19 +25,23 @@ from typing import Any, Literal
 
 import httpx2 as httpx
 from turnout.policy.table import CompiledProvider
+from turnout.upstream.h1_upstream import H1Upstream
+from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.upstream.transport import AiohttpTransport, Reply
 
 __all__ = ["TRANSPORT_ENV", "ClientPool", "PooledClient", "Reply", "TransportName", "post_bytes"]
 
 _MAX_KEEPALIVE = 20
 
-TransportName = Literal["aiohttp", "httpx2"]
+TransportName = Literal["h1", "aiohttp", "httpx2"]
 TRANSPORT_ENV = "TURNOUT_UPSTREAM_TRANSPORT"
-_TRANSPORTS = ("aiohttp", "httpx2")
+_TRANSPORTS = ("h1", "aiohttp", "httpx2")
 
 
 def _transport_from_env() -> TransportName:
-    name = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "aiohttp"
+    name = os.environ.get(TRANSPORT_ENV, "").strip().lower() or "h1"
+    if name == "h1":
+        return "h1"
     if name == "aiohttp":
         return "aiohttp"
     if name == "httpx2":
@@ -141,12 +149,14 @@ async def post_bytes(
 
 
 class ClientPool:
-    """Lazily built ``httpx2.AsyncClient``s.
+    """Lazily built upstream clients: per provider instance, an ``Upstream``
+    (``upstream``) and the ``httpx2.AsyncClient`` under the httpx2 path (``client``).
 
     :param transport: one transport for every client, replacing the network
-        (tests pass ``httpx2.MockTransport``).
-    :param backend: without ``transport``, what each client sends with:
-        ``"aiohttp"`` (default) or ``"httpx2"``; None reads ``TURNOUT_UPSTREAM_TRANSPORT``.
+        (tests pass ``httpx2.MockTransport``); ``upstream`` then sends over it.
+    :param backend: without ``transport``, what sends the bytes: ``"h1"``
+        (default, ``H1Upstream``), ``"aiohttp"`` or ``"httpx2"`` (an httpx2
+        client over that transport); None reads ``TURNOUT_UPSTREAM_TRANSPORT``.
     """
 
     def __init__(
@@ -160,6 +170,31 @@ class ClientPool:
         self._by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple[object, ...], PooledClient]
         ] = weakref.WeakKeyDictionary()
+        self._upstreams_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[object, ...], Upstream]
+        ] = weakref.WeakKeyDictionary()
+
+    def upstream(self, provider: CompiledProvider) -> Upstream:
+        """What ``provider``'s calls send through, on the running loop."""
+        loop = asyncio.get_running_loop()
+        upstreams = self._upstreams_by_loop.get(loop)
+        if upstreams is None:
+            upstreams = self._upstreams_by_loop[loop] = {}
+        key = _pool_key(provider)
+        upstream = upstreams.get(key)
+        if upstream is None:
+            if self._transport is None and self.backend == "h1":
+                c = provider.config
+                upstream = H1Upstream(
+                    connect_timeout=c.timeout.connect,
+                    read_timeout=c.timeout.read,
+                    max_connections=c.max_connections,
+                    fallback=lambda: HttpxUpstream(self.client(provider)),
+                )
+            else:
+                upstream = HttpxUpstream(self.client(provider))
+            upstreams[key] = upstream
+        return upstream
 
     def client(self, provider: CompiledProvider) -> PooledClient:
         loop = asyncio.get_running_loop()
@@ -197,6 +232,9 @@ class ClientPool:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        for upstream in self._upstreams_by_loop.pop(loop, {}).values():
+            if isinstance(upstream, H1Upstream):
+                await upstream.aclose()
         clients = self._by_loop.pop(loop, {})
         for client in clients.values():
             await client.aclose()

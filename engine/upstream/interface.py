@@ -11,8 +11,10 @@ This module depends on nothing of the engine's but ``turnout.errors``, so the
 plugin contract (``turnout.contract.provider``) can build on it.
 
 Providers never see the HTTP client's object model, so what moves the bytes
-(today ``HttpxUpstream``: an ``httpx2.AsyncClient``, over aiohttp in the
-engine's pools) can change without touching them.
+can change without touching them: in the engine's pools, turnout's own
+HTTP/1.1 client (``turnout.upstream.h1_upstream.H1Upstream``) by default, or
+``HttpxUpstream`` over an ``httpx2.AsyncClient`` (an injected transport, a
+proxy from the environment, or ``TURNOUT_UPSTREAM_TRANSPORT``).
 """
 
 from __future__ import annotations

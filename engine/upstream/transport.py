@@ -1,11 +1,12 @@
 """An httpx2 transport that sends requests with aiohttp.
 
-Providers speak the ``httpx2`` API; which code moves the bytes underneath is a
-performance decision (benchmarks/RESULTS.md, "HTTP gateway"). httpx2's own
-transport (httpcore2 over anyio) costs several times more CPU per request than
-aiohttp's C-accelerated client on the same loop, so the engine's pooled clients
-use this adapter by default. It only translates: an ``httpx2.Request`` into one
-``aiohttp.ClientSession.request`` call, aiohttp's response into an
+What moves the bytes under the engine's httpx2 clients is a performance
+decision (benchmarks/RESULTS.md, "HTTP gateway"). httpx2's own transport
+(httpcore2 over anyio) costs several times more CPU per request than aiohttp's
+C-accelerated client on the same loop; this adapter is what
+``TURNOUT_UPSTREAM_TRANSPORT=aiohttp`` selects (the default is turnout's own
+client, ``turnout.upstream.h1_upstream``, cheaper still). It only translates: an
+``httpx2.Request`` into one ``aiohttp.ClientSession.request`` call, aiohttp's response into an
 ``httpx2.Response`` whose body streams from the socket, and every aiohttp
 failure into the ``httpx2`` exception a provider already handles (a server
 that drops the connection is ``RemoteProtocolError``/``ReadError``, not a

@@ -1,14 +1,17 @@
-"""The aiohttp-backed httpx2 transport under the engine's pooled clients.
+"""What the engine's pooled clients send with: turnout's own HTTP/1.1 client
+(``H1Upstream``, the default) and the httpx2 client over the aiohttp-backed
+transport or httpx2's own.
 
-Every test that touches the wire runs with both transports, so the aiohttp one
-is held to what httpx2's own transport does: same exceptions, same failure
-classes, same connection reuse.
+Every provider-level test that touches the wire runs over all three, so each
+is held to what httpx2's own transport does: same failure classes, same
+connection reuse; the httpx2-level tests run over both httpx2 transports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,6 +22,8 @@ from turnout.contract.provider import ProviderCall, ProviderSettings
 from turnout.errors import FailureClass, ProviderError
 from turnout.plugins.providers.openai import OpenAIProvider
 from turnout.upstream.clients import TRANSPORT_ENV, ClientPool, PooledClient, post_bytes
+from turnout.upstream.h1_upstream import H1Upstream
+from turnout.upstream.interface import HttpxUpstream, Upstream, UpstreamRequest
 from turnout.upstream.transport import AiohttpTransport, map_exception
 from turnout.wire.chat import ChatRequest
 
@@ -54,21 +59,38 @@ async def client(request, fake: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
         yield pooled
 
 
-def call_with(client: httpx.AsyncClient, timeout: float = 5) -> ProviderCall:
+@pytest.fixture(params=["h1", "aiohttp", "httpx2"])
+async def upstream(request, fake: FakeOpenAI) -> AsyncIterator[Upstream]:
+    """What providers send through, over each client the pool can build."""
+    fake.reset()
+    if request.param == "h1":
+        own = H1Upstream(connect_timeout=5.0, read_timeout=5.0)
+        yield own
+        await own.aclose()
+        return
+    async with PooledClient(
+        transport=make_transport(request.param), timeout=httpx.Timeout(5.0)
+    ) as pooled:
+        yield HttpxUpstream(pooled)
+
+
+def call_with(via: httpx.AsyncClient | Upstream, timeout: float = 5) -> ProviderCall:
     request = ChatRequest.model_validate(user("hi there", model="smart"))
-    return ProviderCall(request, "gpt-4o", KEY, client, timeout)
+    if isinstance(via, httpx.AsyncClient):
+        return ProviderCall(request, "gpt-4o", KEY, via, timeout)
+    return ProviderCall(request, "gpt-4o", KEY, timeout=timeout, upstream=via)
 
 
 def openai(fake: FakeOpenAI) -> OpenAIProvider:
     return OpenAIProvider(ProviderSettings(name="openai", type="openai", base_url=fake.base_url))
 
 
-async def test_chat_and_streams_over_one_kept_alive_connection(client, fake) -> None:
+async def test_chat_and_streams_over_one_kept_alive_connection(upstream, fake) -> None:
     provider = openai(fake)
-    response = await provider.chat(call_with(client))
+    response = await provider.chat(call_with(upstream))
     assert response.choices[0].message.content == "echo: hi there"
     for _ in range(2):
-        chunks = [chunk async for chunk in provider.stream(call_with(client))]
+        chunks = [chunk async for chunk in provider.stream(call_with(upstream))]
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "echo: hi there"
         assert chunks[-1].usage is not None
@@ -78,13 +100,18 @@ async def test_chat_and_streams_over_one_kept_alive_connection(client, fake) -> 
     assert sent.headers["content-type"] == "application/json"
 
 
-async def test_status_headers_and_reason_are_passed_through(client, fake) -> None:
-    fake.script(Fault.status(429, retry_after=2))
-    response = await client.post(f"{fake.base_url}/chat/completions", json=user(model="m"))
-    assert response.status_code == 429
-    assert response.reason_phrase == "Too Many Requests"
-    assert response.headers["retry-after"] == "2"
-    assert response.json()["error"]["message"]
+async def test_status_headers_and_reason_are_passed_through(upstream, fake) -> None:
+    fake.script(Fault.status(429, retry_after=2), Fault.status(429, retry_after=3))
+    body = json.dumps(user(model="m")).encode()
+    sent = UpstreamRequest(f"{fake.base_url}/chat/completions", body, {}, timeout=5)
+    reply = await upstream.send(sent)
+    assert reply.status_code == 429 and not reply.is_success
+    assert reply.reason_phrase == "Too Many Requests"
+    assert reply.headers["Retry-After"] == reply.headers["retry-after"] == "2"
+    assert json.loads(reply.content)["error"]["message"]
+    async with upstream.stream(sent) as streamed:
+        assert streamed.status_code == 429 and streamed.headers["retry-after"] == "3"
+        assert json.loads(await streamed.read())["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -103,15 +130,15 @@ async def test_status_headers_and_reason_are_passed_through(client, fake) -> Non
     ],
     ids=str,
 )
-async def test_wire_faults_keep_their_failure_class(client, fake, fault, stream, failure) -> None:
+async def test_wire_faults_keep_their_failure_class(upstream, fake, fault, stream, failure) -> None:
     fake.script(fault)
     provider = openai(fake)
     with pytest.raises(ProviderError) as caught:
         if stream:
-            async for _ in provider.stream(call_with(client, timeout=0.3)):
+            async for _ in provider.stream(call_with(upstream, timeout=0.3)):
                 pass
         else:
-            await provider.chat(call_with(client, timeout=0.3))
+            await provider.chat(call_with(upstream, timeout=0.3))
     assert caught.value.failure is failure
 
 
@@ -233,21 +260,23 @@ routes:
 """
 
 
-def test_the_default_transport_is_aiohttp(monkeypatch) -> None:
+def test_the_default_transport_is_our_own_http1_client(monkeypatch) -> None:
     monkeypatch.delenv(TRANSPORT_ENV, raising=False)
-    assert ClientPool().backend == "aiohttp"
+    assert ClientPool().backend == "h1"
 
 
-def test_the_environment_selects_httpx2s_own_transport(monkeypatch) -> None:
+def test_the_environment_opts_out_to_aiohttp_or_httpx2s_own_transport(monkeypatch) -> None:
     monkeypatch.setenv(TRANSPORT_ENV, "httpx2")
     assert ClientPool().backend == "httpx2"
+    monkeypatch.setenv(TRANSPORT_ENV, " AIOHTTP ")
+    assert ClientPool().backend == "aiohttp"
     monkeypatch.setenv(TRANSPORT_ENV, "curl")
     with pytest.raises(ValueError, match=TRANSPORT_ENV):
         ClientPool()
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpx2"])
-async def test_the_engine_serves_over_either_transport(
+@pytest.mark.parametrize("backend", ["h1", "aiohttp", "httpx2"])
+async def test_the_engine_serves_over_each_transport(
     make_engine, fake, monkeypatch, backend
 ) -> None:
     fake.reset()
@@ -256,6 +285,48 @@ async def test_the_engine_serves_over_either_transport(
     assert engine.clients.backend == backend
     response = await engine.chat(user("over the wire", model="r"))
     assert response.choices[0].message.content == "echo: over the wire"
+    chunks = [c async for c in engine.stream(user("and streamed", model="r"))]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    upstream = engine.clients.upstream(engine.table.providers["up"])
+    assert isinstance(upstream, H1Upstream) is (backend == "h1")
+    assert fake.connection_count == 1
+
+
+async def test_closing_the_pool_closes_its_own_clients_connections(make_engine, fake) -> None:
+    fake.reset()
+    engine = make_engine(POLICY.format(url=fake.base_url))
+    await engine.chat(user("kept alive", model="r"))
+    assert len(fake.server.connections) == 1
+    await engine.clients.aclose()
+    for _ in range(50):
+        if not fake.server.connections:
+            break
+        await asyncio.sleep(0.01)
+    assert not fake.server.connections
+
+
+async def test_an_environment_proxy_sends_through_the_httpx2_path(make_engine, monkeypatch) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200)
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.test")
+    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    proxied = H1Upstream(
+        fallback=lambda: HttpxUpstream(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    )
+    reply = await proxied.send(UpstreamRequest("https://upstream.test/v1/x", b"{}", {}))
+    assert reply.status_code == 200 and seen == ["https://upstream.test/v1/x"]
+    assert proxied._target("https://direct.test/v1/x").pool is not None
+    assert proxied._target("http://plain.test/v1/x").pool is not None
+    # the engine's fallback is its httpx2 client on httpx2's own transport, which mounts the proxy
+    engine = make_engine(POLICY.format(url="https://upstream.test/v1"))
+    provider = engine.table.providers["up"]
+    assert isinstance(engine.clients.upstream(provider), H1Upstream)
+    assert engine.clients.client(provider)._mounts
 
 
 async def test_an_injected_transport_wins(make_engine) -> None:
@@ -321,13 +392,13 @@ async def test_pooled_clients_merge_headers_per_call_and_see_client_header_chang
     assert "authorization" not in sent[4]
 
 
-async def test_stream_chunks_arrive_as_the_upstream_sends_them(client, fake) -> None:
+async def test_stream_chunks_arrive_as_the_upstream_sends_them(upstream, fake) -> None:
     fake.script(Fault.chunk_delay(0.05))
     provider = openai(fake)
     started = asyncio.get_running_loop().time()
     arrivals = [
         asyncio.get_running_loop().time() - started
-        async for _ in provider.stream(call_with(client))
+        async for _ in provider.stream(call_with(upstream))
     ]
     assert len(arrivals) >= 3
     assert arrivals[0] < arrivals[-1] - 0.08  # not buffered until the end
