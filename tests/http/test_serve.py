@@ -99,9 +99,11 @@ def test_the_readme_curl_example_works_on_the_default_policy(default_serve: Serv
     assert response.json()["choices"][0]["message"]["content"] == "Hello, turnout"
     assert response.headers["x-turnout-provider"] == "mock"
     assert httpx.get(default_serve.url + "/ready").status_code == 200
-    time.sleep(0.2)
-    logged = [e for e in default_serve.events() if e.get("event") == "request"]
-    assert logged and logged[-1]["route"] == "smart" and logged[-1]["status_code"] == 200
+    deadline = time.monotonic() + 5  # the request log is written within FLUSH_INTERVAL
+    while not (logged := [e for e in default_serve.events() if e.get("event") == "request"]):
+        assert time.monotonic() < deadline, "no request log line"
+        time.sleep(0.05)
+    assert logged[-1]["route"] == "smart" and logged[-1]["status_code"] == 200
     assert "Hello, turnout" not in "".join(default_serve.lines)
 
 

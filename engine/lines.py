@@ -1,0 +1,145 @@
+"""Buffered JSON lines: the request log's way to stdout under ``turnout serve``.
+
+A request's log line is serialised once (structlog's processors with an
+orjson renderer) and appended to a ``LineBuffer``; the buffer writes its
+lines together, in one ``write``, at most ``FLUSH_INTERVAL`` seconds after
+the first of them (an event-loop timer, no thread), as soon as it holds
+``FLUSH_BYTES``, whenever any other log record is written (so lines stay in
+order), and when the engine closes or the process exits. A process that is
+killed (SIGKILL, a crash of the interpreter) loses at most the lines of the
+last interval.
+
+``configure_logging("json")`` (``turnout serve``) installs one for stdout;
+without it (the engine as a library) ``json_lines()`` is None and the request
+log goes through the standard-library logger as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from typing import Any, BinaryIO
+
+import orjson
+import structlog
+
+__all__ = ["FLUSH_BYTES", "FLUSH_INTERVAL", "LineBuffer", "json_lines", "use_json_lines"]
+
+FLUSH_INTERVAL = 0.5
+"""Seconds a buffered line waits at most before it is written."""
+
+FLUSH_BYTES = 256 * 1024
+"""Buffered bytes that are written at once, whatever the interval."""
+
+
+def _add_logger_name(name: str) -> Any:
+    def add(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["logger"] = name
+        return event
+
+    return add
+
+
+class LineBuffer:
+    """Lines for one binary stream, written together (see the module docstring).
+
+    Also a structlog logger (its ``info`` / ``warning`` ... take one rendered
+    line), so ``logger(name)`` is a structlog bound logger writing here.
+    """
+
+    def __init__(
+        self, stream: BinaryIO, interval: float = FLUSH_INTERVAL, limit: int = FLUSH_BYTES
+    ) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.limit = limit
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._due: float | None = None
+        """When the pending lines are written by the timer (monotonic), if scheduled."""
+        self._lock = threading.Lock()
+        self._loggers: dict[str, Any] = {}
+
+    def msg(self, line: bytes) -> None:
+        """Buffer one line (without its newline)."""
+        with self._lock:
+            self._pending.append(line)
+            self._size += len(line) + 1
+            due = self._due
+            now = time.monotonic()
+            if self._size < self.limit and (due is None or now < due + self.interval):
+                if due is not None:
+                    return
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop to wait on: write now
+                    pass
+                else:
+                    loop.call_later(self.interval, self.flush)
+                    self._due = now + self.interval
+                    return
+            # full, outside an event loop, or a timer that never fired (its loop gone)
+            self._write()
+
+    info = warning = error = critical = debug = log = msg
+
+    def write_now(self, line: bytes) -> None:
+        """Write one line now, after the buffered ones."""
+        with self._lock:
+            self._pending.append(line)
+            self._write()
+
+    def flush(self) -> None:
+        """Write the buffered lines."""
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        pending, self._pending, self._size, self._due = self._pending, [], 0, None
+        if not pending:
+            return
+        pending.append(b"")
+        try:
+            self.stream.write(b"\n".join(pending))
+            self.stream.flush()
+        except (OSError, ValueError):  # stdout closed or gone: nowhere left to write
+            pass
+
+    def logger(self, name: str) -> Any:
+        """A structlog logger named ``name`` writing JSON lines here: the event's
+        keys, then ``logger``, ``level`` and ``timestamp`` (ISO 8601, UTC)."""
+        log = self._loggers.get(name)
+        if log is None:
+            log = self._loggers[name] = structlog.wrap_logger(
+                self,
+                processors=[
+                    _add_logger_name(name),
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer(serializer=orjson.dumps),
+                ],
+                wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            )
+        return log
+
+
+_active: LineBuffer | None = None
+
+
+def json_lines() -> LineBuffer | None:
+    """The process's JSON-lines buffer for stdout, if ``turnout serve`` set one up."""
+    return _active
+
+
+def use_json_lines(lines: LineBuffer | None) -> None:
+    """Make ``lines`` the process's buffer (None: none), writing out the previous one."""
+    global _active
+    previous, _active = _active, lines
+    if previous is not None:
+        previous.flush()
+        atexit.unregister(previous.flush)
+    if lines is not None:
+        atexit.register(lines.flush)
