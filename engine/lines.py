@@ -21,6 +21,7 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any, BinaryIO
 
 import orjson
@@ -31,16 +32,32 @@ __all__ = ["FLUSH_BYTES", "FLUSH_INTERVAL", "LineBuffer", "json_lines", "use_jso
 FLUSH_INTERVAL = 0.5
 """Seconds a buffered line waits at most before it is written."""
 
-FLUSH_BYTES = 256 * 1024
+FLUSH_BYTES = 64 * 1024
 """Buffered bytes that are written at once, whatever the interval."""
 
 
-def _add_logger_name(name: str) -> Any:
-    def add(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        event["logger"] = name
-        return event
+class _Stamp:
+    """Adds ``logger``, ``level`` and an ISO 8601 UTC ``timestamp`` (as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it, always with
+    microseconds), formatting the date and time of day once a second."""
 
-    return add
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["logger"] = self.name
+        event["level"] = "warning" if method == "warn" else method
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
 
 
 class LineBuffer:
@@ -113,16 +130,15 @@ class LineBuffer:
         keys, then ``logger``, ``level`` and ``timestamp`` (ISO 8601, UTC)."""
         log = self._loggers.get(name)
         if log is None:
+            # bound once (.bind()), not a lazy proxy that binds again on every call
             log = self._loggers[name] = structlog.wrap_logger(
                 self,
                 processors=[
-                    _add_logger_name(name),
-                    structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    _Stamp(name),
                     structlog.processors.JSONRenderer(serializer=orjson.dumps),
                 ],
                 wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            )
+            ).bind()
         return log
 
 

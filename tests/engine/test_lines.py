@@ -1,0 +1,74 @@
+"""The buffered JSON lines of ``turnout serve``: written within the interval,
+in order with other records, and never lost by a clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+from turnout.lines import FLUSH_INTERVAL, LineBuffer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def written(path: Path) -> list[str]:
+    return path.read_bytes().decode().splitlines()
+
+
+async def test_a_line_is_written_after_the_flush_interval(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        lines = LineBuffer(stream, interval=0.05)
+        lines.msg(b'{"n":1}')
+        lines.msg(b'{"n":2}')
+        assert written(path) == []  # buffered: no write per line
+        await asyncio.sleep(0.2)
+        assert written(path) == ['{"n":1}', '{"n":2}']
+
+
+async def test_a_full_buffer_is_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        lines = LineBuffer(stream, interval=60, limit=40)
+        for n in range(10):
+            lines.msg(b'{"n":%d}' % n)  # 8 bytes with its newline: full every 5 lines
+        assert written(path) == [f'{{"n":{n}}}' for n in range(10)]
+
+
+async def test_another_record_is_written_after_the_buffered_lines(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        lines = LineBuffer(stream, interval=60)
+        lines.msg(b"first")
+        lines.write_now(b"second")
+        assert written(path) == ["first", "second"]
+
+
+def test_outside_an_event_loop_a_line_is_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        LineBuffer(stream, interval=60).msg(b"now")
+        assert written(path) == ["now"]
+
+
+async def test_the_structlog_logger_writes_one_json_object_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        lines = LineBuffer(stream, interval=60)
+        lines.logger("turnout.request").warning("request", status_code=502, attempts=["a:x"])
+        lines.flush()
+        (line,) = written(path)
+    event = json.loads(line)
+    assert event["event"] == "request" and event["status_code"] == 502
+    assert event["attempts"] == ["a:x"]
+    assert event["logger"] == "turnout.request" and event["level"] == "warning"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", event["timestamp"])
+
+
+def test_the_docs_state_the_crash_loss_bound_the_code_has() -> None:
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    section = deploy[deploy.index("## Logs: buffered") :]
+    assert f"at most **{FLUSH_INTERVAL:g} s**" in section
+    assert f"request lines of the last {FLUSH_INTERVAL:g} s" in section
