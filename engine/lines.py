@@ -1,13 +1,14 @@
 """Buffered JSON lines: the request log's way to stdout under ``turnout serve``.
 
 A request's log line is serialised once (structlog's processors with an
-orjson renderer) and appended to a ``LineBuffer``; the buffer writes its
-lines together, in one ``write``, at most ``FLUSH_INTERVAL`` seconds after
-the first of them (an event-loop timer, no thread), as soon as it holds
-``FLUSH_BYTES``, whenever any other log record is written (so lines stay in
-order), and when the engine closes or the process exits. A process that is
-killed (SIGKILL, a crash of the interpreter) loses at most the lines of the
-last interval.
+orjson renderer) and appended to a ``LineBuffer``. The buffer writes its
+lines together, at most ``FLUSH_INTERVAL`` seconds after the first of them
+(an event-loop timer, no thread), as soon as it holds ``FLUSH_BYTES``,
+whenever any other log record is written (so lines stay in order), and when
+the engine closes or the process exits; whole lines, up to ``PIPE_BUF`` bytes
+a ``write``, so workers sharing a pipe never interleave inside a line. A
+process that is killed (SIGKILL, a crash of the interpreter) loses at most
+the lines of the last interval.
 
 ``configure_logging("json")`` (``turnout serve``) installs one for stdout;
 without it (the engine as a library) ``json_lines()`` is None and the request
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import select
 import threading
 import time
 from collections.abc import MutableMapping
@@ -34,6 +36,8 @@ FLUSH_INTERVAL = 0.5
 
 FLUSH_BYTES = 64 * 1024
 """Buffered bytes that are written at once, whatever the interval."""
+
+_PIPE_BUF = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 
 
 class _Stamp:
@@ -118,10 +122,23 @@ class LineBuffer:
         pending, self._pending, self._size, self._due = self._pending, [], 0, None
         if not pending:
             return
-        pending.append(b"")
+        # whole lines, at most PIPE_BUF bytes a write: the kernel keeps such a
+        # write to a pipe in one piece, so workers sharing stdout never split a line
+        chunks: list[list[bytes]] = []
+        chunk: list[bytes] = []
+        size = 0
+        for line in pending:
+            if chunk and size + len(line) + 1 > _PIPE_BUF:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        chunks.append(chunk)
         try:
-            self.stream.write(b"\n".join(pending))
-            self.stream.flush()
+            for lines in chunks:
+                lines.append(b"")
+                self.stream.write(b"\n".join(lines))
+                self.stream.flush()
         except (OSError, ValueError):  # stdout closed or gone: nowhere left to write
             pass
 

@@ -72,3 +72,29 @@ def test_the_docs_state_the_crash_loss_bound_the_code_has() -> None:
     section = deploy[deploy.index("## Logs: buffered") :]
     assert f"at most **{FLUSH_INTERVAL:g} s**" in section
     assert f"request lines of the last {FLUSH_INTERVAL:g} s" in section
+
+
+async def test_lines_are_written_whole_in_writes_a_pipe_keeps_in_one_piece() -> None:
+    import select
+
+    class Writes:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> int:
+            self.writes.append(data)
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Writes()
+    lines = LineBuffer(stream, interval=60, limit=1 << 20)  # type: ignore[arg-type]
+    sent = [b'{"n":%d,"pad":"%s"}' % (n, b"x" * (n % 300)) for n in range(400)]
+    for line in sent:
+        lines.msg(line)
+    assert stream.writes == []
+    lines.flush()
+    assert len(stream.writes) > 1
+    assert all(len(w) <= select.PIPE_BUF and w.endswith(b"\n") for w in stream.writes)
+    assert b"".join(stream.writes).splitlines() == sent
