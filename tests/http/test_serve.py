@@ -197,6 +197,10 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
         assert total == 20
     finally:
         assert serve.stop()
+    serve.reader.join(10)
+    # both workers' buffered request lines, whole, none lost at shutdown
+    assert all(json.loads(line) for line in serve.lines if line.startswith("{"))
+    assert len([e for e in serve.events() if e.get("event") == "request"]) == 20
 
 
 def _post_in_background(url: str, result: list[httpx.Response]) -> threading.Thread:
