@@ -137,7 +137,12 @@ class LineBuffer:
         try:
             for lines in chunks:
                 lines.append(b"")
-                self.stream.write(b"\n".join(lines))
+                data = memoryview(b"\n".join(lines))
+                while data:  # an unbuffered stdout (PYTHONUNBUFFERED) may take part of it
+                    written: int | None = self.stream.write(data)
+                    if written is None:  # a non-blocking stream that is full: drop the rest
+                        break
+                    data = data[written:]
                 self.stream.flush()
         except (OSError, ValueError):  # stdout closed or gone: nowhere left to write
             pass

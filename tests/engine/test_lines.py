@@ -81,8 +81,8 @@ async def test_lines_are_written_whole_in_writes_a_pipe_keeps_in_one_piece() -> 
         def __init__(self) -> None:
             self.writes: list[bytes] = []
 
-        def write(self, data: bytes) -> int:
-            self.writes.append(data)
+        def write(self, data: memoryview) -> int:
+            self.writes.append(bytes(data))
             return len(data)
 
         def flush(self) -> None:
@@ -98,3 +98,24 @@ async def test_lines_are_written_whole_in_writes_a_pipe_keeps_in_one_piece() -> 
     assert len(stream.writes) > 1
     assert all(len(w) <= select.PIPE_BUF and w.endswith(b"\n") for w in stream.writes)
     assert b"".join(stream.writes).splitlines() == sent
+
+
+def test_a_stream_that_takes_part_of_a_write_still_gets_every_byte() -> None:
+    class Partial:
+        """An unbuffered stdout pipe (PYTHONUNBUFFERED) that takes 7 bytes a call."""
+
+        def __init__(self) -> None:
+            self.data = b""
+
+        def write(self, data: memoryview) -> int:
+            self.data += bytes(data[:7])
+            return min(7, len(data))
+
+        def flush(self) -> None:
+            pass
+
+    stream = Partial()
+    lines = LineBuffer(stream)  # type: ignore[arg-type]
+    lines.write_now(b'{"a":"' + b"x" * 50 + b'"}')
+    lines.write_now(b"{}")
+    assert stream.data == b'{"a":"' + b"x" * 50 + b'"}\n{}\n'
