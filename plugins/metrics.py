@@ -31,6 +31,7 @@ import pluggy
 from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 from turnout.plugin_api import (
     AttemptRecord,
@@ -94,16 +95,19 @@ class HistogramCounts:
         self._names = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
         self.series: dict[Labels, list[float]] = {}
         """Per label values: one count per bucket (the last is +Inf), then the sum."""
+        self.created: dict[Labels, float] = {}
 
     def add(self, labels: Labels, amount: float) -> None:
         counts = self.series.get(labels)
         if counts is None:
             counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+            self.created[labels] = time.time()
         counts[bisect_left(self.bounds, amount)] += 1
         counts[-1] += amount
 
     def family(self) -> Metric:
         out = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        created = self.created
         for labels, counts in self.series.copy().items():
             counts = counts[:]
             cumulative, buckets = 0.0, []
@@ -111,6 +115,11 @@ class HistogramCounts:
                 cumulative += count
                 buckets.append((name, cumulative))
             out.add_metric(labels, buckets, sum_value=counts[-1])
+            # the _created sample prometheus-client's own Histogram exports
+            at = created.get(labels)
+            if at is not None:
+                names = dict(zip(self.labelnames, labels, strict=True))
+                out.samples.append(Sample(self.name + "_created", names, at))
         return out
 
 
