@@ -37,6 +37,12 @@ FLUSH_INTERVAL = 0.5
 FLUSH_BYTES = 64 * 1024
 """Buffered bytes that are written at once, whatever the interval."""
 
+
+def _dumps(value: Any, **kw: Any) -> bytes:
+    # non-string keys (a plugin's scratch data) as strings, as the stdlib path writes them
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, **kw)
+
+
 _PIPE_BUF = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 
 
@@ -157,7 +163,7 @@ class LineBuffer:
                 self,
                 processors=[
                     _Stamp(name),
-                    structlog.processors.JSONRenderer(serializer=orjson.dumps),
+                    structlog.processors.JSONRenderer(serializer=_dumps),
                 ],
                 wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
             ).bind()

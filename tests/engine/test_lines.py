@@ -119,3 +119,14 @@ def test_a_stream_that_takes_part_of_a_write_still_gets_every_byte() -> None:
     lines.write_now(b'{"a":"' + b"x" * 50 + b'"}')
     lines.write_now(b"{}")
     assert stream.data == b'{"a":"' + b"x" * 50 + b'"}\n{}\n'
+
+
+async def test_values_json_has_no_literal_for_are_still_written(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("wb") as stream:
+        lines = LineBuffer(stream, interval=60)
+        lines.logger("x").info("request", guardrail=[{1: "numbered"}], odd=object)
+        lines.flush()
+        (line,) = written(path)
+    event = json.loads(line)
+    assert event["guardrail"] == [{"1": "numbered"}] and "object" in event["odd"]
