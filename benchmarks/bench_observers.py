@@ -9,7 +9,8 @@ plugin, the request log, or both. "old" is the plugins as git revision
 ``engine/http/logs.py`` that configures their output, loaded from
 ``git show`` into temporary modules), "new" the working tree's. The request
 log is configured as ``turnout serve --log-format json`` does and written to
-a temporary file standing in for stdout. A case is timed as process CPU time
+a temporary file standing in for stdout (``--sink pipe``: a pipe that ``cat``
+reads, as a container's log collector reads stdout). A case is timed as process CPU time
 over ``--n`` calls (so the log's flush timer counts); each round runs every
 case once, interleaved, and the table shows the median over rounds.
 """
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import gc
 import importlib.util
+import io
 import logging
 import os
 import platform
@@ -141,13 +143,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--base", default="main", help="git revision of the old plugins")
+    parser.add_argument(
+        "--sink",
+        choices=["file", "pipe"],
+        default="file",
+        help="where stdout goes: a temporary file, or a pipe read by `cat`",
+    )
     args = parser.parse_args()
 
     old_metrics = from_git(args.base, "plugins/metrics.py", "old_metrics")
     old_logging = from_git(args.base, "plugins/logging.py", "old_logging")
     old_logs = from_git(args.base, "engine/http/logs.py", "old_logs")
     stdout = sys.stdout
-    sink = open(tempfile.mktemp(suffix=".log"), "w")  # noqa: SIM115 - closed below
+    reader = None
+    if args.sink == "pipe":  # stdout as a container runtime's log reader sees it
+        reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        assert reader.stdin is not None
+        sink: Any = io.TextIOWrapper(reader.stdin)
+    else:
+        sink = open(tempfile.mktemp(suffix=".log"), "w")  # noqa: SIM115 - closed below
 
     def old_output() -> None:
         sys.stdout = sink
@@ -205,15 +219,20 @@ def main() -> None:
     medians = asyncio.run(run())
     sys.stdout = stdout
     new_logs.configure_logging("console")
-    written = os.path.getsize(sink.name)
-    sink.close()
-    os.unlink(sink.name)
+    if reader is None:
+        written = os.path.getsize(sink.name)
+        sink.close()
+        os.unlink(sink.name)
+    else:
+        written = 0
+        sink.close()
+        reader.wait()
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"python {platform.python_version()}; load average {load_average()}; "
         f"{args.rounds} rounds x {args.n} calls; old = {args.base}; "
-        f"log written: {written / 1e6:.1f} MB"
+        f"log to a {args.sink}" + (f": {written / 1e6:.1f} MB" if written else "")
     )
     print(f"{'case (CPU µs/request)':26} {'old':>8} {'new':>8} {'new/old':>8} "
           f"{'old cost':>9} {'new cost':>9} {'cost new/old':>13}")  # fmt: skip
