@@ -7,7 +7,8 @@ marker and the registration callbacks' types, the request context and
 outcome, the strategy and guardrail bases, the compiled route a hook sees as
 ``ctx.route``, the wire models, the failure taxonomy, and the few helpers a
 plugin would otherwise copy (durations, the prompt token estimate, bounded
-metric labels). Providers have their own module, ``turnout.provider_api``.
+metric labels, the gateway's buffered JSON log lines). Providers have their
+own module, ``turnout.provider_api``.
 See docs/plugins.md.
 """
 
@@ -29,6 +30,7 @@ from turnout.contract.strategy import (
     weighted_order,
 )
 from turnout.errors import FailureClass, ProviderError, TurnoutError
+from turnout.lines import LineBuffer, json_lines
 from turnout.metrics import ModelLabels
 from turnout.policy.models import CacheConfig, Telemetry
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
@@ -69,6 +71,7 @@ __all__ = [
     "FailureClass",
     "Finding",
     "Guardrail",
+    "LineBuffer",
     "ModelLabels",
     "Plan",
     "ProviderError",
@@ -87,6 +90,7 @@ __all__ = [
     "Usage",
     "estimate_prompt_tokens",
     "hookimpl",
+    "json_lines",
     "parse_duration",
     "weighted_order",
 ]

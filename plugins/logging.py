@@ -16,11 +16,14 @@ an application using the engine as a library pays nothing and sees nothing
 until it configures logging. ``turnout serve`` renders these events as JSON
 lines (or readable console lines on a terminal).
 
-The record is built directly, in the shape structlog's ``wrap_for_formatter``
+Under ``turnout serve --log-format json`` (the default off a terminal) the
+line skips the standard library: a structlog logger renders it with orjson
+straight into the process's ``LineBuffer`` (``json_lines()``), which writes
+the buffered lines at most half a second later, and when the engine closes
+or the process exits (benchmarks/RESULTS.md, "Cheap observers"). Otherwise
+the record is built directly, in the shape structlog's ``wrap_for_formatter``
 gives it (the event dict as ``msg``, plus ``_logger`` and ``_name``), so any
-``structlog.stdlib.ProcessorFormatter`` renders it; going through a structlog
-bound logger cost a caller-frame walk and a second pass over the processors on
-every request (benchmarks/RESULTS.md, "HTTP gateway").
+``structlog.stdlib.ProcessorFormatter`` renders it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,21 @@ import logging
 from typing import Any
 
 import structlog
-from turnout.plugin_api import AttemptRecord, RequestContext, RequestOutcome, hookimpl
+from turnout.plugin_api import (
+    AttemptRecord,
+    RequestContext,
+    RequestOutcome,
+    hookimpl,
+    json_lines,
+)
 
-__all__ = ["LOGGER_NAME", "request_fields", "turnout_request_finished", "turnout_shadow_finished"]
+__all__ = [
+    "LOGGER_NAME",
+    "request_fields",
+    "turnout_engine_closed",
+    "turnout_request_finished",
+    "turnout_shadow_finished",
+]
 
 LOGGER_NAME = "turnout.request"
 
@@ -96,6 +111,13 @@ _METHOD = {logging.INFO: "info", logging.WARNING: "warning"}
 def turnout_request_finished(ctx: RequestContext, outcome: RequestOutcome) -> None:
     if not _stdlib.isEnabledFor(logging.INFO):
         return
+    lines = json_lines()
+    if lines is not None:
+        log = lines.logger(LOGGER_NAME)
+        (log.info if outcome.status_code < 500 else log.warning)(
+            "request", **request_fields(ctx, outcome)
+        )
+        return
     level = logging.INFO if outcome.status_code < 500 else logging.WARNING
     event = {"event": "request", **request_fields(ctx, outcome)}
     record = logging.getLogRecordFactory()(LOGGER_NAME, level, __file__, 0, event, (), None)
@@ -109,7 +131,9 @@ def turnout_shadow_finished(ctx: RequestContext, record: AttemptRecord, cost: fl
     """One line per shadow request, beside the request it mirrored."""
     if not _stdlib.isEnabledFor(logging.INFO):
         return
-    _log.info(
+    lines = json_lines()
+    log = _log if lines is None else lines.logger(LOGGER_NAME)
+    log.info(
         "shadow",
         request_id=ctx.request_id,
         route=ctx.route.name,
@@ -120,3 +144,11 @@ def turnout_shadow_finished(ctx: RequestContext, record: AttemptRecord, cost: fl
         latency_ms=record.latency_ms,
         cost=cost,
     )
+
+
+@hookimpl
+def turnout_engine_closed() -> None:
+    """Write out the buffered lines: none is lost when the gateway shuts down."""
+    lines = json_lines()
+    if lines is not None:
+        lines.flush()

@@ -3,17 +3,36 @@
 Records one request's route, serving provider and model, status, latency,
 tokens, cost, and every upstream attempt of its trail (outcome, duration,
 retries, fallbacks) when ``turnout_request_finished`` fires, and shadow
-requests when ``turnout_shadow_finished`` does. The metrics are created on
+requests when ``turnout_shadow_finished`` does. The metrics are registered on
 the engine's own registry when it starts (``turnout_engine_started``); the
 gateway exposes them at ``GET /metrics``.
+
+A request only adds to plain numbers (a dict of floats per counter, a list of
+bucket counts per histogram label set, the bucket found with ``bisect``); one
+``prometheus_client`` collector turns them into metric families when
+``/metrics`` is scraped, so the per-request cost is a few dict updates rather
+than prometheus-client's locked value objects (benchmarks/RESULTS.md, "Cheap
+observers"). Under ``turnout serve --workers N`` prometheus-client's
+multiprocess mode needs its own value classes (they write the shared files
+that ``/metrics`` merges), so with ``PROMETHEUS_MULTIPROC_DIR`` set the same
+metrics are prometheus-client ``Counter`` / ``Histogram`` objects instead.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import pluggy
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 from turnout.plugin_api import (
     AttemptRecord,
     ModelLabels,
@@ -30,18 +49,138 @@ refused before any attempt)."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
+Labels = tuple[str, ...]
+
+
+class Family(Protocol):
+    """One counter or histogram, by label values (a tuple in label order)."""
+
+    def add(self, labels: Labels, amount: float) -> None:
+        """Count ``amount`` (a counter) or observe it (a histogram)."""
+
+
+class CounterSums:
+    """A counter as a dict of sums by label values, read at scrape time."""
+
+    def __init__(self, name: str, doc: str, labelnames: Sequence[str]) -> None:
+        self.name, self.doc, self.labelnames = name, doc, list(labelnames)
+        self.values: dict[Labels, float] = {}
+        self.created: dict[Labels, float] = {}
+
+    def add(self, labels: Labels, amount: float) -> None:
+        values = self.values
+        value = values.get(labels)
+        if value is None:
+            self.created[labels] = time.time()
+            value = 0.0
+        values[labels] = value + amount
+
+    def family(self) -> Metric:
+        out = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        created = self.created
+        for labels, value in self.values.copy().items():
+            out.add_metric(labels, value, created=created.get(labels))
+        return out
+
+
+class HistogramCounts:
+    """A histogram as per-bucket counts (not cumulative) and a sum, by label
+    values; ``bisect`` finds the bucket, the scrape makes the counts cumulative."""
+
+    def __init__(
+        self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name, self.doc, self.labelnames = name, doc, list(labelnames)
+        self.bounds = [float(b) for b in buckets]
+        self._names = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        self.series: dict[Labels, list[float]] = {}
+        """Per label values: one count per bucket (the last is +Inf), then the sum."""
+        self.created: dict[Labels, float] = {}
+
+    def add(self, labels: Labels, amount: float) -> None:
+        counts = self.series.get(labels)
+        if counts is None:
+            counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+            self.created[labels] = time.time()
+        counts[bisect_left(self.bounds, amount)] += 1
+        counts[-1] += amount
+
+    def family(self) -> Metric:
+        out = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        created = self.created
+        for labels, counts in self.series.copy().items():
+            counts = counts[:]
+            cumulative, buckets = 0.0, []
+            for name, count in zip(self._names, counts, strict=False):
+                cumulative += count
+                buckets.append((name, cumulative))
+            out.add_metric(labels, buckets, sum_value=counts[-1])
+            # the _created sample prometheus-client's own Histogram exports
+            at = created.get(labels)
+            if at is not None:
+                names = dict(zip(self.labelnames, labels, strict=True))
+                out.samples.append(Sample(self.name + "_created", names, at))
+        return out
+
+
+class SumsCollector(Collector):
+    """Every plain counter and histogram of one engine, as metric families at
+    scrape time."""
+
+    def __init__(self, families: list[CounterSums | HistogramCounts], lock: threading.Lock):
+        self._families = families
+        self._lock = lock
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            out = [family.family() for family in self._families]
+        yield from out
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric names, so the registry refuses a second set under them."""
+        for family in self._families:
+            if isinstance(family, CounterSums):
+                yield CounterMetricFamily(family.name, family.doc, labels=family.labelnames)
+            else:
+                yield HistogramMetricFamily(family.name, family.doc, labels=family.labelnames)
+
+
+class PrometheusFamily:
+    """A prometheus-client metric behind the ``Family`` interface (multiprocess
+    mode), its label children memoised: label lookups are the costly part."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._children: dict[Labels, Any] = {}
+        self._metric = metric
+        self._record = "inc" if isinstance(metric, Counter) else "observe"
+
+    def add(self, labels: Labels, amount: float) -> None:
+        record = self._children.get(labels)
+        if record is None:
+            child = self._metric.labels(*labels)
+            record = self._children[labels] = getattr(child, self._record)
+        record(amount)
+
 
 class RequestMetrics:
     """The request, attempt and shadow metrics of one engine, and the hooks that
-    record them. Label children are memoised: label lookups are the costly part.
-    Model labels are bounded per engine (``ModelLabels``)."""
+    record them. Model labels are bounded per engine (``ModelLabels``)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        def counter(name: str, doc: str, labels: list[str]) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
+    def __init__(self, registry: CollectorRegistry, *, multiprocess: bool = False) -> None:
+        plain: list[CounterSums | HistogramCounts] = []
 
-        def histogram(name: str, doc: str, labels: list[str]) -> Histogram:
-            return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=registry)
+        def counter(name: str, doc: str, labels: list[str]) -> Family:
+            if multiprocess:
+                return PrometheusFamily(Counter(name, doc, labels, registry=registry))
+            plain.append(CounterSums(name + "_total", doc, labels))
+            return plain[-1]
+
+        def histogram(name: str, doc: str, labels: list[str]) -> Family:
+            if multiprocess:
+                metric = Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=registry)
+                return PrometheusFamily(metric)
+            plain.append(HistogramCounts(name, doc, labels, LATENCY_BUCKETS))
+            return plain[-1]
 
         self.requests = counter(
             "turnout_requests",
@@ -105,51 +244,47 @@ class RequestMetrics:
             "USD spent on shadow requests, by route, shadow provider and model.",
             ["route", "provider", "model"],
         )
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.model_label = ModelLabels()
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        # one request's updates are made under one lock, so a scrape (or an
+        # engine shared by threads) never sees half of a request or loses one
+        self._lock = threading.Lock()
+        if plain:
+            registry.register(SumsCollector(plain, self._lock))
 
     @hookimpl
     def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
-        child = self._child
         route = ctx.route.name
         trail = ctx.trail
+        label = self.model_label
         if trail and not outcome.short_circuit:
             last = trail[-1]
-            provider, model = last.provider, self.model_label(last.model)
+            provider, model = last.provider, label(last.model)
         else:
             provider, model = NO_PROVIDER, NO_PROVIDER
-        child(self.requests, route, provider, model, str(outcome.status_code)).inc()
-        child(self.request_duration, route).observe(outcome.latency_ms / 1000)
+        attempts = [(r.provider, r.model, label(r.model), r) for r in trail]
+        with self._lock:
+            self.requests.add((route, provider, model, str(outcome.status_code)), 1)
+            self.request_duration.add((route,), outcome.latency_ms / 1000)
 
-        previous: tuple[str, str] | None = None
-        for record in trail:
-            record_model = self.model_label(record.model)
-            child(self.attempts, record.provider, record_model, record.outcome).inc()
-            child(self.upstream_duration, record.provider, record_model).observe(
-                record.latency_ms / 1000
-            )
-            current = (record.provider, record.model)
-            if previous is not None:
-                child(self.retries if current == previous else self.fallbacks, route).inc()
-            previous = current
+            previous: tuple[str, str] | None = None
+            for record_provider, record_model, model_label, record in attempts:
+                self.attempts.add((record_provider, model_label, record.outcome), 1)
+                self.upstream_duration.add((record_provider, model_label), record.latency_ms / 1000)
+                current = (record_provider, record_model)
+                if previous is not None:
+                    (self.retries if current == previous else self.fallbacks).add((route,), 1)
+                previous = current
 
-        if outcome.status != "ok" or provider == NO_PROVIDER:
-            return
-        if ctx.stream:
-            child(self.time_to_first_token, provider, model).observe(trail[-1].latency_ms / 1000)
-        usage = outcome.usage
-        if usage is not None:
-            child(self.tokens, provider, model, "input").inc(usage.prompt_tokens)
-            child(self.tokens, provider, model, "output").inc(usage.completion_tokens)
-        if outcome.cost:
-            child(self.cost, route, provider, model).inc(outcome.cost)
+            if outcome.status != "ok" or provider == NO_PROVIDER:
+                return
+            if ctx.stream:
+                self.time_to_first_token.add((provider, model), trail[-1].latency_ms / 1000)
+            usage = outcome.usage
+            if usage is not None:
+                self.tokens.add((provider, model, "input"), usage.prompt_tokens)
+                self.tokens.add((provider, model, "output"), usage.completion_tokens)
+            if outcome.cost:
+                self.cost.add((route, provider, model), outcome.cost)
 
     @hookimpl
     def turnout_shadow_finished(
@@ -157,14 +292,18 @@ class RequestMetrics:
     ) -> None:
         model = self.model_label(record.model)
         route = ctx.route.name
-        self._child(self.shadow_requests, route, record.provider, model, record.outcome).inc()
-        self._child(self.shadow_duration, record.provider, model).observe(record.latency_ms / 1000)
-        if cost:
-            self._child(self.shadow_cost, route, record.provider, model).inc(cost)
+        with self._lock:
+            self.shadow_requests.add((route, record.provider, model, record.outcome), 1)
+            self.shadow_duration.add((record.provider, model), record.latency_ms / 1000)
+            if cost:
+                self.shadow_cost.add((route, record.provider, model), cost)
 
 
 @hookimpl
 def turnout_engine_started(
     plugin_manager: pluggy.PluginManager, metrics: CollectorRegistry
 ) -> None:
-    plugin_manager.register(RequestMetrics(metrics), name="turnout.plugins.metrics.requests")
+    multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    plugin_manager.register(
+        RequestMetrics(metrics, multiprocess=multiprocess), name="turnout.plugins.metrics.requests"
+    )

@@ -2,7 +2,10 @@
 
 Everything goes through the standard library's root logger with one
 structlog ``ProcessorFormatter``, so the request log (``turnout.plugins.logging``),
-the engine's own events and uvicorn's messages share one format.
+the engine's own events and uvicorn's messages share one format. In JSON, stdout
+is a ``turnout.lines.LineBuffer``: the request log writes its pre-serialised
+lines there directly (buffered, written at most ``FLUSH_INTERVAL`` seconds
+later), every other record is written at once, after them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Literal
 import pydantic_core
 import structlog
 import structlog.tracebacks
+from turnout.lines import LineBuffer, use_json_lines
 
 __all__ = ["LogFormat", "configure_logging"]
 
@@ -64,6 +68,23 @@ class _JSONLineFormatter(structlog.stdlib.ProcessorFormatter):
         return super().format(record)
 
 
+class _LinesHandler(logging.Handler):
+    """Writes each record at once to a ``LineBuffer``, after the lines it holds."""
+
+    def __init__(self, lines: LineBuffer) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.write_now(self.format(record).encode())
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.lines.flush()
+
+
 def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> None:
     """Send every log record to stdout in ``fmt`` (``auto``: console on a TTY, else JSON)."""
     if fmt == "auto":
@@ -100,7 +121,16 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
         ],
         foreign_pre_chain=[structlog.stdlib.ExtraAdder()],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    stream = getattr(sys.stdout, "buffer", None) if fmt == "json" else None
+    handler: logging.Handler
+    if stream is not None:
+        sys.stdout.flush()
+        lines = LineBuffer(stream)
+        handler = _LinesHandler(lines)
+        use_json_lines(lines)
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        use_json_lines(None)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from turnout.lines import FLUSH_INTERVAL
 
 from .conftest import free_port
 
@@ -41,7 +42,8 @@ class Serve:
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -99,10 +101,47 @@ def test_the_readme_curl_example_works_on_the_default_policy(default_serve: Serv
     assert response.json()["choices"][0]["message"]["content"] == "Hello, turnout"
     assert response.headers["x-turnout-provider"] == "mock"
     assert httpx.get(default_serve.url + "/ready").status_code == 200
-    time.sleep(0.2)
-    logged = [e for e in default_serve.events() if e.get("event") == "request"]
-    assert logged and logged[-1]["route"] == "smart" and logged[-1]["status_code"] == 200
+    deadline = time.monotonic() + 5  # the request log is written within FLUSH_INTERVAL
+    while not (logged := [e for e in default_serve.events() if e.get("event") == "request"]):
+        assert time.monotonic() < deadline, "no request log line"
+        time.sleep(0.05)
+    assert logged[-1]["route"] == "smart" and logged[-1]["status_code"] == 200
     assert "Hello, turnout" not in "".join(default_serve.lines)
+
+
+def _chat(client: httpx.Client, url: str, request_id: str) -> None:
+    response = client.post(
+        url + "/v1/chat/completions",
+        json={"model": "smart", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-request-id": request_id},
+    )
+    assert response.status_code == 200
+
+
+def _logged_ids(serve: Serve) -> list[object]:
+    return [e["request_id"] for e in serve.events() if e.get("event") == "request"]
+
+
+def test_no_request_log_line_is_lost_at_a_clean_shutdown(default_serve: Serve) -> None:
+    with httpx.Client() as client:
+        for i in range(40):
+            _chat(client, default_serve.url, f"shutdown-{i}")
+    assert default_serve.stop()  # well within FLUSH_INTERVAL of the last request
+    default_serve.reader.join(10)
+    logged = [i for i in _logged_ids(default_serve) if str(i).startswith("shutdown-")]
+    assert sorted(logged) == sorted(f"shutdown-{i}" for i in range(40))
+
+
+def test_a_killed_gateway_keeps_the_lines_older_than_the_flush_interval(
+    default_serve: Serve,
+) -> None:
+    with httpx.Client() as client:
+        _chat(client, default_serve.url, "before-the-crash")
+    time.sleep(FLUSH_INTERVAL + 1)  # docs/deploy.md: a crash loses at most the last interval
+    default_serve.proc.kill()
+    default_serve.proc.wait(10)
+    default_serve.reader.join(10)
+    assert "before-the-crash" in _logged_ids(default_serve)
 
 
 def test_sighup_reloads_the_policy(default_serve: Serve) -> None:
@@ -158,6 +197,10 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
         assert total == 20
     finally:
         assert serve.stop()
+    serve.reader.join(10)
+    # both workers' buffered request lines, whole, none lost at shutdown
+    assert all(json.loads(line) for line in serve.lines if line.startswith("{"))
+    assert len([e for e in serve.events() if e.get("event") == "request"]) == 20
 
 
 def _post_in_background(url: str, result: list[httpx.Response]) -> threading.Thread:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from turnout import Engine, TurnoutError
 
 POLICY = """\
@@ -160,3 +163,67 @@ async def test_model_labels_are_bounded_per_engine_not_per_process() -> None:
     finally:
         await flooded.aclose()
         await quiet.aclose()
+
+
+async def test_the_exposition_counts_sums_and_buckets_exactly_what_was_served() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from turnout.metrics import exposition
+    from turnout.plugin_api import RequestContext, RequestOutcome, hookimpl
+    from turnout.plugins.metrics import LATENCY_BUCKETS
+
+    engine = Engine.from_yaml(POLICY, autoload=False)
+    seen: list[RequestOutcome] = []
+
+    class Seen:
+        @hookimpl
+        def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
+            seen.append(outcome)
+
+    engine.plugin_manager.register(Seen())
+    for _ in range(7):
+        await engine.chat({"model": "mock/b", "messages": HI})
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition(engine.metrics).decode())
+        for s in family.samples
+    }
+
+    def sample(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    served = {"route": "direct", "provider": "mock", "model": "b"}
+    assert sample("turnout_requests_total", **served, status="200") == 7
+    tokens = {"provider": "mock", "model": "b"}
+    assert sample("turnout_tokens_total", **tokens, direction="input") == sum(
+        o.usage.prompt_tokens for o in seen if o.usage
+    )
+    assert sample("turnout_tokens_total", **tokens, direction="output") == sum(
+        o.usage.completion_tokens for o in seen if o.usage
+    )
+    latencies = [o.latency_ms / 1000 for o in seen]
+    route = {"route": "direct"}
+    assert sample("turnout_request_duration_seconds_count", **route) == 7
+    assert sample("turnout_request_duration_seconds_sum", **route) == pytest.approx(sum(latencies))
+    buckets = [
+        sample("turnout_request_duration_seconds_bucket", **route, le=str(float(bound)))
+        for bound in LATENCY_BUCKETS
+    ]
+    assert buckets == [sum(1 for x in latencies if x <= bound) for bound in LATENCY_BUCKETS]
+    assert buckets == sorted(buckets)  # cumulative
+    assert sample("turnout_request_duration_seconds_bucket", **route, le="+Inf") == 7
+
+
+def test_histogram_buckets_are_cumulative_with_each_value_in_its_first_bucket() -> None:
+    from prometheus_client import CollectorRegistry
+    from turnout.plugins.metrics import HistogramCounts, SumsCollector
+
+    histogram = HistogramCounts("h", "doc", ["route"], [0.1, 1, 10])
+    registry = CollectorRegistry()
+    registry.register(SumsCollector([histogram], threading.Lock()))
+    for value in (0.05, 0.1, 0.5, 1, 1.5, 10, 11, 100):  # bounds are inclusive
+        histogram.add(("r",), value)
+    bucket = {le: registry.get_sample_value("h_bucket", {"route": "r", "le": le}) for le in
+              ("0.1", "1.0", "10.0", "+Inf")}  # fmt: skip
+    assert bucket == {"0.1": 2, "1.0": 4, "10.0": 6, "+Inf": 8}
+    assert registry.get_sample_value("h_count", {"route": "r"}) == 8
+    assert registry.get_sample_value("h_sum", {"route": "r"}) == pytest.approx(124.15)
