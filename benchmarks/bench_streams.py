@@ -131,8 +131,16 @@ def serve_floor(port: int, upstream: str) -> None:
     import uvicorn
     from turnout.http.protocol import CoalescingHttpToolsProtocol
 
-    uvicorn.run(floor_app(upstream), host="127.0.0.1", port=port, loop="uvloop",
-                http=CoalescingHttpToolsProtocol, access_log=False, log_level="warning")  # fmt: skip
+    app = floor_app(upstream)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=CoalescingHttpToolsProtocol,
+        access_log=False,
+        log_level="warning",
+    )
 
 
 async def streams(
@@ -178,7 +186,8 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {python}"
 
 
 def main() -> int:
@@ -236,7 +245,7 @@ def main() -> int:
             wait_http(url.rsplit("/v1/", 1)[0] + "/health")
         wait_http(f"http://127.0.0.1:{floor_port}/")
         cpu: dict[tuple[str, str, int], list[float]] = {}
-        for name, (url, _) in gateways.items():  # warm up
+        for url, _ in gateways.values():  # warm up
             for model in ("burst", "paced"):
                 asyncio.run(streams(url, model, 7, 50, 8))
         for _ in range(args.rounds):
