@@ -96,9 +96,10 @@ def revision(ref: str, into: Path) -> Path:
     return into
 
 
-def floor_app(upstream: str):  # type: ignore[no-untyped-def]
-    """The lean passthrough: the request forwarded with aiohttp, the upstream's
-    body bytes sent on as they arrive, nothing parsed."""
+def floor_app(upstreams: dict[bytes, str]):  # type: ignore[no-untyped-def]
+    """The lean passthrough: the request forwarded with aiohttp (to the upstream
+    its ``"model"`` names), the upstream's body bytes sent on as they arrive,
+    nothing parsed."""
     import aiohttp
 
     session: aiohttp.ClientSession | None = None
@@ -117,6 +118,7 @@ def floor_app(upstream: str):  # type: ignore[no-untyped-def]
             body += message.get("body", b"")
             more = message.get("more_body", False)
         session = session or aiohttp.ClientSession()
+        upstream = upstreams[b"burst" if b'"model": "burst"' in body else b"paced"]
         async with session.post(upstream, data=body, headers=headers) as response:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": [(b"content-type", b"text/event-stream")]})  # fmt: skip
@@ -127,11 +129,11 @@ def floor_app(upstream: str):  # type: ignore[no-untyped-def]
     return app
 
 
-def serve_floor(port: int, upstream: str) -> None:
+def serve_floor(port: int, burst: str, paced: str) -> None:
     import uvicorn
     from turnout.http.protocol import CoalescingHttpToolsProtocol
 
-    app = floor_app(upstream)
+    app = floor_app({b"burst": burst, b"paced": paced})
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -197,10 +199,10 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=200, help="streams per CPU sample")
     parser.add_argument("--gap", default="2ms", help="between a paced upstream's events")
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "UPSTREAM"))
+    parser.add_argument("--serve-floor", nargs=3, metavar=("PORT", "BURST", "PACED"))
     args = parser.parse_args()
     if args.serve_floor:
-        serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
+        serve_floor(int(args.serve_floor[0]), args.serve_floor[1], args.serve_floor[2])
         return 0
 
     load_average = os.getloadavg()[0]
@@ -234,24 +236,27 @@ def main() -> int:
         gateways[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)
     floor_port = free_port()
     paced_url = f"http://127.0.0.1:{paced}/v1/chat/completions"
-    procs.append(subprocess.Popen(
+    burst_url = f"http://127.0.0.1:{burst}/v1/chat/completions"
+    floor = subprocess.Popen(
         [*pin(0), python, str(Path(__file__).resolve()), "--before", "-",
-         "--serve-floor", str(floor_port), paced_url],
+         "--serve-floor", str(floor_port), burst_url, paced_url],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-    ))  # fmt: skip
+    )  # fmt: skip
+    procs.append(floor)
+    measured = {**gateways, "lean passthrough": (f"http://127.0.0.1:{floor_port}/", floor.pid)}
     os.sched_setaffinity(0, {1})
     try:
         for url, _ in gateways.values():
             wait_http(url.rsplit("/v1/", 1)[0] + "/health")
         wait_http(f"http://127.0.0.1:{floor_port}/")
         cpu: dict[tuple[str, str, int], list[float]] = {}
-        for url, _ in gateways.values():  # warm up
+        for url, _ in measured.values():  # warm up
             for model in ("burst", "paced"):
                 asyncio.run(streams(url, model, 7, 50, 8))
         for _ in range(args.rounds):
             for model in ("burst", "paced"):
                 for chunks in (10, 100):
-                    for name, (url, pid) in gateways.items():
+                    for name, (url, pid) in measured.items():
                         count = args.streams if model == "burst" else args.streams // 4
                         before = cpu_seconds(pid)
                         asyncio.run(streams(url, model, chunks - 3, count, 8))
@@ -275,11 +280,11 @@ def main() -> int:
     print(f"machine: {machine()}; load average before: {load_average:.2f}")
     print(f"{args.rounds} rounds; {args.streams} burst / {args.streams // 4} paced streams per "
           f"sample, 8 at a time; paced gap {args.gap}")  # fmt: skip
-    print("| upstream | revision | CPU µs / 10-chunk stream | / 100-chunk | µs per extra chunk |")
+    print("| upstream | server | CPU µs / 10-chunk stream | / 100-chunk | µs per extra chunk |")
     print("|---|---|---:|---:|---:|")
     per_chunk: dict[tuple[str, str], float] = {}
     for model in ("burst", "paced"):
-        for name in gateways:
+        for name in measured:
             ten = statistics.median(cpu[(name, model, 10)])
             hundred = statistics.median(cpu[(name, model, 100)])
             per_chunk[(name, model)] = (hundred - ten) / 90
@@ -288,7 +293,11 @@ def main() -> int:
             )
     for model in ("burst", "paced"):
         b, a = per_chunk[("before", model)], per_chunk[("after", model)]
-        print(f"{model}: per chunk after/before = {a / b:.2f}")
+        lean = per_chunk[("lean passthrough", model)]
+        print(
+            f"{model}: per chunk after/before = {a / b:.2f}; over the lean passthrough's: "
+            f"before {b - lean:.1f} µs, after {a - lean:.1f} µs"
+        )
     print(f"\n{args.concurrency} concurrent paced 10-chunk streams ({count} per round):")
     print("| target | streams/s | first byte p50 ms |")
     print("|---|---:|---:|")
