@@ -202,6 +202,8 @@ class OpenAIProvider(api.TranslatingProvider):
                         out = events.feed(splitter.feed(data))
                         if out is not None:
                             yield out
+                        if events.error is not None:
+                            raise events.error
                         if events.finished:
                             await api.drain(chunks)
                             break
@@ -219,7 +221,7 @@ class _Events:
     """One relayed stream's events: plain chunks passed on as bytes, the rest
     read by ``_Chunks`` and given to the relay parsed."""
 
-    __slots__ = ("_chunks", "_relay", "_secret", "finished", "started")
+    __slots__ = ("_chunks", "_partial", "_relay", "_secret", "error", "finished", "started")
 
     def __init__(self, relay: api.ChunkRelay, secret: str | None) -> None:
         self._relay = relay
@@ -227,9 +229,22 @@ class _Events:
         self._chunks = _Chunks(secret)
         self.finished = False
         self.started = False
+        self.error: api.ProviderError | None = None
+        """What an event reported: raise it once the events before it are sent."""
+        self._partial: api.RelayedEvents | None = None
 
     def feed(self, events: list[bytes]) -> api.RelayedEvents | None:
+        """The events of one read; ``error`` is set when one of them reported an
+        error (the events before it are returned, the rest dropped)."""
+        try:
+            return self._feed(events)
+        except api.ProviderError as exc:
+            self.error = exc
+            return self._partial
+
+    def _feed(self, events: list[bytes]) -> api.RelayedEvents | None:
         out: api.RelayedEvents | None = None
+        self._partial = None
         relay = self._relay
         for event in events:
             if event.startswith(b"data: ") and b"\n" not in event:
@@ -247,7 +262,7 @@ class _Events:
             if not data:
                 continue
             if out is None:
-                out = api.RelayedEvents(b"")
+                out = self._partial = api.RelayedEvents(b"")
             if plain and self.started and _plain(data) and not relay.holds_secret(data):
                 relay.add_bytes(event, out)
                 continue

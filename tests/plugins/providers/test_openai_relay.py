@@ -199,6 +199,22 @@ async def test_an_error_mid_stream_raises_after_the_events_before_it(event, fail
     assert body.closed
 
 
+@pytest.mark.parametrize("first", [False, True])
+async def test_an_error_in_the_same_read_comes_after_the_events_before_it(first):
+    error = b'event: error\ndata: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
+    opening = [chunk({"content": "a"})] if first else []
+    wire = b"".join([*opening, chunk({"content": "b"}), chunk({"content": "c"}), error])
+    body = Body(*opening, wire.removeprefix(b"".join(opening)))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE, stream=body))
+    received: list[RelayedEvents] = []
+    async with httpx.AsyncClient(transport=transport) as client:
+        call = ProviderCall(ChatRequest.model_validate(REQUEST), "gpt-4o", KEY, client)
+        with pytest.raises(ProviderError, match="overloaded"):
+            async for item in provider().stream_events(call, ChunkRelay(False, Redactor(()))):
+                received.append(item)
+    assert b"".join(i.data for i in received).count(b"data: ") == len(opening) + 2
+
+
 async def test_a_stream_without_done_is_a_connection_failure():
     with pytest.raises(ProviderError) as caught:
         await run([chunk({"content": "a"})])
