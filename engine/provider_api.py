@@ -75,7 +75,7 @@ from turnout.wire.chat import (
     Usage,
 )
 from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
-from turnout.wire.relay import ChunkRelay, RelayedEvents
+from turnout.wire.relay import ChunkRelay, EventBatch, RelayedEvents
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -90,6 +90,7 @@ __all__ = [
     "Duration",
     "Embeddings",
     "EmbeddingsRequest",
+    "EventBatch",
     "EventSplitter",
     "ExtraFields",
     "FailureClass",

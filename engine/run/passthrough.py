@@ -21,7 +21,7 @@ from turnout.run.context import RequestContext
 from turnout.run.operation import StreamOperation
 from turnout.run.streams import chunks_from_response
 from turnout.wire.chat import ChatResponse, Usage
-from turnout.wire.relay import ChunkRelay, RelayedEvents
+from turnout.wire.relay import ChunkRelay, EventBatch, RelayedEvents
 
 __all__ = ["EventsOperation", "relays_events"]
 
@@ -76,7 +76,7 @@ class EventsOperation(StreamOperation[RelayedEvents]):
     def replay(self, response: ChatResponse) -> list[RelayedEvents]:
         replayed = []
         for chunk in chunks_from_response(response):
-            events = RelayedEvents(b"")
-            _REPLAY.add(chunk, events)
-            replayed.append(events)
+            batch = EventBatch()
+            _REPLAY.add(chunk, batch)
+            replayed.append(batch.relayed())
         return replayed

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from turnout.wire.chat import ChatChunk, Usage
 
-__all__ = ["ChunkRelay", "RelayedEvents", "chunk_event", "is_tail"]
+__all__ = ["ChunkRelay", "EventBatch", "RelayedEvents", "chunk_event", "is_tail"]
 
 _NO_EXTRA = {"extra_fields"}
 
@@ -51,6 +51,23 @@ class RelayedEvents:
     data: bytes
     held: ChatChunk | None = None
     usage: Usage | None = None
+
+
+class EventBatch:
+    """The caller's events of one read, as they are gathered (``relayed()`` when done)."""
+
+    __slots__ = ("held", "parts", "usage")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.held: ChatChunk | None = None
+        self.usage: Usage | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.parts) or self.held is not None or self.usage is not None
+
+    def relayed(self) -> RelayedEvents:
+        return RelayedEvents(b"".join(self.parts), self.held, self.usage)
 
 
 def chunk_event(chunk: ChatChunk) -> bytes:
@@ -96,37 +113,37 @@ class ChunkRelay:
             return True
         return any(secret in event for secret in secrets)
 
-    def add(self, chunk: ChatChunk, out: RelayedEvents) -> None:
-        """Add a parsed chunk to ``out``, as the parsed path would send it."""
+    def add(self, chunk: ChatChunk, batch: EventBatch) -> None:
+        """Add a parsed chunk to ``batch``, as the parsed path would send it."""
         usage = chunk.usage
         if usage is not None:
-            out.usage = usage
+            batch.usage = usage
             if not self.keep_usage and not chunk.choices:
                 return  # asked upstream for cost; the caller did not ask
         redactor = self.redactor
         if redactor and chunk.__pydantic_extra__:
             chunk.__pydantic_extra__ = redactor.json(chunk.__pydantic_extra__)
-        held = out.held
+        held = batch.held
         if held is not None:
-            out.data += chunk_event(held)
-            out.held = None
+            batch.parts.append(chunk_event(held))
+            batch.held = None
         if is_tail(chunk):
-            out.held = chunk
+            batch.held = chunk
         else:
-            out.data += chunk_event(chunk)
+            batch.parts.append(chunk_event(chunk))
 
-    def add_bytes(self, event: bytes, out: RelayedEvents) -> None:
+    def add_bytes(self, event: bytes, batch: EventBatch) -> None:
         """Add an event passed on as it came (``data: ...`` without its blank line)."""
-        held = out.held
+        held = batch.held
         if held is not None:
-            out.data += chunk_event(held)
-            out.held = None
-        out.data += event + b"\n\n"
+            batch.parts.append(chunk_event(held))
+            batch.held = None
+        batch.parts += (event, b"\n\n")
 
     async def relay(self, chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[RelayedEvents]:
         """A parsed stream (any provider's) as relayed events, one per chunk kept."""
         async for chunk in chunks:
-            out = RelayedEvents(b"")
-            self.add(chunk, out)
-            if out.data or out.held is not None or out.usage is not None:
-                yield out
+            batch = EventBatch()
+            self.add(chunk, batch)
+            if batch:
+                yield batch.relayed()

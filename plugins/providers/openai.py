@@ -221,7 +221,7 @@ class _Events:
     """One relayed stream's events: plain chunks passed on as bytes, the rest
     read by ``_Chunks`` and given to the relay parsed."""
 
-    __slots__ = ("_chunks", "_partial", "_relay", "_secret", "error", "finished", "started")
+    __slots__ = ("_chunks", "_relay", "_secret", "error", "finished", "started")
 
     def __init__(self, relay: api.ChunkRelay, secret: str | None) -> None:
         self._relay = relay
@@ -231,22 +231,31 @@ class _Events:
         self.started = False
         self.error: api.ProviderError | None = None
         """What an event reported: raise it once the events before it are sent."""
-        self._partial: api.RelayedEvents | None = None
 
     def feed(self, events: list[bytes]) -> api.RelayedEvents | None:
         """The events of one read; ``error`` is set when one of them reported an
         error (the events before it are returned, the rest dropped)."""
+        batch = api.EventBatch()
         try:
-            return self._feed(events)
+            self._feed(events, batch)
         except api.ProviderError as exc:
             self.error = exc
-            return self._partial
+        return batch.relayed() if batch else None
 
-    def _feed(self, events: list[bytes]) -> api.RelayedEvents | None:
-        out: api.RelayedEvents | None = None
-        self._partial = None
+    def _feed(self, events: list[bytes], batch: api.EventBatch) -> None:
         relay = self._relay
-        for event in events:
+        index, count = 0, len(events)
+        unchecked = 0  # events before it are in no run (each is looked at once)
+        while index < count:
+            if self.started and index >= unchecked:
+                end, plain = self._run(events, index)
+                if plain:  # plain chunks, checked together: passed on in one piece
+                    relay.add_bytes(b"\n\n".join(events[index:end]), batch)
+                    index = end
+                    continue
+                unchecked = end
+            event = events[index]
+            index += 1
             if event.startswith(b"data: ") and b"\n" not in event:
                 name, data, plain = "message", event[6:], True
             elif not event:
@@ -256,20 +265,48 @@ class _Events:
                 plain = False
             if data.startswith(b"[DONE]"):
                 self.finished = True
-                break
+                return
             if name == "error":
                 raise _error_event(data.decode("utf-8", "replace"), self._secret)
             if not data:
                 continue
-            if out is None:
-                out = self._partial = api.RelayedEvents(b"")
             if plain and self.started and _plain(data) and not relay.holds_secret(data):
-                relay.add_bytes(event, out)
+                relay.add_bytes(event, batch)
                 continue
             self.started = True
             for chunk in self._chunks.feed(name, data.decode("utf-8", "replace")):
-                relay.add(chunk, out)
-        return out
+                relay.add(chunk, batch)
+
+    def _run(self, events: list[bytes], start: int) -> tuple[int, bool]:
+        """Where the run of plain-looking chunks from ``start`` ends, and whether it
+        is two or more plain chunks (``_plain``, its content checks made over the
+        run at once)."""
+        end = start
+        for event in events[start:]:
+            if (
+                event[:7] != b"data: {"
+                or event[-1:] != b"}"
+                or b"\n" in event
+                or event.find(b'"finish_reason":null', max(len(event) - 96, 0)) < 0
+            ):
+                break
+            end += 1
+        if end - start < 2:
+            return start + 1, False
+        run = b"".join(events[start:end])
+        return end, _plain_run(run) and not self._relay.holds_secret(run)
+
+
+def _plain_run(data: bytes) -> bool:
+    """``_plain``'s checks over many events at once: no error, no ``extra_fields``,
+    no ``[DONE]``, no usage but ``null`` and no finish reason but ``null``."""
+    return not (
+        b'"error"' in data
+        or b'"extra_fields"' in data
+        or b"[DONE]" in data
+        or data.count(b'"usage"') != data.count(b'"usage":null')
+        or data.count(b'"finish_reason"') != data.count(b'"finish_reason":null')
+    )
 
 
 def _plain(data: bytes) -> bool:

@@ -227,9 +227,39 @@ async def test_an_upstream_gateways_extra_fields_are_dropped():
     assert b"extra_fields" not in visible(items)
 
 
-async def test_a_secret_in_an_unknown_field_is_masked():
+@pytest.mark.parametrize("around", [0, 3])
+async def test_a_secret_in_an_unknown_field_is_masked(around):
     secret = "sk-policy-secret-0123"
-    wire = chunk({"role": "assistant"}) + chunk({"content": "x"}, note=secret) + b"data: [DONE]\n\n"
+    plain = [chunk({"content": f"w{i}"}) for i in range(around)]
+    wire = b"".join(
+        [
+            chunk({"role": "assistant"}),
+            *plain,
+            chunk({"content": "x"}, note=secret),
+            *plain,
+            b"data: [DONE]\n\n",
+        ]
+    )
     items, _ = await run([wire], secrets=(secret,))
     assert secret.encode() not in visible(items)
     assert b"***" in visible(items)
+    assert [c["choices"][0]["delta"].get("content") for c in as_chunks(visible(items))][1:] == [
+        *(f"w{i}" for i in range(around)),
+        "x",
+        *(f"w{i}" for i in range(around)),
+    ]
+
+
+async def test_an_error_among_plain_chunks_of_one_read_ends_the_stream_there():
+    plain = [chunk({"content": f"w{i}"}) for i in range(4)]
+    failing = chunk({"content": "x"}, error={"message": "upstream broke", "type": "server_error"})
+    wire = b"".join([*plain[:2], failing, *plain[2:], b"data: [DONE]\n\n"])
+    received: list[RelayedEvents] = []
+    body = Body(chunk({"role": "assistant"}), wire)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE, stream=body))
+    async with httpx.AsyncClient(transport=transport) as client:
+        call = ProviderCall(ChatRequest.model_validate(REQUEST), "gpt-4o", KEY, client)
+        with pytest.raises(ProviderError, match="upstream broke"):
+            async for item in provider().stream_events(call, ChunkRelay(False, Redactor(()))):
+                received.append(item)
+    assert b"".join(i.data for i in received).count(b"data: ") == 3  # role, w0, w1
