@@ -12,7 +12,8 @@ reads it in one or two reads), ``paced`` waits ``--gap`` between events (a
 read per event, as tokens arrive from a real model). Then ``--concurrency``
 streams at once, paced, against each revision and against a lean SSE
 passthrough (aiohttp in, bytes out, no parsing): streams per second and the
-first body byte's p50, next to the upstream's own.
+first body byte's p50, next to the upstream's own; and the first byte's p50
+with 4 streams at a time (no queue in front of the gateway).
 
     python benchmarks/bench_streams.py --before <git-ref> [--rounds 5]
 
@@ -266,10 +267,13 @@ def main() -> int:
         targets = {**{n: u for n, (u, _) in gateways.items()}, "lean passthrough":
                    f"http://127.0.0.1:{floor_port}/", "upstream": paced_url}  # fmt: skip
         count = args.concurrency * 3
+        light: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for name, url in targets.items():
                 seconds, firsts = asyncio.run(streams(url, "paced", 7, count, args.concurrency))
                 load.setdefault(name, []).append((count / seconds, statistics.median(firsts)))
+                _, firsts = asyncio.run(streams(url, "paced", 7, 40, 4))
+                light.setdefault(name, []).append(statistics.median(firsts))
     finally:
         for proc in procs:
             proc.terminate()
@@ -299,19 +303,21 @@ def main() -> int:
             f"before {b - lean:.1f} µs, after {a - lean:.1f} µs"
         )
     print(f"\n{args.concurrency} concurrent paced 10-chunk streams ({count} per round):")
-    print("| target | streams/s | first byte p50 ms |")
-    print("|---|---:|---:|")
+    print("| target | streams/s | first byte p50 ms | first byte p50 ms, 4 at a time |")
+    print("|---|---:|---:|---:|")
     medians = {}
     for name, samples in load.items():
         rate = statistics.median(s[0] for s in samples)
         first = statistics.median(s[1] for s in samples) * 1000
-        medians[name] = (rate, first)
-        print(f"| {name} | {rate:.0f} | {first:.2f} |")
+        alone = statistics.median(light[name]) * 1000
+        medians[name] = (rate, first, alone)
+        print(f"| {name} | {rate:.0f} | {first:.2f} | {alone:.2f} |")
     lean, upstream = medians["lean passthrough"], medians["upstream"]
     for name in gateways:
-        rate, first = medians[name]
-        print(f"{name}: {rate / lean[0]:.2f}x the lean passthrough's rate, "
-              f"first byte {first / upstream[1]:.2f}x the upstream's")  # fmt: skip
+        rate, first, alone = medians[name]
+        print(f"{name}: {rate / lean[0]:.2f}x the lean passthrough's rate; first byte "
+              f"{first / upstream[1]:.2f}x the upstream's under load, "
+              f"{alone / upstream[2]:.2f}x 4 at a time")  # fmt: skip
     return 0
 
 
