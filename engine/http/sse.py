@@ -81,17 +81,7 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
                 await send({"type": "http.response.body", "body": event(chunk), "more_body": True})
             chunk = await anext(stream, None)
     except Exception as exc:
-        if isinstance(exc, TurnoutError):
-            error = exc
-        else:
-            log.exception("stream failed unexpectedly", request_id=stream.request_id)
-            error = internal_error(stream.request_id)
-        error.extra_fields = {
-            "request_id": stream.request_id,
-            "route": stream.plan.route.name,
-            "attempts": [r.model_dump() for r in stream.trail],
-            **error.extra_fields,
-        }
+        error = _stream_error(stream, exc)
         if held is not None:
             await send({"type": "http.response.body", "body": event(held), "more_body": True})
         await send({"type": "http.response.body", "body": error_event(error)})
