@@ -32,6 +32,7 @@ from turnout.run.context import RequestContext
 from turnout.run.executor import Executor, Respond
 from turnout.run.ledger import BudgetLedger, make_backend, state_identity
 from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
+from turnout.run.passthrough import EventsOperation, relays_events
 from turnout.run.streams import ChatStream
 from turnout.state import StateBackend, StateSnapshot
 from turnout.state.stats import TargetStats
@@ -291,14 +292,24 @@ class Engine:
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
         op: StreamOperation[Any] | None = None,
+        events: bool = False,
     ) -> ChatStream:
         """Route one streaming request. Planning errors raise here; upstream errors
         raise while iterating (before the first chunk only once every attempt failed).
 
         :param op: another streamed request kind (see ``turnout.run.serve``); its
-            chunks are what the operation's ``relay`` gives out."""
+            chunks are what the operation's ``relay`` gives out.
+        :param events: the caller takes Server-Sent Events bytes (the gateway):
+            when nothing on the route needs parsed chunks, the stream's items are
+            ``RelayedEvents`` and ``ChatStream.relayed`` is True
+            (``turnout.run.passthrough``); else they are chunks, as without it."""
         ctx = self._context(request, headers, request_id, stream=True)
-        return ChatStream(self.executor.serving(ctx, op or CHAT_STREAM))
+        if op is None:
+            if events and relays_events(ctx, self.plugin_manager.hook):
+                relay: StreamOperation[Any] = EventsOperation.of(ctx)
+                return ChatStream(self.executor.serving(ctx, relay), relayed=True)
+            op = CHAT_STREAM
+        return ChatStream(self.executor.serving(ctx, op))
 
     async def serve(
         self,

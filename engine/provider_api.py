@@ -55,7 +55,13 @@ from turnout.upstream.interface import (
     UpstreamError,
     UpstreamRequest,
 )
-from turnout.upstream.sse import MalformedEvents, ServerSentEvent, server_sent_events
+from turnout.upstream.sse import (
+    EventSplitter,
+    MalformedEvents,
+    ServerSentEvent,
+    event_fields,
+    server_sent_events,
+)
 from turnout.wire.chat import (
     ChatChunk,
     ChatRequest,
@@ -69,6 +75,7 @@ from turnout.wire.chat import (
     Usage,
 )
 from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
+from turnout.wire.relay import ChunkRelay, EventBatch, RelayedEvents
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -77,11 +84,14 @@ __all__ = [
     "ChatResponse",
     "Choice",
     "ChunkChoice",
+    "ChunkRelay",
     "DataURL",
     "Delta",
     "Duration",
     "Embeddings",
     "EmbeddingsRequest",
+    "EventBatch",
+    "EventSplitter",
     "ExtraFields",
     "FailureClass",
     "FunctionTool",
@@ -95,6 +105,7 @@ __all__ = [
     "ProviderSettings",
     "RawChatResponse",
     "RegisterProvider",
+    "RelayedEvents",
     "Reply",
     "ResponseMessage",
     "ServerSentEvent",
@@ -118,6 +129,7 @@ __all__ = [
     "error_from_response",
     "error_from_transport",
     "error_object",
+    "event_fields",
     "function_tool",
     "hookimpl",
     "image_url",

@@ -22,6 +22,7 @@ from turnout.errors import FailureClass, ProviderError
 from turnout.upstream.interface import HttpxUpstream, Upstream
 from turnout.wire.chat import ChatChunk, ChatRequest, ChatResponse
 from turnout.wire.embeddings import Embeddings, EmbeddingsRequest
+from turnout.wire.relay import ChunkRelay, RelayedEvents
 
 __all__ = ["NativeEvent", "Provider", "ProviderCall", "ProviderSettings", "RawChatResponse"]
 
@@ -232,6 +233,15 @@ class Provider(abc.ABC):
         raise ProviderError(
             FailureClass.BAD_REQUEST, f"provider type {self.settings.type!r} cannot stream"
         )
+
+    def stream_events(self, call: ProviderCall, relay: ChunkRelay) -> AsyncIterator[RelayedEvents]:
+        """``stream``, as the caller's Server-Sent Events bytes (the gateway's relay
+        of a route that needs no parsed chunks): one ``RelayedEvents`` per chunk,
+        by ``relay``'s rules. A provider whose upstream writes OpenAI chunks may
+        override it to pass the upstream's events on as they came, one
+        ``RelayedEvents`` per read, reading only the events ``relay`` must
+        (same errors, same first-chunk rule as ``stream``)."""
+        return relay.relay(self.stream(call))
 
     async def embeddings(self, call: ProviderCall, request: EmbeddingsRequest) -> Embeddings:
         """Embed ``request``'s inputs with ``call.model``; one vector per input, in order.

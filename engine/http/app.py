@@ -42,7 +42,7 @@ from turnout.http.wire import (
 )
 from turnout.routing.planner import NoRouteError
 from turnout.run.streams import ChatStream
-from turnout.wire.chat import AttemptRecord, ChatChunk, ChatResponse
+from turnout.wire.chat import AttemptRecord, ChatResponse
 
 __all__ = ["Gateway"]
 
@@ -302,7 +302,7 @@ class Gateway:
         watcher = sse.cancel_on_disconnect(receive)
         try:
             if request.stream:
-                stream = engine.stream(request, headers=headers, request_id=rid)
+                stream = engine.stream(request, headers=headers, request_id=rid, events=True)
                 await self._stream(stream, started, rid, send, watcher)
             else:
                 await engine.chat(request, headers=headers, request_id=rid, respond=respond)
@@ -323,7 +323,7 @@ class Gateway:
         watcher: asyncio.Task[None],
     ) -> None:
         try:
-            first: ChatChunk | None = await anext(stream, None)
+            first: Any = await anext(stream, None)
             if first is None:
                 raise TurnoutError(
                     "the upstream stream ended without a chunk",
@@ -351,7 +351,10 @@ class Gateway:
                     ],
                 }
             )
-            error = await sse.write_chunks(stream, first, send)
+            if stream.relayed:
+                error = await sse.write_events(stream, first, send)
+            else:
+                error = await sse.write_chunks(stream, first, send)
             watcher.cancel()  # the body is complete: a disconnect now is only its end
             if error is not None:
                 log.warning("stream ended by an error", request_id=rid, code=error.code)

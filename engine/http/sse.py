@@ -11,6 +11,10 @@ on the last chunk: the usage chunk when the caller asked for
 ``stream_options.include_usage``, else the chunk carrying ``finish_reason``.
 Those tail chunks carry no text, so holding each until the next chunk (or
 the end) delays nothing a user sees.
+
+A relayed stream (``ChatStream.relayed``: ``turnout.run.passthrough``) gives
+the events' bytes of each upstream read at once; ``write_events`` sends them
+in one body message per read, with the same tail rule.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from turnout.http.asgi import Receive, Send
 from turnout.http.wire import internal_error, json_bytes
 from turnout.run.streams import ChatStream
 from turnout.wire.chat import ChatChunk
+from turnout.wire.relay import RelayedEvents, chunk_event
+from turnout.wire.relay import is_tail as is_tail
 
 __all__ = [
     "DONE",
@@ -33,6 +39,7 @@ __all__ = [
     "event",
     "is_tail",
     "write_chunks",
+    "write_events",
 ]
 
 log = structlog.get_logger("turnout.http")
@@ -55,17 +62,6 @@ def error_event(error: TurnoutError) -> bytes:
     return b"event: error\ndata: " + json_bytes(error.to_dict()) + b"\n\n"
 
 
-def is_tail(chunk: ChatChunk) -> bool:
-    """A chunk with nothing to show: usage only, or finish reasons with empty deltas."""
-    if not chunk.choices:
-        return True
-    for choice in chunk.choices:
-        delta = choice.delta
-        if choice.finish_reason is None or delta.content or delta.tool_calls or delta.refusal:
-            return False
-    return True
-
-
 async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> TurnoutError | None:
     """Send ``first`` and the rest of ``stream`` as body events; end the body.
 
@@ -85,17 +81,7 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
                 await send({"type": "http.response.body", "body": event(chunk), "more_body": True})
             chunk = await anext(stream, None)
     except Exception as exc:
-        if isinstance(exc, TurnoutError):
-            error = exc
-        else:
-            log.exception("stream failed unexpectedly", request_id=stream.request_id)
-            error = internal_error(stream.request_id)
-        error.extra_fields = {
-            "request_id": stream.request_id,
-            "route": stream.plan.route.name,
-            "attempts": [r.model_dump() for r in stream.trail],
-            **error.extra_fields,
-        }
+        error = _stream_error(stream, exc)
         if held is not None:
             await send({"type": "http.response.body", "body": event(held), "more_body": True})
         await send({"type": "http.response.body", "body": error_event(error)})
@@ -106,6 +92,60 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
         tail = event(held, with_extra=True)
     await send({"type": "http.response.body", "body": tail + DONE})
     return None
+
+
+async def write_events(stream: ChatStream, first: RelayedEvents, send: Send) -> TurnoutError | None:
+    """``write_chunks`` for a relayed stream: ``first`` and the rest of ``stream``
+    (``RelayedEvents``), one body message per upstream read; end the body.
+
+    Returns the error that ended the stream early (already sent as an error
+    event), or None after ``[DONE]``.
+    """
+    held: ChatChunk | None = None
+    events: RelayedEvents | None = first
+    more = stream.__anext__
+    try:
+        while events is not None:
+            data = events.data
+            if held is not None and (data or events.held is not None):
+                data = chunk_event(held) + data
+                held = None
+            if events.held is not None:
+                held = events.held
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            try:
+                events = await more()  # type: ignore[assignment]
+            except StopAsyncIteration:
+                events = None
+    except Exception as exc:
+        error = _stream_error(stream, exc)
+        if held is not None:
+            await send({"type": "http.response.body", "body": event(held), "more_body": True})
+        await send({"type": "http.response.body", "body": error_event(error)})
+        return error
+    tail = b""
+    if held is not None:
+        held.extra_fields = stream.extra_fields
+        tail = event(held, with_extra=True)
+    await send({"type": "http.response.body", "body": tail + DONE})
+    return None
+
+
+def _stream_error(stream: ChatStream, exc: Exception) -> TurnoutError:
+    """The error event's error for what ended a stream, with the request's trail."""
+    if isinstance(exc, TurnoutError):
+        error = exc
+    else:
+        log.exception("stream failed unexpectedly", request_id=stream.request_id)
+        error = internal_error(stream.request_id)
+    error.extra_fields = {
+        "request_id": stream.request_id,
+        "route": stream.plan.route.name,
+        "attempts": [r.model_dump() for r in stream.trail],
+        **error.extra_fields,
+    }
+    return error
 
 
 async def _cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:

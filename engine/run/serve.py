@@ -71,6 +71,7 @@ from turnout.routing.tokens import prompt_bound
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
 from turnout.run.context import RequestContext, RequestOutcome
+from turnout.run.deadline import StreamDeadline
 from turnout.run.operation import Operation, StreamOperation, served_fields
 from turnout.run.runtime import Runtime
 from turnout.run.shadow import start_shadow
@@ -176,6 +177,8 @@ class Serving(Generic[R]):
             served, (upstream, first), _ = await self._attempt(self._first_chunk, None)
             usage: Usage | None = None
             relay = op.relay(self.ctx, self.rt.hook)
+            assert self.attempts is not None
+            deadline = StreamDeadline(self.attempts.remaining)
             try:
                 current: Any = first
                 while current is not None:
@@ -185,7 +188,7 @@ class Serving(Generic[R]):
                     out = await relay(current)
                     if out is not None:
                         yield out
-                    current = await self._next_chunk(upstream)
+                    current = await self._next_chunk(upstream, deadline)
             except ProviderError as exc:
                 failed = await self._failed(served, exc, self.rt.clock())
                 raise TurnoutError(
@@ -195,6 +198,7 @@ class Serving(Generic[R]):
                     code="stream_interrupted",
                 ) from failed
             finally:
+                deadline.cancel()
                 await _close(upstream)
             fields = self._served(served, usage)
             await self._settled(served, usage, fields.cost)
@@ -236,14 +240,9 @@ class Serving(Generic[R]):
             await _close(upstream)
             raise
 
-    async def _next_chunk(self, upstream: AsyncIterator[Any]) -> Any:
-        assert self.attempts is not None
-        remaining = self.attempts.remaining()
+    async def _next_chunk(self, upstream: AsyncIterator[Any], deadline: StreamDeadline) -> Any:
         try:
-            if remaining is None:
-                return await anext(upstream)
-            async with asyncio.timeout(max(remaining, 0)):
-                return await anext(upstream)
+            return await deadline.read(upstream)
         except StopAsyncIteration:
             return None
         except TimeoutError:

@@ -76,10 +76,12 @@ class ChatStream:
     ``async with`` block) cancels the upstream request. Once the first chunk
     has arrived, ``plan`` is the plan in force (restricted by budgets and
     breakers), ``attempt`` the attempt serving it and ``trail`` the attempts
-    made so far (a gateway sends them as response headers).
+    made so far (a gateway sends them as response headers). ``relayed``: the
+    items are ``RelayedEvents`` (the caller's event bytes), not chunks.
     """
 
-    def __init__(self, source: StreamSource) -> None:
+    def __init__(self, source: StreamSource, *, relayed: bool = False) -> None:
+        self.relayed = relayed
         self._source = source
         self._ctx = source.ctx
         self._chunks: AsyncIterator[ChatChunk] = source.stream()

@@ -15,6 +15,7 @@ import base64
 import json
 import sys
 from array import array
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic_core
@@ -58,6 +59,13 @@ class OpenAIProvider(api.TranslatingProvider):
         self._stream_usage = self.options.stream_usage
         self._url = f"{self.base_url}/chat/completions"
         self._embeddings_url = f"{self.base_url}/embeddings"
+        cls = type(self)
+        self._relays_bytes = all(
+            getattr(cls, name) is getattr(OpenAIProvider, name)
+            for name in ("stream", "events", "decode_event", "translator")
+        )
+        """The upstream's events are OpenAI chunks as it wrote them (no subclass
+        reads them its own way), so ``stream_events`` can pass them on."""
 
     def native_url(self, call: api.ProviderCall, surface: str) -> str:
         """``{base_url}/completions`` for legacy completions, when the policy says
@@ -166,6 +174,153 @@ class OpenAIProvider(api.TranslatingProvider):
 
     def translator(self, call: api.ProviderCall, reply: api.StreamReply) -> _Chunks:
         return _Chunks(call.api_key)
+
+    def stream_events(
+        self, call: api.ProviderCall, relay: api.ChunkRelay
+    ) -> AsyncIterator[api.RelayedEvents]:
+        """The upstream's events passed on as they came, one ``RelayedEvents`` per
+        read. Only the first chunk and the events ``relay`` must look into
+        (usage, a finish, an error, ``extra_fields``, a secret) are validated
+        as ``stream`` validates every chunk; ``[DONE]`` and error events end
+        the stream as there."""
+        if not self._relays_bytes:
+            return super().stream_events(call, relay)
+        return self._relayed(call, relay)
+
+    async def _relayed(
+        self, call: api.ProviderCall, relay: api.ChunkRelay
+    ) -> AsyncIterator[api.RelayedEvents]:
+        request = self.build(call, stream=True)
+        events = _Events(relay, call.api_key)
+        splitter = api.EventSplitter()
+        with self.stream_failures(call):
+            async with call.upstream.stream(request) as reply:
+                await self._check_stream(reply, call)
+                chunks = reply.chunks()
+                try:
+                    async for data in chunks:
+                        out = events.feed(splitter.feed(data))
+                        if out is not None:
+                            yield out
+                        if events.error is not None:
+                            raise events.error
+                        if events.finished:
+                            await api.drain(chunks)
+                            break
+                finally:
+                    aclose = getattr(chunks, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                if not events.finished:
+                    raise api.ProviderError(
+                        api.FailureClass.CONNECTION, f"stream ended before {self.stream_end}"
+                    )
+
+
+class _Events:
+    """One relayed stream's events: plain chunks passed on as bytes, the rest
+    read by ``_Chunks`` and given to the relay parsed."""
+
+    __slots__ = ("_chunks", "_relay", "_secret", "error", "finished", "started")
+
+    def __init__(self, relay: api.ChunkRelay, secret: str | None) -> None:
+        self._relay = relay
+        self._secret = secret
+        self._chunks = _Chunks(secret)
+        self.finished = False
+        self.started = False
+        self.error: api.ProviderError | None = None
+        """What an event reported: raise it once the events before it are sent."""
+
+    def feed(self, events: list[bytes]) -> api.RelayedEvents | None:
+        """The events of one read; ``error`` is set when one of them reported an
+        error (the events before it are returned, the rest dropped)."""
+        batch = api.EventBatch()
+        try:
+            self._feed(events, batch)
+        except api.ProviderError as exc:
+            self.error = exc
+        return batch.relayed() if batch else None
+
+    def _feed(self, events: list[bytes], batch: api.EventBatch) -> None:
+        relay = self._relay
+        index, count = 0, len(events)
+        unchecked = 0  # events before it are in no run (each is looked at once)
+        while index < count:
+            if self.started and index >= unchecked:
+                end, plain = self._run(events, index)
+                if plain:  # plain chunks, checked together: passed on in one piece
+                    relay.add_bytes(b"\n\n".join(events[index:end]), batch)
+                    index = end
+                    continue
+                unchecked = end
+            event = events[index]
+            index += 1
+            if event.startswith(b"data: ") and b"\n" not in event:
+                name, data, plain = "message", event[6:], True
+            elif not event:
+                continue
+            else:
+                name, data = api.event_fields(event)
+                plain = False
+            if data.startswith(b"[DONE]"):
+                self.finished = True
+                return
+            if name == "error":
+                raise _error_event(data.decode("utf-8", "replace"), self._secret)
+            if not data:
+                continue
+            if plain and self.started and _plain(data) and not relay.holds_secret(data):
+                relay.add_bytes(event, batch)
+                continue
+            self.started = True
+            for chunk in self._chunks.feed(name, data.decode("utf-8", "replace")):
+                relay.add(chunk, batch)
+
+    def _run(self, events: list[bytes], start: int) -> tuple[int, bool]:
+        """Where the run of plain-looking chunks from ``start`` ends, and whether it
+        is two or more plain chunks (``_plain``, its content checks made over the
+        run at once)."""
+        end = start
+        for event in events[start:]:
+            if (
+                event[:7] != b"data: {"
+                or event[-1:] != b"}"
+                or b"\n" in event
+                or event.find(b'"finish_reason":null', max(len(event) - 96, 0)) < 0
+            ):
+                break
+            end += 1
+        if end - start < 2:
+            return start + 1, False
+        run = b"".join(events[start:end])
+        return end, _plain_run(run) and not self._relay.holds_secret(run)
+
+
+def _plain_run(data: bytes) -> bool:
+    """``_plain``'s checks over many events at once: no error, no ``extra_fields``,
+    no ``[DONE]``, no usage but ``null`` and no finish reason but ``null``."""
+    return not (
+        b'"error"' in data
+        or b'"extra_fields"' in data
+        or b"[DONE]" in data
+        or data.count(b'"usage"') != data.count(b'"usage":null')
+        or data.count(b'"finish_reason"') != data.count(b'"finish_reason":null')
+    )
+
+
+def _plain(data: bytes) -> bool:
+    """Whether a chunk's JSON can be passed on unread: an object that reports
+    no error, carries no ``extra_fields``, no usage (or ``"usage":null``), and
+    whose every finish reason is ``null`` (so it is no tail to hold back).
+    Compact JSON only; any other spelling is read, never misjudged."""
+    if data[:1] != b"{" or data[-1:] != b"}" or b'"error"' in data or b'"extra_fields"' in data:
+        return False
+    finishes = data.count(b'"finish_reason"')
+    if not finishes or data.count(b'"finish_reason":null') != finishes:
+        return False
+    usages = data.count(b'"usage"')
+    return not usages or (usages == 1 and b'"usage":null' in data)
 
 
 class _Chunks:
