@@ -121,6 +121,7 @@ class Engine:
         self.metrics = CollectorRegistry()
         """This engine's Prometheus metrics (the gateway serves them at ``/metrics``)."""
         start_plugins(plugin_manager, self.metrics)
+        self.executor.runtime.hooks.select(table)  # the hooks each route calls
 
     # -- construction --------------------------------------------------------
 
@@ -181,6 +182,7 @@ class Engine:
             self.registry.guardrails,
         )
         self._apply_state(table, os.fspath(source))
+        self.executor.runtime.hooks.select(table)
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
         self._source = source

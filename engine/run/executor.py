@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pluggy
+from turnout.contract.route_hooks import HookSelection
 from turnout.run.context import RequestContext
 from turnout.run.ledger import BudgetLedger
 from turnout.run.operation import CHAT, Operation, StreamOperation
@@ -50,6 +51,7 @@ class Executor:
         self._shadows = Shadows()
         self.runtime = Runtime(
             hook=pm.hook,
+            hooks=HookSelection(pm),
             clients=clients,
             clock=clock,
             sleep=sleep,

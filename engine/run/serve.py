@@ -87,7 +87,7 @@ Deliver = Callable[[Any], Awaitable[None]]
 class Serving(Generic[R]):
     """One request's lifecycle. Build one per request; call ``serve`` or ``stream`` once."""
 
-    __slots__ = ("account", "attempts", "ctx", "fields", "finished", "op", "rt")
+    __slots__ = ("account", "attempts", "ctx", "fields", "finished", "hook", "op", "rt")
 
     def __init__(
         self, rt: Runtime, ctx: RequestContext, op: Operation[R] | StreamOperation[R]
@@ -95,6 +95,8 @@ class Serving(Generic[R]):
         self.rt = rt
         self.ctx = ctx
         self.op = op
+        self.hook = rt.hooks.of(ctx.route)
+        """The request hooks this request's route calls."""
         self.account: RequestAccount | None = None
         self.attempts: Attempts | None = None
         self.fields: ExtraFields | None = None
@@ -148,7 +150,7 @@ class Serving(Generic[R]):
         usage = op.usage(answer)
         fields = self._served(attempt, usage)
         await self._settled(attempt, usage, fields.cost)
-        return await op.accept(self.ctx, attempt, answer, fields, self.rt.hook), usage
+        return await op.accept(self.ctx, attempt, answer, fields, self.hook), usage
 
     # -- an answer in chunks -------------------------------------------------
 
@@ -175,7 +177,7 @@ class Serving(Generic[R]):
                 return
             served, (upstream, first), _ = await self._attempt(self._first_chunk, None)
             usage: Usage | None = None
-            relay = op.relay(self.ctx, self.rt.hook)
+            relay = op.relay(self.ctx, self.hook)
             try:
                 current: Any = first
                 while current is not None:
@@ -279,7 +281,7 @@ class Serving(Generic[R]):
     async def _pre_request(self) -> ChatResponse | None:
         ctx = self.ctx
         original = ctx.request
-        short: ChatResponse | None = await call_first(self.rt.hook.turnout_pre_request, ctx=ctx)
+        short: ChatResponse | None = await call_first(self.hook.turnout_pre_request, ctx=ctx)
         if ctx.request is not original:  # a hook rewrote it: validate what it wrote
             try:
                 ctx.request = ChatRequest.model_validate(ctx.request.model_dump(warnings=False))
@@ -301,7 +303,7 @@ class Serving(Generic[R]):
         the request's error when none is. ``accept`` (whole answers) may reject
         an answer with ProviderError, which moves on like an upstream failure."""
         rt, account = self.rt, self.account
-        attempts = self.attempts = Attempts(rt, self.ctx)
+        attempts = self.attempts = Attempts(rt, self.ctx, self.hook)
         try:
             while (next_call := await attempts.next_call()) is not None:
                 if account is not None:
@@ -385,7 +387,7 @@ class Serving(Generic[R]):
         if self.finished:
             return
         self.finished = True
-        await call_observers(self.rt.hook.turnout_request_finished, ctx=self.ctx, outcome=outcome)
+        await call_observers(self.hook.turnout_request_finished, ctx=self.ctx, outcome=outcome)
 
 
 async def _close(upstream: AsyncIterator[Any] | None) -> None:
