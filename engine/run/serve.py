@@ -71,6 +71,7 @@ from turnout.routing.tokens import prompt_bound
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
 from turnout.run.context import RequestContext, RequestOutcome
+from turnout.run.deadline import Deadline
 from turnout.run.operation import Operation, StreamOperation, served_fields
 from turnout.run.runtime import Runtime
 from turnout.run.shadow import start_shadow
@@ -87,14 +88,20 @@ Deliver = Callable[[Any], Awaitable[None]]
 class Serving(Generic[R]):
     """One request's lifecycle. Build one per request; call ``serve`` or ``stream`` once."""
 
-    __slots__ = ("account", "attempts", "ctx", "fields", "finished", "hook", "op", "rt")
+    __slots__ = ("account", "attempts", "ctx", "deadline", "fields", "finished", "hook", "op", "rt")
 
     def __init__(
-        self, rt: Runtime, ctx: RequestContext, op: Operation[R] | StreamOperation[R]
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        op: Operation[R] | StreamOperation[R],
+        deadline: Deadline | None = None,
     ) -> None:
         self.rt = rt
         self.ctx = ctx
         self.op = op
+        self.deadline = deadline if deadline is not None else Deadline()
+        """The request's one timer: the route's timeouts (``turnout.run.deadline``)."""
         self.hook = rt.hooks.of(ctx.route)
         """The request hooks this request's route calls."""
         self.account: RequestAccount | None = None
@@ -133,6 +140,8 @@ class Serving(Generic[R]):
             self._cancel()
             await self._finish(RequestOutcome("cancelled", 499, self._ms()))
             raise
+        finally:
+            self.deadline.close()
 
     async def _whole(self, provider: Any, call: ProviderCall) -> Any:
         """One upstream call for a whole answer, within the route's total timeout."""
@@ -140,8 +149,16 @@ class Serving(Generic[R]):
         assert isinstance(op, Operation)
         if call.timeout is None:
             return await op.call(provider, call)
-        async with asyncio.timeout(call.timeout):
+        deadline = self.deadline
+        deadline.start(max(call.timeout, 0))
+        try:
             return await op.call(provider, call)
+        except asyncio.CancelledError as exc:
+            if deadline.end(exc):
+                raise TimeoutError from None
+            raise
+        finally:
+            deadline.end()
 
     async def _accept(self, attempt: Attempt, answer: Any) -> tuple[Any, Usage | None]:
         """A whole answer arrived: settle it, then the operation's post-response step."""
