@@ -228,6 +228,7 @@ class Serving(Generic[R]):
             outcome = RequestOutcome("cancelled", 499, self._ms())
             raise
         finally:
+            self.deadline.close()
             if outcome is not None:
                 with contextlib.suppress(Exception):
                     await self._finish(outcome)
@@ -240,9 +241,18 @@ class Serving(Generic[R]):
         first_token = self.ctx.route.timeout.first_token
         limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
         upstream = op.open(provider, call)
+        deadline = self.deadline
+        if limit is not None:
+            deadline.start(max(limit, 0))
         try:
-            async with asyncio.timeout(limit):
+            try:
                 return upstream, await anext(upstream)
+            except asyncio.CancelledError as exc:
+                if deadline.end(exc):
+                    raise TimeoutError from None
+                raise
+            finally:
+                deadline.end()
         except StopAsyncIteration:
             await _close(upstream)
             raise ProviderError(
@@ -261,8 +271,16 @@ class Serving(Generic[R]):
         try:
             if remaining is None:
                 return await anext(upstream)
-            async with asyncio.timeout(max(remaining, 0)):
+            deadline = self.deadline
+            deadline.start(max(remaining, 0))
+            try:
                 return await anext(upstream)
+            except asyncio.CancelledError as exc:
+                if deadline.end(exc):
+                    raise TimeoutError from None
+                raise
+            finally:
+                deadline.end()
         except StopAsyncIteration:
             return None
         except TimeoutError:
