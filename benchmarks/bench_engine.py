@@ -113,9 +113,9 @@ async def run(rounds: int, n: int) -> dict[str, list[tuple[float, float]]]:
         "pipeline: stream, mock/echo (5 chunks)": stream_all,
     }
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in [*sync_cases, *async_cases]}
-    for name, fn in sync_cases.items():  # warm-up
+    for fn in sync_cases.values():  # warm-up
         time_sync(fn, 2000)
-    for name, afn in async_cases.items():
+    for afn in async_cases.values():
         await time_async(afn, 2000)
     gc.collect()
     for _ in range(rounds):
@@ -148,11 +148,11 @@ def main() -> None:
     }
     validate = medians["baseline: validate request"][0]
     provider = medians["baseline: mock provider chat() alone"][0]
-    print(f"machine: {machine()}; loop: {loop_name}; {args.rounds} rounds × {args.n} calls")
+    print(f"machine: {machine()}; loop: {loop_name}; {args.rounds} rounds x {args.n} calls")
     print(f"{'case':52} {'p50 µs':>8} {'p99 µs':>8} {'p50 ratio':>10}")
     for name, (p50, p99) in medians.items():
         base = validate if name.startswith(("plan", "baseline: validate")) else provider
-        print(f"{name:52} {p50:8.2f} {p99:8.2f} {p50 / base:9.1f}×")
+        print(f"{name:52} {p50:8.2f} {p99:8.2f} {p50 / base:9.1f}x")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def main() -> None:
     new_secrets, new_pii = secrets.Secrets(), pii.Pii()
     lines = [f"# normal prompts, µs per scan (median of {args.rounds} rounds of {args.n})", ""]
     lines += ["| prompt | detector | before | after | after/before |", "|---|---|---:|---:|---:|"]
-    for label, text in (("plain", PROMPT), ("with PII", PII_PROMPT), ("with secrets", SECRET_PROMPT)):
+    prompts = (("plain", PROMPT), ("with PII", PII_PROMPT), ("with secrets", SECRET_PROMPT))
+    for label, text in prompts:
         for name, old, new in (("secrets", old_secrets, new_secrets), ("pii", old_pii, new_pii)):
             before, after = [], []
             for _ in range(args.rounds):
@@ -95,7 +96,8 @@ def main() -> None:
             b, a = statistics.median(before), statistics.median(after)
             lines.append(f"| {label} | {name} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
     deny = Deny(DenyOptions(patterns=[r"(a+)+$", r"internal[- ]only"], keywords=["drop table"]))
-    lines += ["", f"# adversarial text (~{SIZE // 1000} KB), ms per scan, median of {args.rounds}", ""]
+    title = f"# adversarial text (~{SIZE // 1000} KB), ms per scan, median of {args.rounds}"
+    lines += ["", title, ""]
     lines += ["| text | secrets | pii | deny `(a+)+$` |", "|---|---:|---:|---:|"]
     for label, text in ADVERSARIAL.items():
         row = []
