@@ -29,6 +29,7 @@ from turnout.policy.table import RoutingTable
 from turnout.routing.plan import Plan
 from turnout.routing.planner import plan_request
 from turnout.run.context import RequestContext
+from turnout.run.deadline import Deadline
 from turnout.run.executor import Executor, Respond
 from turnout.run.ledger import BudgetLedger, make_backend, state_identity
 from turnout.run.operation import CHAT_STREAM, Operation, StreamOperation
@@ -122,6 +123,7 @@ class Engine:
         self.metrics = CollectorRegistry()
         """This engine's Prometheus metrics (the gateway serves them at ``/metrics``)."""
         start_plugins(plugin_manager, self.metrics)
+        self.executor.runtime.hooks.select(table)  # the hooks each route calls
 
     # -- construction --------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Engine:
             self.registry.guardrails,
         )
         self._apply_state(table, os.fspath(source))
+        self.executor.runtime.hooks.select(table)
         self._table = table
         self.stats.decay = table.policy.defaults.latency_decay
         self._source = source
@@ -274,6 +277,7 @@ class Engine:
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
         respond: Respond | None = None,
+        deadline: Deadline | None = None,
     ) -> ChatResponse:
         """Route one non-streaming request; raise TurnoutError when it cannot be served.
 
@@ -281,9 +285,12 @@ class Engine:
             before the ``turnout_request_finished`` observers (request log,
             metrics) run; the gateway writes its answer there so they do not
             delay it. ``chat`` still returns the response, after the observers.
+        :param deadline: the request's one timer (``turnout.run.deadline``), when
+            the caller already runs it under one (the gateway's body timeout);
+            the route's timeouts reuse it. Default: a new one.
         """
         ctx = self._context(request, headers, request_id, stream=False)
-        return await self.executor.chat(ctx, respond)
+        return await self.executor.chat(ctx, respond, deadline)
 
     def stream(
         self,

@@ -3,7 +3,8 @@
 The built-in plugins other than providers (``turnout.plugins.cache``,
 ``.guardrails``, ``.logging``, ``.metrics``, ``.strategies``) import only this
 module and ``turnout`` itself, and so can a third-party plugin: the hook
-marker and the registration callbacks' types, the request context and
+marker and the registration callbacks' types, ``for_routes`` (the routes a
+hook implementation applies to), the request context and
 outcome, the strategy and guardrail bases, the compiled route a hook sees as
 ``ctx.route``, the wire models, the failure taxonomy, and the few helpers a
 plugin would otherwise copy (durations, the prompt token estimate, bounded
@@ -21,6 +22,7 @@ from turnout.contract.hookspecs import (
     RegisterStrategy,
     hookimpl,
 )
+from turnout.contract.route_hooks import for_routes
 from turnout.contract.strategy import (
     Candidate,
     CandidateInfo,
@@ -89,6 +91,7 @@ __all__ = [
     "TurnoutError",
     "Usage",
     "estimate_prompt_tokens",
+    "for_routes",
     "hookimpl",
     "json_lines",
     "parse_duration",

@@ -14,6 +14,7 @@ from turnout.contract import hookspecs
 from turnout.contract.calls import call_observers
 from turnout.contract.guardrail import Guardrail
 from turnout.contract.provider import Provider
+from turnout.contract.route_hooks import REQUEST_HOOKS, TrackingPluginManager
 from turnout.contract.strategy import Strategy, Weighted
 
 __all__ = [
@@ -50,15 +51,7 @@ DEFAULT_PLUGINS = (
 ENTRY_POINT_GROUP = "turnout"
 DISABLE_AUTOLOAD_ENV = "TURNOUT_DISABLE_PLUGIN_AUTOLOAD"
 
-_REQUEST_HOOKS = (
-    "turnout_pre_request",
-    "turnout_post_response",
-    "turnout_stream_chunk",
-    "turnout_on_error",
-    "turnout_upstream_headers",
-    "turnout_request_finished",
-    "turnout_shadow_finished",
-)
+_REQUEST_HOOKS = REQUEST_HOOKS
 
 
 class PluginError(Exception):
@@ -70,10 +63,14 @@ def make_plugin_manager(
 ) -> pluggy.PluginManager:
     """A new plugin manager with the built-ins, installed plugins and ``plugins``.
 
+    It counts registrations, so the hooks each route calls are selected again
+    when a plugin is registered or unregistered later
+    (``turnout.contract.route_hooks``).
+
     :param autoload: load ``turnout`` entry points; defaults to on unless
         ``TURNOUT_DISABLE_PLUGIN_AUTOLOAD`` is set.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = TrackingPluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name=name)

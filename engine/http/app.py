@@ -23,6 +23,7 @@ from turnout.engine import Engine, parse_request
 from turnout.errors import TurnoutError
 from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
+from turnout.http.disconnect import DisconnectWatch
 from turnout.http.drain import Drain
 from turnout.http.messages import MessagesEndpoints
 from turnout.http.operator import OperatorEndpoints
@@ -41,6 +42,7 @@ from turnout.http.wire import (
     send_json,
 )
 from turnout.routing.planner import NoRouteError
+from turnout.run.deadline import Deadline
 from turnout.run.streams import ChatStream
 from turnout.wire.chat import AttemptRecord, ChatResponse
 
@@ -213,8 +215,9 @@ class Gateway:
         headers = header_dict(scope)
         rid = request_id(headers, self.engine.table.limits)
         status = 500
+        deadline = Deadline()  # the request's one timer: the body, then the route's timeouts
         try:
-            status = await self._chat(headers, rid, receive, send)
+            status = await self._chat(scope, headers, rid, receive, send, deadline)
         except TurnoutError as exc:
             status = exc.status_code
             if isinstance(exc, _UNROUTED):
@@ -233,10 +236,19 @@ class Gateway:
             log.exception("request failed unexpectedly", request_id=rid)
             await send_error(send, internal_error(rid), [(b"x-request-id", rid.encode())])
         finally:
+            deadline.close()
             self._in_flight.dec()
             self._count(CHAT_ENDPOINT, status)
 
-    async def _chat(self, headers: dict[str, str], rid: str, receive: Receive, send: Send) -> int:
+    async def _chat(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        rid: str,
+        receive: Receive,
+        send: Send,
+        deadline: Deadline,
+    ) -> int:
         engine = self.engine
         limits = engine.table.policy.gateway
         if sum(len(k) + len(v) for k, v in headers.items()) > limits.max_header_bytes:
@@ -249,8 +261,15 @@ class Gateway:
             )
         try:
             require_key(engine.table.limits, headers)  # 401 before a byte of the body is read
-            async with asyncio.timeout(self.body_timeout):
+            deadline.start(self.body_timeout)
+            try:
                 body = await read_body(receive, headers, limits.max_body)
+            except asyncio.CancelledError as exc:
+                if deadline.end(exc):
+                    raise TimeoutError from None
+                raise
+            finally:
+                deadline.end()
         except TimeoutError:
             raise _Rejected(
                 f"the request body did not arrive within {self.body_timeout:g}s",
@@ -298,16 +317,19 @@ class Gateway:
             self._overhead.observe(overhead / 1000)
 
         # From here a client that leaves cancels the work (and the upstream call);
-        # the watcher is disarmed as soon as the answer is complete.
-        watcher = sse.cancel_on_disconnect(receive)
+        # the watch is disarmed as soon as the answer is complete.
+        watcher = DisconnectWatch(scope, receive)
         try:
             if request.stream:
+                deadline.close()
                 stream = engine.stream(request, headers=headers, request_id=rid, events=True)
                 await self._stream(stream, started, rid, send, watcher)
             else:
-                await engine.chat(request, headers=headers, request_id=rid, respond=respond)
+                await engine.chat(
+                    request, headers=headers, request_id=rid, respond=respond, deadline=deadline
+                )
         except asyncio.CancelledError:
-            if sse.client_left(watcher):
+            if watcher.client_left():
                 return 499  # the engine logged it as cancelled; nobody to answer
             raise
         finally:
@@ -320,7 +342,7 @@ class Gateway:
         started: float,
         rid: str,
         send: Send,
-        watcher: asyncio.Task[None],
+        watcher: DisconnectWatch,
     ) -> None:
         try:
             first: Any = await anext(stream, None)

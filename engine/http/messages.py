@@ -13,13 +13,13 @@ turnout's ``extra_fields`` is added to the body only when the client sends
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 from turnout.errors import TurnoutError
 from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
+from turnout.http.disconnect import DisconnectWatch
 from turnout.http.surfaces import (
     SurfaceEndpoints,
     error_headers,
@@ -66,7 +66,7 @@ class MessagesEndpoints(SurfaceEndpoints):
             api = self._engine().messages
             with_extra = headers.get("x-turnout-extra-fields", "").lower() == "true"
 
-            async def plain(watcher: asyncio.Task[None]) -> None:
+            async def plain(watcher: DisconnectWatch) -> None:
                 async def respond(message: dict[str, Any], fields: ExtraFields | None) -> None:
                     watcher.cancel()
                     await send_json(
@@ -77,7 +77,7 @@ class MessagesEndpoints(SurfaceEndpoints):
                     parsed, headers=headers, request_id=rid, respond=respond, with_extra=with_extra
                 )
 
-            async def streamed(watcher: asyncio.Task[None]) -> None:
+            async def streamed(watcher: DisconnectWatch) -> None:
                 stream = api.stream(parsed, headers=headers, request_id=rid)
                 try:
                     await stream.open()
@@ -108,7 +108,7 @@ class MessagesEndpoints(SurfaceEndpoints):
                 finally:
                     await stream.aclose()
 
-            return await self._watched(receive, streamed if parsed[0].stream else plain)
+            return await self._watched(scope, receive, streamed if parsed[0].stream else plain)
 
         await self._guarded("/v1/messages", scope, receive, send, work)
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from turnout.http.disconnect import EXTENSION, ConnectionWatch
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
@@ -67,10 +68,30 @@ class _HeadHoldingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` over a transport that sends a response's head with its body."""
+    """``HttpToolsProtocol`` over a transport that sends a response's head with its body.
+
+    A lost connection cancels the request task the app armed on the
+    connection's ``ConnectionWatch``: each request's scope carries it as
+    ``extensions["turnout.disconnect"]`` (``turnout.http.disconnect``), so no
+    task per request waits for ``http.disconnect``.
+    """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._watch = ConnectionWatch()
         super().connection_made(_HeadHoldingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        scope = cast("dict[str, Any]", self.scope)
+        extensions = scope.get("extensions")
+        if extensions is None:
+            scope["extensions"] = {EXTENSION: self._watch}
+        else:
+            extensions[EXTENSION] = self._watch
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._watch.connection_lost()
 
 
 class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):

@@ -21,6 +21,7 @@ from turnout.engine import Engine
 from turnout.errors import TurnoutError
 from turnout.http import sse
 from turnout.http.asgi import Receive, Scope, Send
+from turnout.http.disconnect import DisconnectWatch
 from turnout.http.models import build_model_list
 from turnout.http.wire import (
     explain_invalid_json,
@@ -34,6 +35,7 @@ from turnout.http.wire import (
     send_json,
 )
 from turnout.routing.planner import NoRouteError
+from turnout.run.deadline import Deadline
 from turnout.surfaces.completions import parse_completion_request
 from turnout.surfaces.embeddings import parse_embeddings_request
 from turnout.surfaces.responses import parse_responses_request
@@ -119,9 +121,17 @@ class SurfaceEndpoints:
                 code="headers_too_large",
             )
         require_key(table.limits, headers)  # 401 before a byte of the body is read
+        deadline = Deadline()
         try:
-            async with asyncio.timeout(self.body_timeout):
+            deadline.start(self.body_timeout)
+            try:
                 return await read_body(receive, headers, limits.max_body)
+            except asyncio.CancelledError as exc:
+                if deadline.end(exc):
+                    raise TimeoutError from None
+                raise
+            finally:
+                deadline.end()
         except TimeoutError:
             raise TurnoutError(
                 f"the request body did not arrive within {self.body_timeout:g}s",
@@ -156,13 +166,13 @@ class SurfaceEndpoints:
         await send_error(send, error, error_headers(rid, error))
         return error.status_code
 
-    async def _watched(self, receive: Receive, work: Any) -> int:
+    async def _watched(self, scope: Scope, receive: Receive, work: Any) -> int:
         """Run ``work()`` cancelled if the client leaves; 499 when it did."""
-        watcher = sse.cancel_on_disconnect(receive)
+        watcher = DisconnectWatch(scope, receive)
         try:
             await work(watcher)
         except asyncio.CancelledError:
-            if sse.client_left(watcher):
+            if watcher.client_left():
                 return 499
             raise
         finally:
@@ -172,9 +182,11 @@ class SurfaceEndpoints:
     # -- /v1/responses -------------------------------------------------------
 
     async def responses(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._guarded("/v1/responses", scope, receive, send, self._respond(receive, send))
+        await self._guarded(
+            "/v1/responses", scope, receive, send, self._respond(scope, receive, send)
+        )
 
-    def _respond(self, receive: Receive, send: Send) -> Any:
+    def _respond(self, scope: Scope, receive: Receive, send: Send) -> Any:
         async def work(headers: dict[str, str], rid: str) -> int:
             body = await self._body(headers, receive)
             try:
@@ -183,7 +195,7 @@ class SurfaceEndpoints:
                 raise explain_invalid_json(body, exc) from None
             api = self._engine().responses
 
-            async def plain(watcher: asyncio.Task[None]) -> None:
+            async def plain(watcher: DisconnectWatch) -> None:
                 async def respond(response: dict[str, Any], chat: ChatResponse) -> None:
                     watcher.cancel()
                     head = fields_headers(rid, chat.extra_fields)
@@ -191,7 +203,7 @@ class SurfaceEndpoints:
 
                 await api.create(request, headers=headers, request_id=rid, respond=respond)
 
-            async def streamed(watcher: asyncio.Task[None]) -> None:
+            async def streamed(watcher: DisconnectWatch) -> None:
                 stream = await api.stream(request, headers=headers, request_id=rid)
                 try:
                     await stream.open()
@@ -219,7 +231,7 @@ class SurfaceEndpoints:
                 finally:
                     await stream.aclose()
 
-            return await self._watched(receive, streamed if request.stream else plain)
+            return await self._watched(scope, receive, streamed if request.stream else plain)
 
         return work
 
@@ -282,13 +294,13 @@ class SurfaceEndpoints:
                 raise explain_invalid_json(body, exc) from None
             api = self._engine().completions
 
-            async def plain(watcher: asyncio.Task[None]) -> None:
+            async def plain(watcher: DisconnectWatch) -> None:
                 answer = await api.create(request, headers=headers, request_id=rid)
                 watcher.cancel()
                 fields = ExtraFields.model_validate(answer["extra_fields"])
                 await send_json(send, 200, json_bytes(answer), fields_headers(rid, fields))
 
-            async def streamed(watcher: asyncio.Task[None]) -> None:
+            async def streamed(watcher: DisconnectWatch) -> None:
                 stream, op = api.stream(request, headers=headers, request_id=rid)
                 try:
                     first: Any = None
@@ -325,7 +337,7 @@ class SurfaceEndpoints:
                 finally:
                     await stream.aclose()
 
-            return await self._watched(receive, streamed if request.stream else plain)
+            return await self._watched(scope, receive, streamed if request.stream else plain)
 
         await self._guarded("/v1/completions", scope, receive, send, work)
 
@@ -340,14 +352,14 @@ class SurfaceEndpoints:
                 raise explain_invalid_json(body, exc) from None
             api = self._engine().embeddings
 
-            async def plain(watcher: asyncio.Task[None]) -> None:
+            async def plain(watcher: DisconnectWatch) -> None:
                 async def respond(answer: dict[str, Any], fields: ExtraFields | None) -> None:
                     watcher.cancel()
                     await send_json(send, 200, json_bytes(answer), fields_headers(rid, fields))
 
                 await api.create(request, headers=headers, request_id=rid, respond=respond)
 
-            return await self._watched(receive, plain)
+            return await self._watched(scope, receive, plain)
 
         await self._guarded("/v1/embeddings", scope, receive, send, work)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from turnout.contract.guardrail import CompiledGuardrail
 from turnout.contract.provider import Provider
@@ -64,6 +65,9 @@ class CompiledRoute:
     cache: CacheConfig | None = None
     """Response caching (defaults merged in), or None when off."""
     guardrails: tuple[CompiledGuardrail, ...] = ()
+    hooks: Any = field(default=None, compare=False, repr=False)
+    """The request hooks this route calls (``turnout.contract.route_hooks``), selected
+    by the engine once its plugins are started and again when they change."""
     total_weight: float = field(init=False)
     weighted: bool = field(init=False)
     """The route uses the engine's own weighted strategy (a fast path in the planner)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import random
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import cast
 
 from turnout.contract.strategy import StrategyInput, weighted_index, weighted_order
@@ -40,7 +41,7 @@ Candidate = tuple["CompiledTarget | str", Role, int]
 
 def _ranked(
     route: CompiledRoute,
-    given: Callable[[], StrategyInput],
+    given: Callable[[], StrategyInput] | None,
     rng: random.Random,
     notes: dict[str, str],
 ) -> list[CompiledTarget]:
@@ -48,6 +49,7 @@ def _ranked(
         return [route.targets[0]]
     if route.weighted:  # the default, kept off the generic path: its note comes lazily
         return weighted_order(route.targets, rng)
+    assert given is not None
     ranking = route.strategy.rank(route.targets, given())
     notes.update(ranking.notes)
     # a strategy returns the very targets it was given (Strategy.rank's contract)
@@ -58,7 +60,7 @@ def _candidates(
     request: ChatRequest,
     route: CompiledRoute,
     table: RoutingTable,
-    given: Callable[[], StrategyInput],
+    given: Callable[[], StrategyInput] | None,
     rng: random.Random,
     notes: dict[str, str],
 ) -> list[Candidate]:
@@ -138,8 +140,11 @@ def plan_request(
     output_limit = request.output_limit
     notes: dict[str, str] = {}
 
-    def given() -> StrategyInput:  # built only for strategies other than weighted
-        return StrategyInput(request, headers, prompt_tokens, output_limit, rng, state.stats)
+    given: Callable[[], StrategyInput] | None = None  # only strategies other than weighted read it
+    if not route.weighted and len(route.targets) > 1:
+        given = partial(
+            StrategyInput, request, headers, prompt_tokens, output_limit, rng, state.stats
+        )
 
     cap = route.cost_cap
     open_circuits = state.open_circuits

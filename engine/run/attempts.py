@@ -98,9 +98,10 @@ def _empty_plan_error(plan: Plan) -> TurnoutError:
 class Attempts:
     """The retry and fallback loop of one request."""
 
-    def __init__(self, rt: Runtime, ctx: RequestContext) -> None:
+    def __init__(self, rt: Runtime, ctx: RequestContext, hook: Any = None) -> None:
         self.rt = rt
         self.ctx = ctx
+        self.hook = hook if hook is not None else rt.hooks.of(ctx.route)
         total = ctx.route.timeout.total
         self.deadline = ctx.started + total if total else None
         self.last_error: ProviderError | None = None
@@ -170,7 +171,7 @@ class Attempts:
             self._open = attempt
         provider = attempt.target.provider
         key = provider.api_keys[attempt.key_index] if attempt.key_index is not None else None
-        hook = self.rt.hook.turnout_upstream_headers
+        hook = self.hook.turnout_upstream_headers
         call = ProviderCall(
             self.ctx.request,
             attempt.model,
@@ -210,9 +211,7 @@ class Attempts:
         self._settle(None)
         self.last_error = error
         self._record(attempt, started, error.failure.value, error.status_code, error.message)
-        await call_observers(
-            self.rt.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error
-        )
+        await call_observers(self.hook.turnout_on_error, ctx=self.ctx, attempt=attempt, error=error)
 
     def succeeded(self, attempt: Attempt, started: float) -> None:
         self._settle(self.rt.clock() - started)

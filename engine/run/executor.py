@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pluggy
+from turnout.contract.route_hooks import HookSelection
 from turnout.run.context import RequestContext
+from turnout.run.deadline import Deadline
 from turnout.run.ledger import BudgetLedger
 from turnout.run.operation import CHAT, Operation, StreamOperation
 from turnout.run.runtime import Runtime
@@ -50,6 +52,7 @@ class Executor:
         self._shadows = Shadows()
         self.runtime = Runtime(
             hook=pm.hook,
+            hooks=HookSelection(pm),
             clients=clients,
             clock=clock,
             sleep=sleep,
@@ -86,10 +89,13 @@ class Executor:
         (a whole answer) or iterate ``.stream()`` (chunks)."""
         return Serving(self.runtime, ctx, op)
 
-    async def chat(self, ctx: RequestContext, respond: Respond | None = None) -> ChatResponse:
+    async def chat(
+        self, ctx: RequestContext, respond: Respond | None = None, deadline: Deadline | None = None
+    ) -> ChatResponse:
         """Serve a chat completion; ``respond`` (if given) gets the response
-        before the ``turnout_request_finished`` observers run."""
-        return await Serving(self.runtime, ctx, CHAT).serve(respond)
+        before the ``turnout_request_finished`` observers run; ``deadline``:
+        the request's timer, if its caller has one already."""
+        return await Serving(self.runtime, ctx, CHAT, deadline).serve(respond)
 
     async def aclose(self) -> None:
         """Wait for shadow requests still running (they are never cut short)."""

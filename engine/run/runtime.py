@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from turnout.contract.route_hooks import HookSelection
 from turnout.run.ledger import BudgetLedger
 from turnout.state.stats import TargetStats
 from turnout.upstream.clients import ClientPool
@@ -23,7 +24,9 @@ __all__ = ["Runtime"]
 class Runtime:
     """Clock, sleep, randomness, live stats, upstream clients, hook caller, ledger.
 
-    :param hook: the plugin manager's hook relay (``pm.hook``).
+    :param hook: the plugin manager's hook relay (``pm.hook``): every implementation.
+    :param hooks: the request hooks each route calls (``hooks.of(route)``),
+        selected per compiled route; the request path calls only those.
     :param clock: monotonic seconds, for latencies and deadlines.
     :param sleep: awaited for retry backoff.
     :param spawn: runs a coroutine in the background (shadow traffic).
@@ -31,6 +34,7 @@ class Runtime:
     """
 
     hook: Any
+    hooks: HookSelection
     clients: ClientPool
     clock: Callable[[], float]
     sleep: Callable[[float], Any]

@@ -71,10 +71,11 @@ from turnout.routing.tokens import prompt_bound
 from turnout.run.account import RequestAccount
 from turnout.run.attempts import Attempts, classify_unexpected, empty_plan_error
 from turnout.run.context import RequestContext, RequestOutcome
-from turnout.run.deadline import StreamDeadline
+from turnout.run.deadline import Deadline
 from turnout.run.operation import Operation, StreamOperation, served_fields
 from turnout.run.runtime import Runtime
 from turnout.run.shadow import start_shadow
+from turnout.run.stream_deadline import StreamDeadline
 from turnout.wire.chat import ChatRequest, ChatResponse, ExtraFields, Usage
 
 __all__ = ["Deliver", "Serving"]
@@ -88,14 +89,22 @@ Deliver = Callable[[Any], Awaitable[None]]
 class Serving(Generic[R]):
     """One request's lifecycle. Build one per request; call ``serve`` or ``stream`` once."""
 
-    __slots__ = ("account", "attempts", "ctx", "fields", "finished", "op", "rt")
+    __slots__ = ("account", "attempts", "ctx", "deadline", "fields", "finished", "hook", "op", "rt")
 
     def __init__(
-        self, rt: Runtime, ctx: RequestContext, op: Operation[R] | StreamOperation[R]
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        op: Operation[R] | StreamOperation[R],
+        deadline: Deadline | None = None,
     ) -> None:
         self.rt = rt
         self.ctx = ctx
         self.op = op
+        self.deadline = deadline if deadline is not None else Deadline()
+        """The request's one timer: the route's timeouts (``turnout.run.deadline``)."""
+        self.hook = rt.hooks.of(ctx.route)
+        """The request hooks this request's route calls."""
         self.account: RequestAccount | None = None
         self.attempts: Attempts | None = None
         self.fields: ExtraFields | None = None
@@ -132,6 +141,8 @@ class Serving(Generic[R]):
             self._cancel()
             await self._finish(RequestOutcome("cancelled", 499, self._ms()))
             raise
+        finally:
+            self.deadline.close()
 
     async def _whole(self, provider: Any, call: ProviderCall) -> Any:
         """One upstream call for a whole answer, within the route's total timeout."""
@@ -139,8 +150,16 @@ class Serving(Generic[R]):
         assert isinstance(op, Operation)
         if call.timeout is None:
             return await op.call(provider, call)
-        async with asyncio.timeout(call.timeout):
+        deadline = self.deadline
+        deadline.start(max(call.timeout, 0))
+        try:
             return await op.call(provider, call)
+        except asyncio.CancelledError as exc:
+            if deadline.end(exc):
+                raise TimeoutError from None
+            raise
+        finally:
+            deadline.end()
 
     async def _accept(self, attempt: Attempt, answer: Any) -> tuple[Any, Usage | None]:
         """A whole answer arrived: settle it, then the operation's post-response step."""
@@ -149,7 +168,7 @@ class Serving(Generic[R]):
         usage = op.usage(answer)
         fields = self._served(attempt, usage)
         await self._settled(attempt, usage, fields.cost)
-        return await op.accept(self.ctx, attempt, answer, fields, self.rt.hook), usage
+        return await op.accept(self.ctx, attempt, answer, fields, self.hook), usage
 
     # -- an answer in chunks -------------------------------------------------
 
@@ -176,7 +195,7 @@ class Serving(Generic[R]):
                 return
             served, (upstream, first), _ = await self._attempt(self._first_chunk, None)
             usage: Usage | None = None
-            relay = op.relay(self.ctx, self.rt.hook)
+            relay = op.relay(self.ctx, self.hook)
             assert self.attempts is not None
             deadline = StreamDeadline(self.attempts.remaining)
             try:
@@ -213,6 +232,7 @@ class Serving(Generic[R]):
             outcome = RequestOutcome("cancelled", 499, self._ms())
             raise
         finally:
+            self.deadline.close()
             if outcome is not None:
                 with contextlib.suppress(Exception):
                     await self._finish(outcome)
@@ -225,9 +245,18 @@ class Serving(Generic[R]):
         first_token = self.ctx.route.timeout.first_token
         limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
         upstream = op.open(provider, call)
+        deadline = self.deadline
+        if limit is not None:
+            deadline.start(max(limit, 0))
         try:
-            async with asyncio.timeout(limit):
+            try:
                 return upstream, await anext(upstream)
+            except asyncio.CancelledError as exc:
+                if deadline.end(exc):
+                    raise TimeoutError from None
+                raise
+            finally:
+                deadline.end()
         except StopAsyncIteration:
             await _close(upstream)
             raise ProviderError(
@@ -278,7 +307,7 @@ class Serving(Generic[R]):
     async def _pre_request(self) -> ChatResponse | None:
         ctx = self.ctx
         original = ctx.request
-        short: ChatResponse | None = await call_first(self.rt.hook.turnout_pre_request, ctx=ctx)
+        short: ChatResponse | None = await call_first(self.hook.turnout_pre_request, ctx=ctx)
         if ctx.request is not original:  # a hook rewrote it: validate what it wrote
             try:
                 ctx.request = ChatRequest.model_validate(ctx.request.model_dump(warnings=False))
@@ -300,7 +329,7 @@ class Serving(Generic[R]):
         the request's error when none is. ``accept`` (whole answers) may reject
         an answer with ProviderError, which moves on like an upstream failure."""
         rt, account = self.rt, self.account
-        attempts = self.attempts = Attempts(rt, self.ctx)
+        attempts = self.attempts = Attempts(rt, self.ctx, self.hook)
         try:
             while (next_call := await attempts.next_call()) is not None:
                 if account is not None:
@@ -384,7 +413,7 @@ class Serving(Generic[R]):
         if self.finished:
             return
         self.finished = True
-        await call_observers(self.rt.hook.turnout_request_finished, ctx=self.ctx, outcome=outcome)
+        await call_observers(self.hook.turnout_request_finished, ctx=self.ctx, outcome=outcome)
 
 
 async def _close(upstream: AsyncIterator[Any] | None) -> None:

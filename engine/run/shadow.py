@@ -89,4 +89,5 @@ async def _run_shadow(rt: Runtime, ctx: RequestContext, target: CompiledTarget) 
         status_code=status,
         message=message,
     )
-    await call_observers(rt.hook.turnout_shadow_finished, ctx=ctx, record=record, cost=cost)
+    hook = rt.hooks.of(ctx.route).turnout_shadow_finished
+    await call_observers(hook, ctx=ctx, record=record, cost=cost)

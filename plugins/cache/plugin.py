@@ -49,6 +49,7 @@ from turnout.plugin_api import (
     ChatRequest,
     ChatResponse,
     Choice,
+    CompiledRoute,
     ExtraFields,
     RequestContext,
     RequestOutcome,
@@ -56,6 +57,7 @@ from turnout.plugin_api import (
     RoutingTable,
     TurnoutError,
     Usage,
+    for_routes,
     hookimpl,
     parse_duration,
 )
@@ -116,6 +118,11 @@ def request_control(body: Any, headers: Any) -> Control:
         except ValueError as exc:
             raise _bad(f"X-Turnout-Cache-TTL: {exc}") from None
     return control
+
+
+def _cached(route: CompiledRoute) -> bool:
+    """The cache's hooks run only on routes that turn the cache on."""
+    return route.cache is not None
 
 
 def _without_control(request: ChatRequest) -> ChatRequest:
@@ -306,7 +313,16 @@ class ResponseCache:
         except CacheUnavailable as exc:
             self._error(ctx, pending.store, "set", exc)
 
+    @hookimpl(specname="turnout_pre_request")
+    @for_routes(lambda route: route.cache is None)
+    def drop_control(self, ctx: RequestContext) -> None:
+        """A route without a cache: the body's ``cache`` object is not sent upstream."""
+        extra = ctx.request.model_extra
+        if extra and "cache" in extra:
+            ctx.request = _without_control(ctx.request)
+
     @hookimpl
+    @for_routes(_cached)
     async def turnout_pre_request(self, ctx: RequestContext) -> ChatResponse | None:
         request = ctx.request
         extra = request.model_extra
@@ -356,6 +372,7 @@ class ResponseCache:
         return hit
 
     @hookimpl(trylast=True)
+    @for_routes(_cached)
     async def turnout_post_response(self, ctx: RequestContext, response: ChatResponse) -> None:
         if ctx.cache is None:
             return
@@ -371,12 +388,14 @@ class ResponseCache:
         return route.cache is not None
 
     @hookimpl(trylast=True)
+    @for_routes(_cached)
     def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> None:
         pending: _Pending | None = ctx.scratch.get(SCRATCH)
         if pending is not None:
             _accumulate(pending, chunk)
 
     @hookimpl
+    @for_routes(_cached)
     async def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:
         if outcome.status != "ok" or outcome.short_circuit:
             return

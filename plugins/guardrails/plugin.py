@@ -51,9 +51,11 @@ from turnout.plugin_api import (
     ChatChunk,
     ChatResponse,
     CompiledGuardrail,
+    CompiledRoute,
     Finding,
     RegisterGuardrail,
     RequestContext,
+    for_routes,
     hookimpl,
 )
 from turnout.plugins.guardrails.acting import (
@@ -364,6 +366,14 @@ def check_chunk(ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
     return chunk
 
 
+def _guarded(route: CompiledRoute) -> bool:
+    return bool(route.guardrails)
+
+
+def _output_guarded(route: CompiledRoute) -> bool:
+    return any(rail.output for rail in route.guardrails)
+
+
 class Guardrails:
     """The guardrail hooks of one engine, counting into its ``turnout_guardrail_actions``."""
 
@@ -376,6 +386,7 @@ class Guardrails:
         return any(rail.output for rail in route.guardrails)
 
     @hookimpl(tryfirst=True)
+    @for_routes(_guarded)
     def turnout_pre_request(self, ctx: RequestContext) -> Any:
         if ctx.route.guardrails:
             ctx.scratch[ACTIONS] = self.actions
@@ -383,12 +394,14 @@ class Guardrails:
         return None
 
     @hookimpl(tryfirst=True)
+    @for_routes(_output_guarded)
     def turnout_post_response(
         self, ctx: RequestContext, response: ChatResponse
     ) -> ChatResponse | None:
         return check_response(ctx, response)
 
     @hookimpl(tryfirst=True)
+    @for_routes(_output_guarded)
     def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> ChatChunk | None:
         return check_chunk(ctx, chunk)
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from turnout.run.deadline import StreamDeadline
+from turnout.run.stream_deadline import StreamDeadline
 
 
 async def items(*gaps: float) -> AsyncIterator[int]:

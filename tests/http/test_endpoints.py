@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import logging
@@ -192,6 +193,26 @@ def test_plain_completions_leave_no_watcher_behind(gateway: RunningGateway) -> N
             assert reply.choices[0].message.content == f"n{i}"
     gateway.wait_for(lambda: not _watchers(), "every disconnect watcher to finish", 2)
     assert gateway.metric("turnout_requests_in_flight") == 0
+
+
+def test_a_plain_completion_in_flight_has_no_watcher_task(
+    gateway: RunningGateway, fake: FakeOpenAI
+) -> None:
+    """A client that leaves is seen by the connection (its ``connection_lost``
+    cancels the request), so no task per request waits for ``http.disconnect``."""
+    fake.script(Fault.delay(0.5))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(
+            httpx.post,
+            gateway.url + "/v1/chat/completions",
+            json={"model": "upstream", "messages": HELLO},
+            timeout=10,
+        )
+        gateway.wait_for(
+            lambda: gateway.metric("turnout_requests_in_flight") == 1, "the request in flight", 2
+        )
+        assert not _watchers()
+        assert reply.result().status_code == 200
 
 
 def test_observers_that_await_after_the_answer_are_not_cancelled(tmp_path: Path) -> None:
