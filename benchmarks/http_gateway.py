@@ -248,10 +248,13 @@ def profile(pid: int, url: str, body: Path, rate: int, seconds: float, core: int
         float(rate),
     )
     shares: dict[str, int] = {}
+    leaves: dict[str, int] = {}  # self time: the innermost frame of each sample
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         key = categorise(stack)
         shares[key] = shares.get(key, 0) + int(count)
+        leaf = stack.rsplit(";", 1)[-1]
+        leaves[leaf] = leaves.get(leaf, 0) + int(count)
     # Shares of the samples, scaled to the CPU time /proc reports. The event-loop
     # bucket (uvloop's C code) also catches some polling, so read it as an upper bound.
     total = sum(shares.values())
@@ -260,6 +263,9 @@ def profile(pid: int, url: str, body: Path, rate: int, seconds: float, core: int
           f"= {per_request:.0f} µs/request")  # fmt: skip
     for key, count in sorted(shares.items(), key=lambda item: -item[1]):
         print(f"   {count / total:6.1%} {count / total * per_request:6.0f} µs  {key}")
+    print("   top self time (innermost frame):")
+    for leaf, count in sorted(leaves.items(), key=lambda item: -item[1])[:25]:
+        print(f"   {count / total:6.1%} {count / total * per_request:6.1f} µs  {leaf[:110]}")
 
 
 def machine() -> str:
