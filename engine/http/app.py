@@ -35,9 +35,8 @@ from turnout.http.wire import (
     explain_invalid_json,
     header_dict,
     internal_error,
-    read_body,
+    read_request_body,
     request_id,
-    require_key,
     send_error,
     send_json,
 )
@@ -251,31 +250,10 @@ class Gateway:
     ) -> int:
         engine = self.engine
         limits = engine.table.policy.gateway
-        if sum(len(k) + len(v) for k, v in headers.items()) > limits.max_header_bytes:
-            raise _Rejected(
-                f"the request headers are larger than the gateway's limit of "
-                f"{limits.max_header_bytes} bytes; send fewer or smaller headers "
-                "or raise gateway.max_header_bytes in the policy",
-                status_code=431,
-                code="headers_too_large",
-            )
         try:
-            require_key(engine.table.limits, headers)  # 401 before a byte of the body is read
-            deadline.start(self.body_timeout)
-            try:
-                body = await read_body(receive, headers, limits.max_body)
-            except asyncio.CancelledError as exc:
-                if deadline.end(exc):
-                    raise TimeoutError from None
-                raise
-            finally:
-                deadline.end()
-        except TimeoutError:
-            raise _Rejected(
-                f"the request body did not arrive within {self.body_timeout:g}s",
-                status_code=408,
-                code="request_timeout",
-            ) from None
+            body = await read_request_body(
+                receive, headers, limits, engine.table.limits, self.body_timeout, deadline
+            )
         except TurnoutError as exc:
             raise _Rejected.of(exc) from None
         started = time.perf_counter()

@@ -81,17 +81,8 @@ async def write_chunks(stream: ChatStream, first: ChatChunk, send: Send) -> Turn
                 await send({"type": "http.response.body", "body": event(chunk), "more_body": True})
             chunk = await anext(stream, None)
     except Exception as exc:
-        error = _stream_error(stream, exc)
-        if held is not None:
-            await send({"type": "http.response.body", "body": event(held), "more_body": True})
-        await send({"type": "http.response.body", "body": error_event(error)})
-        return error
-    tail = b""
-    if held is not None:
-        held.extra_fields = stream.extra_fields
-        tail = event(held, with_extra=True)
-    await send({"type": "http.response.body", "body": tail + DONE})
-    return None
+        return await _end(stream, held, send, _stream_error(stream, exc))
+    return await _end(stream, held, send, None)
 
 
 async def write_events(stream: ChatStream, first: RelayedEvents, send: Send) -> TurnoutError | None:
@@ -119,7 +110,16 @@ async def write_events(stream: ChatStream, first: RelayedEvents, send: Send) -> 
             except StopAsyncIteration:
                 events = None
     except Exception as exc:
-        error = _stream_error(stream, exc)
+        return await _end(stream, held, send, _stream_error(stream, exc))
+    return await _end(stream, held, send, None)
+
+
+async def _end(
+    stream: ChatStream, held: ChatChunk | None, send: Send, error: TurnoutError | None
+) -> TurnoutError | None:
+    """End the body: the held last chunk (with ``extra_fields`` and ``[DONE]``
+    after a whole stream), or the chunk then the error event; returns ``error``."""
+    if error is not None:
         if held is not None:
             await send({"type": "http.response.body", "body": event(held), "more_body": True})
         await send({"type": "http.response.body", "body": error_event(error)})

@@ -28,9 +28,8 @@ from turnout.http.wire import (
     header_dict,
     internal_error,
     json_bytes,
-    read_body,
+    read_request_body,
     request_id,
-    require_key,
     send_error,
     send_json,
 )
@@ -111,33 +110,9 @@ class SurfaceEndpoints:
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         table = self._engine().table
-        limits = table.policy.gateway
-        if sum(len(k) + len(v) for k, v in headers.items()) > limits.max_header_bytes:
-            raise TurnoutError(
-                f"the request headers are larger than the gateway's limit of "
-                f"{limits.max_header_bytes} bytes; send fewer or smaller headers "
-                "or raise gateway.max_header_bytes in the policy",
-                status_code=431,
-                code="headers_too_large",
-            )
-        require_key(table.limits, headers)  # 401 before a byte of the body is read
-        deadline = Deadline()
-        try:
-            deadline.start(self.body_timeout)
-            try:
-                return await read_body(receive, headers, limits.max_body)
-            except asyncio.CancelledError as exc:
-                if deadline.end(exc):
-                    raise TimeoutError from None
-                raise
-            finally:
-                deadline.end()
-        except TimeoutError:
-            raise TurnoutError(
-                f"the request body did not arrive within {self.body_timeout:g}s",
-                status_code=408,
-                code="request_timeout",
-            ) from None
+        return await read_request_body(
+            receive, headers, table.policy.gateway, table.limits, self.body_timeout, Deadline()
+        )
 
     async def _guarded(
         self, endpoint: str, scope: Scope, receive: Receive, send: Send, work: Any

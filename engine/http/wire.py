@@ -16,6 +16,8 @@ import pydantic_core
 from turnout.errors import TurnoutError
 from turnout.http.asgi import Receive, Scope, Send
 from turnout.policy.limits import CompiledLimits
+from turnout.policy.models import Gateway
+from turnout.run.deadline import Deadline
 
 __all__ = [
     "JSON",
@@ -26,6 +28,7 @@ __all__ = [
     "internal_error",
     "json_bytes",
     "read_body",
+    "read_request_body",
     "request_id",
     "require_key",
     "send_error",
@@ -173,3 +176,34 @@ async def send_error(
     send: Send, error: TurnoutError, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
     await send_json(send, error.status_code, json_bytes(error.to_dict()), headers)
+
+
+async def read_request_body(
+    receive: Receive,
+    headers: Mapping[str, str],
+    gateway: Gateway,
+    limits: CompiledLimits | None,
+    body_timeout: float,
+    deadline: Deadline,
+) -> bytes:
+    """A request's body, after the checks that come first: TurnoutError 431 for
+    headers past ``gateway.max_header_bytes``, 401 for a missing or unknown key
+    (before a byte of the body is read), 413 past ``gateway.max_body``, 408 when
+    the body takes longer than ``body_timeout``."""
+    if sum(len(k) + len(v) for k, v in headers.items()) > gateway.max_header_bytes:
+        raise TurnoutError(
+            f"the request headers are larger than the gateway's limit of "
+            f"{gateway.max_header_bytes} bytes; send fewer or smaller headers "
+            "or raise gateway.max_header_bytes in the policy",
+            status_code=431,
+            code="headers_too_large",
+        )
+    require_key(limits, headers)
+    try:
+        return await deadline.within(body_timeout, read_body(receive, headers, gateway.max_body))
+    except TimeoutError:
+        raise TurnoutError(
+            f"the request body did not arrive within {body_timeout:g}s",
+            status_code=408,
+            code="request_timeout",
+        ) from None

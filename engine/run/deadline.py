@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
+from typing import TypeVar
 
 __all__ = ["Deadline"]
+
+T = TypeVar("T")
 
 
 class _Timers:
@@ -117,6 +121,21 @@ class Deadline:
         assert self._task is not None
         ours = self._task.uncancel() <= self._cancelling
         return ours and isinstance(error, asyncio.CancelledError)
+
+    async def within(self, seconds: float | None, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` as a phase that must end within ``seconds`` (None:
+        no limit); ``TimeoutError`` when the limit passes first."""
+        if seconds is None:
+            return await awaitable
+        self.start(max(seconds, 0))
+        try:
+            return await awaitable
+        except asyncio.CancelledError as exc:
+            if self.end(exc):
+                raise TimeoutError from None
+            raise
+        finally:
+            self.end()
 
     def close(self) -> None:
         """The request is over: no phase of it is left in force."""

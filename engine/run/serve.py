@@ -148,18 +148,7 @@ class Serving(Generic[R]):
         """One upstream call for a whole answer, within the route's total timeout."""
         op = self.op
         assert isinstance(op, Operation)
-        if call.timeout is None:
-            return await op.call(provider, call)
-        deadline = self.deadline
-        deadline.start(max(call.timeout, 0))
-        try:
-            return await op.call(provider, call)
-        except asyncio.CancelledError as exc:
-            if deadline.end(exc):
-                raise TimeoutError from None
-            raise
-        finally:
-            deadline.end()
+        return await self.deadline.within(call.timeout, op.call(provider, call))
 
     async def _accept(self, attempt: Attempt, answer: Any) -> tuple[Any, Usage | None]:
         """A whole answer arrived: settle it, then the operation's post-response step."""
@@ -245,18 +234,8 @@ class Serving(Generic[R]):
         first_token = self.ctx.route.timeout.first_token
         limit = min((t for t in (call.timeout, first_token) if t is not None), default=None)
         upstream = op.open(provider, call)
-        deadline = self.deadline
-        if limit is not None:
-            deadline.start(max(limit, 0))
         try:
-            try:
-                return upstream, await anext(upstream)
-            except asyncio.CancelledError as exc:
-                if deadline.end(exc):
-                    raise TimeoutError from None
-                raise
-            finally:
-                deadline.end()
+            return upstream, await self.deadline.within(limit, anext(upstream))
         except StopAsyncIteration:
             await _close(upstream)
             raise ProviderError(
