@@ -312,7 +312,7 @@ class Engine:
             (``turnout.run.passthrough``); else they are chunks, as without it."""
         ctx = self._context(request, headers, request_id, stream=True)
         if op is None:
-            if events and relays_events(ctx, self.plugin_manager.hook):
+            if events and relays_events(self.executor.runtime.hooks.of(ctx.route)):
                 relay: StreamOperation[Any] = EventsOperation.of(ctx)
                 return ChatStream(self.executor.serving(ctx, relay), relayed=True)
             op = CHAT_STREAM

@@ -1,12 +1,13 @@
 """The relayed chat stream: the caller's events as bytes, when no hook needs chunks.
 
-A gateway stream whose route has no output guardrail and no cache, and whose
-``turnout_stream_chunk`` implementations all say they want nothing of it
-(``relays_events``), is served by ``EventsOperation``: each attempt calls the
-provider's ``stream_events`` (an OpenAI-compatible upstream's events passed on
-as they came, any other provider's chunks written as the parsed path writes
-them), so nothing is validated or written again per chunk. Planning, budgets,
-fallback before the first event, settlement from usage and observers are the
+A gateway stream whose route calls no ``turnout_stream_chunk`` implementation
+(no output guardrail, no cache, no plugin of its own: ``relays_events``, from
+the hooks selected for the route when the policy was compiled) is served by
+``EventsOperation``: each attempt calls the provider's ``stream_events`` (an
+OpenAI-compatible upstream's events passed on as they came, any other
+provider's chunks written as the parsed path writes them), so nothing is
+validated or written again per chunk. Planning, budgets, fallback before the
+first event, settlement from usage and observers are the
 chat stream's own (``turnout.run.serve``).
 """
 
@@ -29,20 +30,15 @@ _REPLAY = ChunkRelay(True, Redactor(()))
 """A pre-request hook's answer is replayed whole, as the parsed path replays it."""
 
 
-def relays_events(ctx: RequestContext, hook: Any) -> bool:
-    """Whether nothing on the request's route needs its stream as parsed chunks.
-
-    No output guardrail, no cache, and every ``turnout_stream_chunk``
-    implementation's plugin has a ``wants_stream_chunks(route)`` that says
-    False (one without it is given chunks, always)."""
-    route = ctx.route
-    if route.cache is not None or any(rail.output for rail in route.guardrails):
-        return False
-    for impl in hook.turnout_stream_chunk.get_hookimpls():
-        wants = getattr(impl.plugin, "wants_stream_chunks", None)
-        if wants is None or wants(route):
-            return False
-    return True
+def relays_events(hooks: Any) -> bool:
+    """Whether nothing on a route needs its stream as parsed chunks: no
+    ``turnout_stream_chunk`` implementation is selected for it (``hooks``, the
+    route's ``RouteHooks``; the cache's applies where the route caches, the
+    guardrails' where it has an output guardrail). Unselected hooks (a plain
+    plugin manager's) list every implementation, so their chunks stay parsed."""
+    chunk_hook = hooks.turnout_stream_chunk
+    impls = getattr(chunk_hook, "impls", None)
+    return not (impls if impls is not None else chunk_hook.get_hookimpls())
 
 
 async def _same(events: RelayedEvents) -> RelayedEvents:

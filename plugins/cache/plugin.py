@@ -382,11 +382,6 @@ class ResponseCache:
         if pending is not None:
             await self._store(ctx, pending, response)
 
-    def wants_stream_chunks(self, route: Any) -> bool:
-        """Whether ``turnout_stream_chunk`` has work on ``route``'s streams (it caches);
-        when no plugin has, the gateway relays them as bytes."""
-        return route.cache is not None
-
     @hookimpl(trylast=True)
     @for_routes(_cached)
     def turnout_stream_chunk(self, ctx: RequestContext, chunk: ChatChunk) -> None:

@@ -380,11 +380,6 @@ class Guardrails:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.actions = ActionCounter(registry)
 
-    def wants_stream_chunks(self, route: Any) -> bool:
-        """Whether ``turnout_stream_chunk`` has work on ``route``'s streams (an
-        output guardrail); when no plugin has, the gateway relays them as bytes."""
-        return any(rail.output for rail in route.guardrails)
-
     @hookimpl(tryfirst=True)
     @for_routes(_guarded)
     def turnout_pre_request(self, ctx: RequestContext) -> Any:
