@@ -39,6 +39,14 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.registry import Collector
+from turnout.plain_metrics import (
+    CounterSums,
+    Family,
+    HistogramCounts,
+    Level,
+    PrometheusFamily,
+    SumsCollector,
+)
 
 __all__ = [
     "BREAKER_STATE",
@@ -48,6 +56,7 @@ __all__ = [
     "MODEL_LABEL_LIMIT",
     "STATE_ERRORS",
     "GatewayMetrics",
+    "InFlight",
     "ModelLabels",
     "breaker_target",
     "exposition",
@@ -90,30 +99,54 @@ STATE_ERRORS = Counter(
 # -- gateway (turnout.http) ---------------------------------------------------
 
 
+InFlight = Level | Gauge
+"""Requests in flight: a plain ``Level``, or a multiprocess ``Gauge``."""
+
+
 class GatewayMetrics:
-    """The gateway's metrics, on its engine's registry (one gateway per engine)."""
+    """The gateway's metrics, on its engine's registry (one gateway per engine).
+
+    Plain numbers read at scrape time (``turnout.plain_metrics``), updated and
+    scraped on the event loop; prometheus-client's own objects in multiprocess
+    mode. ``responses`` counts by (endpoint, status), ``overhead`` observes
+    seconds (no labels), ``in_flight`` goes up and down."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.http_responses = Counter(
-            "turnout_http_responses",
+        responses_doc = (
             "HTTP responses of the gateway by endpoint and status, including requests "
-            "rejected before routing (bad JSON, too large, unknown model).",
-            ["endpoint", "status"],
-            registry=registry,
+            "rejected before routing (bad JSON, too large, unknown model)."
         )
-        self.in_flight = Gauge(
-            "turnout_requests_in_flight",
-            "Chat-completion requests the gateway is serving now.",
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.overhead = Histogram(
-            "turnout_gateway_overhead_seconds",
+        in_flight_doc = "Chat-completion requests the gateway is serving now."
+        overhead_doc = (
             "Time the gateway added to a chat completion: everything but the upstream "
-            "attempts (parsing, planning, hooks, retry backoff, serialisation).",
-            buckets=_OVERHEAD,
-            registry=registry,
+            "attempts (parsing, planning, hooks, retry backoff, serialisation)."
         )
+        self.responses: Family
+        self.overhead: Family
+        self.in_flight: InFlight
+        labels = ["endpoint", "status"]
+        if multiprocess_dir():
+            counter = Counter("turnout_http_responses", responses_doc, labels, registry=registry)
+            self.responses = PrometheusFamily(counter)
+            self.in_flight = Gauge(
+                "turnout_requests_in_flight",
+                in_flight_doc,
+                multiprocess_mode="livesum",
+                registry=registry,
+            )
+            histogram = Histogram(
+                "turnout_gateway_overhead_seconds",
+                overhead_doc,
+                buckets=_OVERHEAD,
+                registry=registry,
+            )
+            self.overhead = PrometheusFamily(histogram)
+            return
+        responses = CounterSums("turnout_http_responses_total", responses_doc, labels)
+        in_flight = Level("turnout_requests_in_flight", in_flight_doc)
+        overhead = HistogramCounts("turnout_gateway_overhead_seconds", overhead_doc, [], _OVERHEAD)
+        self.responses, self.in_flight, self.overhead = responses, in_flight, overhead
+        registry.register(SumsCollector([responses, in_flight, overhead]))
 
 
 def policy_reloads(registry: CollectorRegistry) -> Counter:

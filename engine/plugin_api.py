@@ -34,6 +34,14 @@ from turnout.contract.strategy import (
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.lines import LineBuffer, json_lines
 from turnout.metrics import ModelLabels
+from turnout.plain_metrics import (
+    CounterSums,
+    Family,
+    HistogramCounts,
+    Level,
+    PrometheusFamily,
+    SumsCollector,
+)
 from turnout.policy.models import CacheConfig, Telemetry
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.policy.units import Duration, parse_duration
@@ -67,15 +75,20 @@ __all__ = [
     "CompiledGuardrail",
     "CompiledRoute",
     "CompiledTarget",
+    "CounterSums",
     "Delta",
     "Duration",
     "ExtraFields",
     "FailureClass",
+    "Family",
     "Finding",
     "Guardrail",
+    "HistogramCounts",
+    "Level",
     "LineBuffer",
     "ModelLabels",
     "Plan",
+    "PrometheusFamily",
     "ProviderError",
     "Ranking",
     "RegisterGuardrail",
@@ -87,6 +100,7 @@ __all__ = [
     "RoutingTable",
     "Strategy",
     "StrategyInput",
+    "SumsCollector",
     "Telemetry",
     "TurnoutError",
     "Usage",

@@ -7,37 +7,30 @@ requests when ``turnout_shadow_finished`` does. The metrics are registered on
 the engine's own registry when it starts (``turnout_engine_started``); the
 gateway exposes them at ``GET /metrics``.
 
-A request only adds to plain numbers (a dict of floats per counter, a list of
-bucket counts per histogram label set, the bucket found with ``bisect``); one
-``prometheus_client`` collector turns them into metric families when
-``/metrics`` is scraped, so the per-request cost is a few dict updates rather
-than prometheus-client's locked value objects (benchmarks/RESULTS.md, "Cheap
-observers"). Under ``turnout serve --workers N`` prometheus-client's
-multiprocess mode needs its own value classes (they write the shared files
-that ``/metrics`` merges), so with ``PROMETHEUS_MULTIPROC_DIR`` set the same
-metrics are prometheus-client ``Counter`` / ``Histogram`` objects instead.
+A request only adds to plain numbers that one collector turns into metric
+families when ``/metrics`` is scraped (``turnout.plain_metrics``, through
+``turnout.plugin_api``); with ``PROMETHEUS_MULTIPROC_DIR`` set (``turnout serve
+--workers N``) the same metrics are prometheus-client ``Counter`` /
+``Histogram`` objects instead.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
-from bisect import bisect_left
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
 
 import pluggy
-from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from turnout.plugin_api import (
     AttemptRecord,
+    CounterSums,
+    Family,
+    HistogramCounts,
     ModelLabels,
+    PrometheusFamily,
     RequestContext,
     RequestOutcome,
+    SumsCollector,
     hookimpl,
 )
 
@@ -48,118 +41,6 @@ NO_PROVIDER = "none"
 refused before any attempt)."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
-
-Labels = tuple[str, ...]
-
-
-class Family(Protocol):
-    """One counter or histogram, by label values (a tuple in label order)."""
-
-    def add(self, labels: Labels, amount: float) -> None:
-        """Count ``amount`` (a counter) or observe it (a histogram)."""
-
-
-class CounterSums:
-    """A counter as a dict of sums by label values, read at scrape time."""
-
-    def __init__(self, name: str, doc: str, labelnames: Sequence[str]) -> None:
-        self.name, self.doc, self.labelnames = name, doc, list(labelnames)
-        self.values: dict[Labels, float] = {}
-        self.created: dict[Labels, float] = {}
-
-    def add(self, labels: Labels, amount: float) -> None:
-        values = self.values
-        value = values.get(labels)
-        if value is None:
-            self.created[labels] = time.time()
-            value = 0.0
-        values[labels] = value + amount
-
-    def family(self) -> Metric:
-        out = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
-        created = self.created
-        for labels, value in self.values.copy().items():
-            out.add_metric(labels, value, created=created.get(labels))
-        return out
-
-
-class HistogramCounts:
-    """A histogram as per-bucket counts (not cumulative) and a sum, by label
-    values; ``bisect`` finds the bucket, the scrape makes the counts cumulative."""
-
-    def __init__(
-        self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]
-    ) -> None:
-        self.name, self.doc, self.labelnames = name, doc, list(labelnames)
-        self.bounds = [float(b) for b in buckets]
-        self._names = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
-        self.series: dict[Labels, list[float]] = {}
-        """Per label values: one count per bucket (the last is +Inf), then the sum."""
-        self.created: dict[Labels, float] = {}
-
-    def add(self, labels: Labels, amount: float) -> None:
-        counts = self.series.get(labels)
-        if counts is None:
-            counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
-            self.created[labels] = time.time()
-        counts[bisect_left(self.bounds, amount)] += 1
-        counts[-1] += amount
-
-    def family(self) -> Metric:
-        out = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
-        created = self.created
-        for labels, counts in self.series.copy().items():
-            counts = counts[:]
-            cumulative, buckets = 0.0, []
-            for name, count in zip(self._names, counts, strict=False):
-                cumulative += count
-                buckets.append((name, cumulative))
-            out.add_metric(labels, buckets, sum_value=counts[-1])
-            # the _created sample prometheus-client's own Histogram exports
-            at = created.get(labels)
-            if at is not None:
-                names = dict(zip(self.labelnames, labels, strict=True))
-                out.samples.append(Sample(self.name + "_created", names, at))
-        return out
-
-
-class SumsCollector(Collector):
-    """Every plain counter and histogram of one engine, as metric families at
-    scrape time."""
-
-    def __init__(self, families: list[CounterSums | HistogramCounts], lock: threading.Lock):
-        self._families = families
-        self._lock = lock
-
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            out = [family.family() for family in self._families]
-        yield from out
-
-    def describe(self) -> Iterator[Metric]:
-        """The metric names, so the registry refuses a second set under them."""
-        for family in self._families:
-            if isinstance(family, CounterSums):
-                yield CounterMetricFamily(family.name, family.doc, labels=family.labelnames)
-            else:
-                yield HistogramMetricFamily(family.name, family.doc, labels=family.labelnames)
-
-
-class PrometheusFamily:
-    """A prometheus-client metric behind the ``Family`` interface (multiprocess
-    mode), its label children memoised: label lookups are the costly part."""
-
-    def __init__(self, metric: Counter | Histogram) -> None:
-        self._children: dict[Labels, Any] = {}
-        self._metric = metric
-        self._record = "inc" if isinstance(metric, Counter) else "observe"
-
-    def add(self, labels: Labels, amount: float) -> None:
-        record = self._children.get(labels)
-        if record is None:
-            child = self._metric.labels(*labels)
-            record = self._children[labels] = getattr(child, self._record)
-        record(amount)
 
 
 class RequestMetrics:

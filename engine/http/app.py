@@ -81,6 +81,9 @@ class _Rejected(TurnoutError):
 
 _UNROUTED = (_Rejected, NoRouteError)
 
+_STATUS = {status: str(status) for status in range(100, 600)}
+"""Status codes as label values, made once."""
+
 _CACHE_HEADERS = {
     status: [(b"x-turnout-cache", status.upper().encode())] for status in ("hit", "miss", "bypass")
 }
@@ -153,12 +156,8 @@ class Gateway:
             "/ui/style.css",
         }
         self._in_flight = self._metrics.in_flight
-        self._overhead = self._metrics.overhead
-        self._responses = {
-            (path, status): self._metrics.http_responses.labels(path, str(status))
-            for path in (CHAT_ENDPOINT, "/v1/models")
-            for status in (200, 400, 404, 408, 413, 422, 429, 431, 499, 500, 502, 503, 504)
-        }
+        self._overhead = self._metrics.overhead.add
+        self._responses = self._metrics.responses.add
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -202,10 +201,7 @@ class Gateway:
         return dashboard.paths[path], dashboard
 
     def _count(self, endpoint: str, status: int) -> None:
-        counter = self._responses.get((endpoint, status))
-        if counter is None:
-            counter = self._metrics.http_responses.labels(endpoint, str(status))
-        counter.inc()
+        self._responses((endpoint, _STATUS.get(status) or str(status)), 1)
 
     # -- chat completions ----------------------------------------------------
 
@@ -292,7 +288,7 @@ class Gateway:
                     *_cost_header(fields.cost if fields else None),
                 ],
             )
-            self._overhead.observe(overhead / 1000)
+            self._overhead((), overhead / 1000)
 
         # From here a client that leaves cancels the work (and the upstream call);
         # the watch is disarmed as soon as the answer is complete.
@@ -333,7 +329,7 @@ class Gateway:
                 )
             trail = stream.trail
             overhead = (time.perf_counter() - started) * 1000 - _ms(trail)
-            self._overhead.observe(overhead / 1000)
+            self._overhead((), overhead / 1000)
             attempt = stream.attempt
             await send(
                 {

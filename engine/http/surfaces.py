@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
-from prometheus_client import Gauge
 from turnout.engine import Engine
 from turnout.errors import TurnoutError
 from turnout.http import sse
@@ -33,6 +32,7 @@ from turnout.http.wire import (
     send_error,
     send_json,
 )
+from turnout.metrics import InFlight
 from turnout.routing.planner import NoRouteError
 from turnout.run.deadline import Deadline
 from turnout.surfaces.completions import parse_completion_request
@@ -101,7 +101,7 @@ class SurfaceEndpoints:
         engine: Callable[[], Engine],
         body_timeout: float,
         count: Callable[[str, int], None],
-        in_flight: Gauge,
+        in_flight: InFlight,
     ) -> None:
         self._engine = engine
         self.body_timeout = body_timeout
