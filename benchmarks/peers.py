@@ -453,6 +453,14 @@ def make_targets(setup: Setup, args: argparse.Namespace) -> list[Target]:
     return targets
 
 
+def _relative(path: str) -> str:
+    """``path`` relative to the checkout when it is inside it (raw files name no machine)."""
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return Path(path).name
+
+
 def _module_version(python: str, module: str) -> str:
     out = subprocess.run([python, "-c", f"import {module}; print({module}.__version__)"],
                          capture_output=True, text=True, check=False)  # fmt: skip
@@ -770,7 +778,7 @@ def machine(args: argparse.Namespace, targets: list[Target]) -> str:
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"machine: nproc={os.cpu_count()}, CPU {cpu!r}, {int(mem) // 2**20} GiB, "
         f"Linux {platform.release()}",
-        f"python: {platform.python_version()} ({sys.executable})",
+        f"python: {platform.python_version()} ({_relative(sys.executable)})",
         *[f"{t.name}: {t.version or t.unavailable}" for t in targets],
         f"pinning: each gateway alone on core {GW_CORE} (taskset); fake upstreams, "
         f"load generators and this script on core {LOAD_CORE}",
