@@ -31,14 +31,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_gateway import BODY, free_port, pin  # noqa: E402
+from http_gateway import BODY, free_port, pin, wait_http  # noqa: E402
 
 POLICY = """\
 version: 1
@@ -49,17 +47,6 @@ routes:
     match: {{model: bench}}
     targets: [fake/gpt-4o-mini]
 """
-
-
-def wait_health(url: str, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"the gateway did not answer {url} within {timeout:g}s")
 
 
 def hey(url: str, body: Path, n: int) -> str:
@@ -80,7 +67,7 @@ def count(root: Path, policy: Path, body: Path, requests: int, warmup: int, tmp:
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_health(f"http://127.0.0.1:{port}/health", 180)
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=180)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         hey(url, body, warmup)
         subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True,

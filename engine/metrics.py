@@ -33,20 +33,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     Metric,
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.registry import Collector
-from turnout.plain_metrics import (
-    CounterSums,
-    Family,
-    HistogramCounts,
-    Level,
-    PrometheusFamily,
-    SumsCollector,
-)
+from turnout.plain_metrics import Level, MetricSet
 
 __all__ = [
     "BREAKER_STATE",
@@ -112,41 +104,24 @@ class GatewayMetrics:
     seconds (no labels), ``in_flight`` goes up and down."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        responses_doc = (
+        metrics = MetricSet(registry, multiprocess=bool(multiprocess_dir()))
+        self.responses = metrics.counter(
+            "turnout_http_responses",
             "HTTP responses of the gateway by endpoint and status, including requests "
-            "rejected before routing (bad JSON, too large, unknown model)."
+            "rejected before routing (bad JSON, too large, unknown model).",
+            ["endpoint", "status"],
         )
-        in_flight_doc = "Chat-completion requests the gateway is serving now."
-        overhead_doc = (
+        self.in_flight: InFlight = metrics.level(
+            "turnout_requests_in_flight", "Chat-completion requests the gateway is serving now."
+        )
+        self.overhead = metrics.histogram(
+            "turnout_gateway_overhead_seconds",
             "Time the gateway added to a chat completion: everything but the upstream "
-            "attempts (parsing, planning, hooks, retry backoff, serialisation)."
+            "attempts (parsing, planning, hooks, retry backoff, serialisation).",
+            [],
+            _OVERHEAD,
         )
-        self.responses: Family
-        self.overhead: Family
-        self.in_flight: InFlight
-        labels = ["endpoint", "status"]
-        if multiprocess_dir():
-            counter = Counter("turnout_http_responses", responses_doc, labels, registry=registry)
-            self.responses = PrometheusFamily(counter)
-            self.in_flight = Gauge(
-                "turnout_requests_in_flight",
-                in_flight_doc,
-                multiprocess_mode="livesum",
-                registry=registry,
-            )
-            histogram = Histogram(
-                "turnout_gateway_overhead_seconds",
-                overhead_doc,
-                buckets=_OVERHEAD,
-                registry=registry,
-            )
-            self.overhead = PrometheusFamily(histogram)
-            return
-        responses = CounterSums("turnout_http_responses_total", responses_doc, labels)
-        in_flight = Level("turnout_requests_in_flight", in_flight_doc)
-        overhead = HistogramCounts("turnout_gateway_overhead_seconds", overhead_doc, [], _OVERHEAD)
-        self.responses, self.in_flight, self.overhead = responses, in_flight, overhead
-        registry.register(SumsCollector([responses, in_flight, overhead]))
+        metrics.register()
 
 
 def policy_reloads(registry: CollectorRegistry) -> Counter:

@@ -16,9 +16,10 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Histogram, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,6 +35,7 @@ __all__ = [
     "HistogramCounts",
     "Labels",
     "Level",
+    "MetricSet",
     "PrometheusFamily",
     "SumsCollector",
 ]
@@ -143,11 +145,8 @@ class SumsCollector(Collector):
         self._lock = lock
 
     def collect(self) -> Iterator[Metric]:
-        if self._lock is None:
+        with self._lock or nullcontext():
             out = [family.family() for family in self._families]
-        else:
-            with self._lock:
-                out = [family.family() for family in self._families]
         yield from out
 
     def describe(self) -> Iterator[Metric]:
@@ -176,3 +175,57 @@ class PrometheusFamily:
             child = self._metric.labels(*labels) if labels else self._metric
             record = self._children[labels] = getattr(child, self._record)
         record(amount)
+
+
+class MetricSet:
+    """The metrics of one owner on one registry: plain numbers that one
+    ``SumsCollector`` reads at scrape time, or, with ``multiprocess``
+    (``PROMETHEUS_MULTIPROC_DIR`` set), prometheus-client's own objects. Make
+    every metric, then call ``register()`` once.
+
+    :param lock: the lock the owner makes its updates under (None: updated and
+        scraped on one thread)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        multiprocess: bool,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self._registry = registry
+        self._multiprocess = multiprocess
+        self._lock = lock
+        self._plain: list[Plain] = []
+
+    def counter(self, name: str, doc: str, labels: Sequence[str]) -> Family:
+        """Counter ``name`` (exported as ``name_total``)."""
+        if self._multiprocess:
+            return PrometheusFamily(Counter(name, doc, labels, registry=self._registry))
+        counter = CounterSums(name + "_total", doc, labels)
+        self._plain.append(counter)
+        return counter
+
+    def histogram(
+        self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]
+    ) -> Family:
+        if self._multiprocess:
+            metric = Histogram(name, doc, labels, buckets=buckets, registry=self._registry)
+            return PrometheusFamily(metric)
+        histogram = HistogramCounts(name, doc, labels, buckets)
+        self._plain.append(histogram)
+        return histogram
+
+    def level(self, name: str, doc: str) -> Level | Gauge:
+        """A gauge that goes up and down (``inc`` / ``dec``); summed over live
+        workers in multiprocess mode."""
+        if self._multiprocess:
+            return Gauge(name, doc, multiprocess_mode="livesum", registry=self._registry)
+        level = Level(name, doc)
+        self._plain.append(level)
+        return level
+
+    def register(self) -> None:
+        """Register the collector of the plain metrics made so far (if any)."""
+        if self._plain:
+            self._registry.register(SumsCollector(self._plain, self._lock))

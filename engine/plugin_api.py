@@ -34,14 +34,7 @@ from turnout.contract.strategy import (
 from turnout.errors import FailureClass, ProviderError, TurnoutError
 from turnout.lines import LineBuffer, json_lines
 from turnout.metrics import ModelLabels
-from turnout.plain_metrics import (
-    CounterSums,
-    Family,
-    HistogramCounts,
-    Level,
-    PrometheusFamily,
-    SumsCollector,
-)
+from turnout.plain_metrics import Family, MetricSet
 from turnout.policy.models import CacheConfig, Telemetry
 from turnout.policy.table import CompiledRoute, CompiledTarget, RoutingTable
 from turnout.policy.units import Duration, parse_duration
@@ -75,7 +68,6 @@ __all__ = [
     "CompiledGuardrail",
     "CompiledRoute",
     "CompiledTarget",
-    "CounterSums",
     "Delta",
     "Duration",
     "ExtraFields",
@@ -83,12 +75,10 @@ __all__ = [
     "Family",
     "Finding",
     "Guardrail",
-    "HistogramCounts",
-    "Level",
     "LineBuffer",
+    "MetricSet",
     "ModelLabels",
     "Plan",
-    "PrometheusFamily",
     "ProviderError",
     "Ranking",
     "RegisterGuardrail",
@@ -100,7 +90,6 @@ __all__ = [
     "RoutingTable",
     "Strategy",
     "StrategyInput",
-    "SumsCollector",
     "Telemetry",
     "TurnoutError",
     "Usage",

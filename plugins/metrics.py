@@ -20,17 +20,14 @@ import os
 import threading
 
 import pluggy
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from turnout.plugin_api import (
     AttemptRecord,
-    CounterSums,
     Family,
-    HistogramCounts,
+    MetricSet,
     ModelLabels,
-    PrometheusFamily,
     RequestContext,
     RequestOutcome,
-    SumsCollector,
     hookimpl,
 )
 
@@ -48,20 +45,14 @@ class RequestMetrics:
     record them. Model labels are bounded per engine (``ModelLabels``)."""
 
     def __init__(self, registry: CollectorRegistry, *, multiprocess: bool = False) -> None:
-        plain: list[CounterSums | HistogramCounts] = []
-
-        def counter(name: str, doc: str, labels: list[str]) -> Family:
-            if multiprocess:
-                return PrometheusFamily(Counter(name, doc, labels, registry=registry))
-            plain.append(CounterSums(name + "_total", doc, labels))
-            return plain[-1]
+        # one request's updates are made under one lock, so a scrape (or an
+        # engine shared by threads) never sees half of a request or loses one
+        self._lock = threading.Lock()
+        metrics = MetricSet(registry, multiprocess=multiprocess, lock=self._lock)
+        counter = metrics.counter
 
         def histogram(name: str, doc: str, labels: list[str]) -> Family:
-            if multiprocess:
-                metric = Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=registry)
-                return PrometheusFamily(metric)
-            plain.append(HistogramCounts(name, doc, labels, LATENCY_BUCKETS))
-            return plain[-1]
+            return metrics.histogram(name, doc, labels, LATENCY_BUCKETS)
 
         self.requests = counter(
             "turnout_requests",
@@ -126,11 +117,7 @@ class RequestMetrics:
             ["route", "provider", "model"],
         )
         self.model_label = ModelLabels()
-        # one request's updates are made under one lock, so a scrape (or an
-        # engine shared by threads) never sees half of a request or loses one
-        self._lock = threading.Lock()
-        if plain:
-            registry.register(SumsCollector(plain, self._lock))
+        metrics.register()
 
     @hookimpl
     def turnout_request_finished(self, ctx: RequestContext, outcome: RequestOutcome) -> None:

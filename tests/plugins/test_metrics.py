@@ -215,7 +215,7 @@ async def test_the_exposition_counts_sums_and_buckets_exactly_what_was_served() 
 
 def test_histogram_buckets_are_cumulative_with_each_value_in_its_first_bucket() -> None:
     from prometheus_client import CollectorRegistry
-    from turnout.plugins.metrics import HistogramCounts, SumsCollector
+    from turnout.plain_metrics import HistogramCounts, SumsCollector
 
     histogram = HistogramCounts("h", "doc", ["route"], [0.1, 1, 10])
     registry = CollectorRegistry()
